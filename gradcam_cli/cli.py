@@ -1,0 +1,253 @@
+"""The ``gradcam`` command: parsing, wiring and exit codes only.
+
+TensorFlow is imported inside the commands, never at module level, so ``gradcam --help`` is quick.
+Exit codes: 0 all good; 1 some inputs failed (listed at the end); 2 usage or model error;
+3 the output could not be written; 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import GradcamError
+
+METHOD_CHOICES = ("cam", "gradcam", "gradcam++")
+
+
+def _quiet_tensorflow() -> None:
+    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the terminal.
+
+    TensorFlow 2.21 writes those lines from C++ before its log level applies, so standard error is
+    pointed at /dev/null for the import only; Python exceptions still surface normally.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _fail(error: GradcamError) -> None:
+    click.echo(f"gradcam: error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def _parse_size(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    parts = value.lower().replace("x", ",").split(",")
+    try:
+        numbers = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a size: use 224 or 224,224.") from None
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or min(numbers) < 8:
+        raise click.BadParameter(f"'{value}' is not a size of at least 8: use 224 or 224,224.")
+    return numbers[0], numbers[1]
+
+
+class MethodType(click.ParamType):
+    """Method names with aliases (gradcampp, gradcam_pp, Grad-CAM ...), resolved without TensorFlow."""
+
+    name = "method"
+
+    def convert(self, value, param, ctx):
+        key = value.lower().replace("_", "").replace("-", "")
+        aliases = {"cam": "cam", "gradcam": "gradcam", "gradcam++": "gradcam++", "gradcampp": "gradcam++",
+                   "gradcamplusplus": "gradcam++"}
+        if key in aliases:
+            return aliases[key]
+        self.fail(f"unknown method '{value}': choose one of {', '.join(METHOD_CHOICES)}.", param, ctx)
+
+
+model_option = click.option(
+    "-m", "--model", default="demo", show_default=True,
+    help="A keras.applications name (xception, resnet50, ...; 'gradcam models' lists them), "
+         "'demo' (the bundled shapes classifier) or a .keras/.h5 file.")
+weights_option = click.option(
+    "--weights", default="imagenet", show_default=True,
+    help="For keras.applications models: imagenet, none (random), or a .h5/.weights.h5 path.")
+preprocess_option = click.option(
+    "--preprocess", default=None,
+    help="For model files: none, scale01 ([0,1]), tf ([-1,1]), caffe, torch, or an application name "
+         "whose preprocess_input to use. Default: the model's sidecar file, else none.")
+labels_option = click.option("--labels", type=click.Path(dir_okay=False), default=None,
+                             help="Text file with one class name per line.")
+input_size_option = click.option("--input-size", default=None,
+                                 help="Input size H[,W] for models that accept any size (or weights=none).")
+unsafe_option = click.option("--unsafe-model-code", is_flag=True,
+                             help="Allow Lambda layers in a trusted model file (turns Keras safe_mode off).")
+
+
+def _load_spec(model, weights, preprocess, labels, input_size, unsafe):
+    _quiet_tensorflow()
+    from .models import resolve_model
+
+    return resolve_model(model, weights=weights, preprocess=preprocess, labels=labels,
+                         input_size=_parse_size(input_size), safe_mode=not unsafe)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gradcam")
+def cli() -> None:
+    """Show where a Keras image classifier looks: CAM, Grad-CAM and Grad-CAM++ heatmaps for one
+    image or whole folders.
+
+    \b
+    Examples:
+      gradcam explain sample_images/shapes --model demo
+      gradcam explain img.jpg --model xception --method gradcam++
+      gradcam explain photos/ --model resnet50 --top-k 3 -o out/
+    """
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@model_option
+@weights_option
+@click.option("--method", type=MethodType(), default="gradcam", show_default=True,
+              help="cam, gradcam or gradcam++ (aliases: gradcampp, gradcam_pp).")
+@click.option("--layer", default=None, help="Target layer name (nested: outer/inner). Default: automatic.")
+@click.option("--class", "classes", multiple=True,
+              help="Class to explain, as index or label; repeat for several. Default: the top-1 class.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Explain each of the K most probable classes.")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_out", show_default=True)
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+              help="Heatmap opacity in the overlay.")
+@click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
+@click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
+@click.option("--overwrite", is_flag=True,
+              help="Redo inputs already explained in OUTPUT_DIR (by default a rerun resumes, skipping them).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-image predictions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest rows as JSON lines on stdout.")
+@click.option("--xla", is_flag=True, help="Compile with XLA (jit_compile); faster on some models.")
+@preprocess_option
+@labels_option
+@input_size_option
+@unsafe_option
+def explain(inputs, model, weights, method, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
+            recursive, overwrite, quiet, as_json, xla, preprocess, labels, input_size, unsafe_model_code):
+    """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
+
+    INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns.
+    """
+    from .images import collect_inputs
+
+    items = collect_inputs(list(inputs), recursive=recursive)
+    if not items:
+        _fail(GradcamError("no image files found in the given inputs."))
+    try:
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        from .pipeline import RunOptions
+
+        options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
+                             batch_size=batch_size, output_dir=Path(output_dir), alpha=alpha,
+                             colormap=colormap, overwrite=overwrite, xla=xla)
+        summary = _run_with_progress(items, spec, options, quiet, as_json)
+    except GradcamError as error:
+        _fail(error)
+    _report(summary, output_dir, quiet)
+    sys.exit(summary.exit_code)
+
+
+def _run_with_progress(items, spec, options, quiet, as_json):
+    from tqdm import tqdm
+
+    from .pipeline import run_explain
+
+    show_bar = not quiet and sys.stderr.isatty()
+    bar = tqdm(total=len(items), unit="img", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
+
+    def on_row(row: dict) -> None:
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        elif not quiet and row["status"] == "ok" and row["rank"] == 0:
+            top = ", ".join(f"{label} {probability:.1%}" for _, label, probability in row["top"])
+            tqdm.write(f"{row['input']}: {top}", file=sys.stdout)
+
+    try:
+        return run_explain(items, spec, options, on_row=on_row, progress=bar.update)
+    finally:
+        bar.close()
+
+
+def _report(summary, output_dir, quiet) -> None:
+    if summary.failures:
+        click.echo(f"gradcam: {len(summary.failures)} input(s) failed:", err=True)
+        for _, message in summary.failures:
+            click.echo(f"  {message}", err=True)
+    if summary.interrupted:
+        click.echo(f"gradcam: interrupted after {summary.images_done} image(s); {output_dir}/manifest.jsonl "
+                   "is up to date and a rerun resumes from there.", err=True)
+    elif not quiet:
+        skipped = f", {summary.images_skipped} already done" if summary.images_skipped else ""
+        click.echo(f"gradcam: {summary.images_done} image(s) explained{skipped} with {summary.method} on "
+                   f"layer {summary.layer} in {summary.seconds:.1f} s -> {output_dir}", err=True)
+
+
+@cli.command()
+@click.option("--params", is_flag=True, help="Also count parameters (builds every model; slow the first time).")
+def models(params):
+    """List the keras.applications architectures --model accepts."""
+    _quiet_tensorflow()
+    from .models import application_registry
+
+    registry = application_registry()
+    click.echo(f"{'name':<20} {'--model key':<20} {'input':>7}" + ("  parameters" if params else ""))
+    click.echo("demo                 demo                     64  (bundled shapes classifier)")
+    for key, entry in registry.items():
+        line = f"{entry.name:<20} {key:<20} {entry.native_size():>7}"
+        if params:
+            line += f"  {entry.parameter_count():>12,}"
+        click.echo(line)
+
+
+@cli.command()
+@model_option
+@weights_option
+@preprocess_option
+@labels_option
+@input_size_option
+@unsafe_option
+@click.option("--all", "show_all", is_flag=True, help="List every layer, not only the spatial candidates.")
+def layers(model, weights, preprocess, labels, input_size, unsafe_model_code, show_all):
+    """List the candidate target layers of a model, marking the automatic pick."""
+    try:
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        from .layers import auto_target_layer, candidate_layers, iter_layers
+
+        pick = auto_target_layer(spec.model)
+    except GradcamError as error:
+        _fail(error)
+    listed = list(iter_layers(spec.model)) if show_all else candidate_layers(spec.model)
+    for info in listed:
+        marker = "*" if info.layer is pick.layer else " "
+        shape = "x".join("?" if d is None else str(d) for d in (info.output_shape or ())[1:]) or "-"
+        click.echo(f"{marker} {info.path:<50} {type(info.layer).__name__:<24} {shape}")
+    click.echo(f"* automatic pick: {pick.path}", err=True)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="gradcam")
+    except KeyboardInterrupt:
+        click.echo("gradcam: interrupted.", err=True)
+        sys.exit(130)

@@ -1,0 +1,164 @@
+"""The compute core: one compiled graph per (model, layer, method, batch shape, targets mode).
+
+A batch goes through the model once; the gradients of each target's logit with respect to the
+target layer are taken in the same graph, so the cost is one forward pass plus one short backward
+pass per target. The last, partial batch is padded to the batch size so that it reuses the graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import TargetError
+from .layers import LayerInfo, Probe, auto_target_layer, find_layer
+from .methods import CamContext, CamMethod, get_method
+from .models import ModelSpec
+
+log = logging.getLogger("gradcam_cli")
+
+
+@dataclass
+class BatchResult:
+    """Per image: ``heatmaps`` (n, T, h, w) float32 raw maps at the layer's resolution;
+    ``class_ids`` (n, T) int; ``probabilities`` (n, C) float32."""
+
+    heatmaps: np.ndarray
+    class_ids: np.ndarray
+    probabilities: np.ndarray
+
+
+def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classes: int) -> list[int] | None:
+    """``--class`` values (indices or label names) to indices, checked against the model."""
+    if not classes:
+        return None
+    indices = []
+    for value in classes:
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            index = int(text)
+        elif spec.labels and text in spec.labels:
+            index = spec.labels.index(text)
+        else:
+            lowered = [label.lower() for label in spec.labels or []]
+            if text.lower() in lowered:
+                index = lowered.index(text.lower())
+            else:
+                import difflib
+
+                hint = ""
+                if spec.labels:
+                    close = difflib.get_close_matches(text, spec.labels, n=3)
+                    hint = f" Did you mean {', '.join(close)}?" if close else ""
+                else:
+                    hint = " This model has no labels; pass a class index or --labels FILE."
+                raise TargetError(f"unknown class '{text}'.{hint}")
+        if not 0 <= index < num_classes:
+            raise TargetError(f"class index {index} is out of range: the model has {num_classes} classes (0..{num_classes - 1}).")
+        indices.append(index)
+    return indices
+
+
+class Explainer:
+    """Computes class activation maps for batches of model-ready images.
+
+    >>> explainer = Explainer(spec, method="gradcam++")            # doctest: +SKIP
+    >>> result = explainer.run(batch, top_k=1)                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        method: str | CamMethod = "gradcam",
+        layer: str | None = None,
+        batch_size: int = 16,
+        xla: bool = False,
+    ):
+        self.spec = spec
+        self.method = get_method(method)
+        self.target: LayerInfo = find_layer(spec.model, layer) if layer else auto_target_layer(spec.model)
+        self.probe = Probe(spec.model, self.target)
+        self.method_state = self.method.prepare(spec, self.probe)
+        self.batch_size = int(batch_size)
+        self.xla = xla
+        self.num_classes = int(spec.model.output_shape[-1])
+        self._compiled: dict[tuple, Any] = {}
+        log.info("target layer: %s %s", self.target.path, self.target.output_shape)
+
+    @property
+    def layer_name(self) -> str:
+        return self.target.path
+
+    def _step(self, explicit: bool, count: int):
+        key = (explicit, count)
+        if key not in self._compiled:
+            self._compiled[key] = self._build_step(explicit, count)
+        return self._compiled[key]
+
+    def _build_step(self, explicit: bool, count: int):
+        import tensorflow as tf
+
+        probe, method, state = self.probe, self.method, self.method_state
+
+        def step(images, class_ids):
+            with tf.GradientTape(persistent=count > 1) as tape:
+                model_activations, logits = probe(images, watch=tape.watch)
+                targets = class_ids if explicit else tf.math.top_k(logits, k=count).indices
+                scores = [tf.gather(logits, targets[:, t], batch_dims=1) for t in range(count)]
+            activations = tf.cast(model_activations, tf.float32)
+            maps = []
+            for t in range(count):
+                gradients = None
+                if method.uses_gradients:
+                    # of the tensor the model consumed (before any dtype cast), so it is on the tape
+                    gradients = tf.cast(tape.gradient(scores[t], model_activations), tf.float32)
+                context = CamContext(activations, gradients, targets[:, t], logits, images, probe, state)
+                maps.append(method.cam(context))
+            del tape
+            return tf.stack(maps, axis=1), tf.cast(targets, tf.int32), probe.probabilities(logits)
+
+        height, width = self.spec.input_size
+        channels = self.spec.model.inputs[0].shape[-1] or 3
+        signature = [
+            tf.TensorSpec((self.batch_size, height, width, channels), tf.float32),
+            tf.TensorSpec((self.batch_size, count), tf.int32),
+        ]
+        return tf.function(step, input_signature=signature, jit_compile=self.xla or None, reduce_retracing=True)
+
+    def run(
+        self,
+        images: np.ndarray,
+        classes: list[int] | None = None,
+        top_k: int = 1,
+    ) -> BatchResult:
+        """Maps for ``images`` (n, H, W, C) already preprocessed; n may exceed the batch size.
+
+        ``classes``: explain these class indices for every image; otherwise the ``top_k`` best.
+        """
+        if classes is not None:
+            classes = resolve_classes(self.spec, classes, self.num_classes)
+        explicit = classes is not None
+        count = len(classes) if explicit else int(top_k)
+        if not explicit and not 1 <= count <= self.num_classes:
+            raise TargetError(f"--top-k {count} is out of range: the model has {self.num_classes} classes.")
+        step = self._step(explicit, count)
+        results = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = np.asarray(images[start : start + self.batch_size], dtype=np.float32)
+            filled = len(chunk)
+            if filled < self.batch_size:  # pad instead of retracing for a partial batch
+                padding = np.zeros((self.batch_size - filled, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, padding])
+            class_ids = np.zeros((self.batch_size, count), np.int32)
+            if explicit:
+                class_ids[:] = np.asarray(classes, np.int32)
+            heatmaps, targets, probabilities = step(chunk, class_ids)
+            results.append((heatmaps.numpy()[:filled], targets.numpy()[:filled], probabilities.numpy()[:filled]))
+        return BatchResult(
+            heatmaps=np.concatenate([r[0] for r in results]),
+            class_ids=np.concatenate([r[1] for r in results]),
+            probabilities=np.concatenate([r[2] for r in results]),
+        )

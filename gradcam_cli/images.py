@@ -1,0 +1,171 @@
+"""Finding inputs and decoding them into RGB arrays.
+
+Every decode problem becomes an :class:`ImageError` with a one-line reason, so a batch can record
+it and move on. Pillow's decompression-bomb guard is turned into such an error too.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+MAX_PIXELS = 100_000_000  # 100 MP: larger images are refused instead of taking gigabytes
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input file and the name its outputs are derived from (relative, '/'-separated)."""
+
+    path: str
+    relative: str
+    error: str | None = None  # set when the argument itself is bad (missing, unreadable folder)
+
+
+def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[InputItem]]:
+    files: list[Path] = []
+    problems: list[InputItem] = []
+    if not recursive:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as error:
+            return [], [InputItem(str(folder), folder.name, f"cannot list folder: {error.strerror}")]
+        return [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS], problems
+    visited: set[tuple[int, int]] = set()
+
+    def onerror(error: OSError) -> None:
+        problems.append(InputItem(str(error.filename), Path(str(error.filename)).name, f"cannot list folder: {error.strerror}"))
+
+    for root, dirs, names in os.walk(folder, followlinks=True, onerror=onerror):
+        try:
+            stat = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in visited:  # a symlink loop: each real folder once
+            dirs[:] = []
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root) / name
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(path)
+    return files, problems
+
+
+def collect_inputs(arguments: list[str], recursive: bool = False) -> list[InputItem]:
+    """Files, folders (``recursive`` descends) and glob patterns, in a stable order.
+
+    Folders contribute files with an image extension; files named explicitly are always tried.
+    Missing paths come back as items with ``error`` set.
+    """
+    items: list[InputItem] = []
+    seen: set[str] = set()
+
+    def add(path: Path, relative: str, error: str | None = None) -> None:
+        key = os.path.abspath(path)
+        if key in seen:
+            return
+        seen.add(key)
+        items.append(InputItem(str(path), relative, error))
+
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            files, problems = _walk(path, recursive)
+            for file in files:
+                add(file, file.relative_to(path).as_posix())
+            items.extend(problems)
+        elif path.exists() or path.is_symlink():
+            add(path, path.name)
+        elif glob.has_magic(argument):
+            matches = sorted(glob.glob(argument, recursive=recursive))
+            if not matches:
+                add(path, path.name, "no file matches this pattern")
+            for match in matches:
+                if Path(match).is_file():
+                    add(Path(match), Path(match).name)
+        else:
+            add(path, path.name, "no such file or folder")
+    return items
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: 16-bit and float greys are scaled, transparency goes on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        if image.mode == "F":
+            top = max(float(array.max()), 1e-12) if array.max() > 1.0 else 1.0
+        grey = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode ``path`` to an (H, W, 3) uint8 RGB array, EXIF orientation applied, first frame only."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(
+                        f"{path}: {width}x{height} is over the {MAX_PIXELS // 1_000_000} MP limit "
+                        "(a possible decompression bomb); downscale it first."
+                    )
+                image.seek(0)
+                image = ImageOps.exif_transpose(image)
+                rgb = _to_rgb(image)
+                rgb.load()
+                return np.asarray(rgb, dtype=np.uint8)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: too many pixels (a possible decompression bomb); downscale it first.") from None
+    except UnidentifiedImageError:
+        size = path.stat().st_size if path.exists() else 0
+        what = "an empty file" if size == 0 else "not an image Pillow can read"
+        raise ImageError(f"{path}: {what}; pass jpg, png, bmp, gif, webp or tiff files.") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied; make it readable (chmod +r).") from None
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ImageError(f"{path}: damaged or truncated image ({detail}); re-export or remove it.") from None
+
+
+def model_input(rgb: np.ndarray, size: tuple[int, int], channels: int = 3) -> np.ndarray:
+    """Resize (stretch, bilinear) to the model's (height, width); float32 in [0, 255]."""
+    height, width = size
+    image = Image.fromarray(rgb)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.BILINEAR)
+    if channels == 1:
+        image = image.convert("L")
+        return np.asarray(image, dtype=np.float32)[..., None]
+    return np.asarray(image, dtype=np.float32)

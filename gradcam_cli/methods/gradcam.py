@@ -1,0 +1,130 @@
+"""CAM, Grad-CAM and Grad-CAM++: the three methods that weight channels from the class score."""
+
+from __future__ import annotations
+
+from ..errors import MethodError
+from .base import CamContext, CamMethod
+
+
+class GradCAM(CamMethod):
+    """Grad-CAM (Selvaraju et al., ICCV 2017, eq. 1-2).
+
+    ``w_k = mean_ij dy^c / dA^k_ij``, ``L = ReLU(sum_k w_k A^k)``, where ``y^c`` is the class's
+    pre-softmax logit (the paper's "score before the softmax").
+
+    Example::
+
+        gradcam_cli.explain("demo", ["sample_images/shapes/01_circle.png"], method="gradcam")
+    """
+
+    name = "gradcam"
+    aliases = ("grad-cam", "grad_cam")
+    description = "gradient-weighted class activation map (Selvaraju 2017)"
+
+    def channel_weights(self, context: CamContext):
+        import tensorflow as tf
+
+        return tf.reduce_mean(context.gradients, axis=(1, 2))
+
+
+class GradCAMPlusPlus(CamMethod):
+    """Grad-CAM++ (Chattopadhay et al., WACV 2018, eq. 19 with the exponential score).
+
+    With ``Y^c = exp(S^c)`` the paper's closed form gives, for ``g = dS^c/dA``::
+
+        alpha^kc_ij = g_ij^2 / (2 g_ij^2 + sum_ab A^k_ab g_ij^3)      (0 where the denominator is 0)
+        w^c_k       = sum_ij alpha^kc_ij ReLU(dY^c/dA^k_ij) = exp(S^c) sum_ij alpha^kc_ij ReLU(g_ij)
+        L           = ReLU(sum_k w^c_k A^k)
+
+    Choices where peers differ: weights are a *sum* over positions (the paper), not a mean; the
+    positive factor ``exp(S^c)`` is dropped, since it scales one image's map uniformly (min-max
+    normalisation removes it) and overflows float32 for logits above ~88; alpha is not re-normalised.
+    """
+
+    name = "gradcam++"
+    aliases = ("gradcampp", "gradcam_pp", "gradcamplusplus", "grad-cam++")
+    description = "Grad-CAM with higher-order pixel weights, better on several instances (Chattopadhay 2018)"
+
+    def channel_weights(self, context: CamContext):
+        import tensorflow as tf
+
+        gradients, activations = context.gradients, context.activations
+        grads_2 = tf.square(gradients)
+        grads_3 = grads_2 * gradients
+        activation_sums = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+        denominator = 2.0 * grads_2 + activation_sums * grads_3
+        safe = tf.where(denominator != 0.0, denominator, tf.ones_like(denominator))
+        alpha = tf.where(denominator != 0.0, grads_2 / safe, tf.zeros_like(denominator))
+        return tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=(1, 2))
+
+
+class CAM(CamMethod):
+    """Class Activation Mapping (Zhou et al., CVPR 2016, eq. 2).
+
+    For a network ending in ``conv -> global average pooling -> Dense``, the map of class ``c`` is
+    ``M_c = sum_k w^c_k A^k`` with ``w^c`` the Dense weights of class ``c``. ReLU is applied like the
+    other methods here, so CAM and Grad-CAM agree up to a positive constant (``1 / (h w)``) on such
+    models. Gradient-free.
+    """
+
+    name = "cam"
+    aliases = ("classactivationmap",)
+    uses_gradients = False
+    description = "class activation map from the Dense weights; needs conv -> GAP -> Dense (Zhou 2016)"
+
+    def prepare(self, spec, probe):
+        dense = gap_dense_head(probe)
+        return dense
+
+    def channel_weights(self, context: CamContext):
+        import tensorflow as tf
+
+        kernel = tf.cast(context.method_state.kernel, tf.float32)  # (k, classes)
+        return tf.transpose(tf.gather(kernel, context.targets, axis=1))
+
+
+def _producer(tensor):
+    history = getattr(tensor, "_keras_history", None)
+    return history[0] if history is not None else None
+
+
+def _resolve_model_output(layer):
+    """If ``layer`` is a nested model, the layer producing its output."""
+    import keras
+
+    while isinstance(layer, keras.Model):
+        layer = _producer(layer.outputs[0])
+    return layer
+
+
+def gap_dense_head(probe):
+    """The Dense layer of a ``target -> GlobalAveragePooling2D -> [Dropout] -> Dense`` head."""
+    import keras
+
+    head = probe.head
+    dense = head.layer if head.kind == "dense" else None
+    if head.kind == "input":
+        dense = _resolve_model_output(_producer(head.layer.input))
+    if head.kind == "output":
+        from ..layers import _output_layer
+
+        dense = _output_layer(probe.model)
+    reason = None
+    if not isinstance(dense, keras.layers.Dense):
+        reason = "the model does not end in a Dense layer"
+    else:
+        node = _resolve_model_output(_producer(dense.input))
+        while isinstance(node, (keras.layers.Dropout, keras.layers.Identity)) or (
+            isinstance(node, keras.layers.Activation) and getattr(node.activation, "__name__", "") == "linear"
+        ):
+            node = _resolve_model_output(_producer(node.input))
+        if not isinstance(node, keras.layers.GlobalAveragePooling2D):
+            reason = "the Dense layer is not fed by GlobalAveragePooling2D"
+        elif _resolve_model_output(_producer(node.input)) is not probe.target.layer:
+            reason = f"global average pooling does not read the target layer '{probe.target.path}'"
+    if reason:
+        raise MethodError(
+            f"CAM needs a conv -> GlobalAveragePooling2D -> Dense head, but {reason}. "
+            "Use --method gradcam, which needs no particular head."
+        )
+    return dense

@@ -1,0 +1,296 @@
+"""The batch loop: decode ahead, compute, render and write behind, record every outcome.
+
+Decoding (Pillow releases the GIL) runs in a thread pool one batch ahead of the model; colouring,
+JPEG encoding and writing run in another pool behind it, so the model is rarely kept waiting. Only
+a bounded number of batches is ever in memory. Each (image, target) gets a manifest row; a bad
+image gets an error row and the batch goes on.
+
+``manifest.jsonl`` is append-only while a run is going (flushed after every batch, so a killed run
+loses nothing already written) and compacted at the end: per (input, method, targets) only the rows
+of the latest run that handled that input are kept. A rerun skips inputs whose rows are all ``ok``
+with the same settings and whose files exist, unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import render
+from .engine import Explainer, resolve_classes
+from .errors import ImageError, OutputError
+from .images import InputItem, load_image, model_input
+from .models import ModelSpec
+
+MANIFEST = "manifest.jsonl"
+TOP_PREDICTIONS = 3
+
+
+@dataclass
+class RunOptions:
+    method: str = "gradcam"
+    layer: str | None = None
+    classes: list[str | int] | None = None
+    top_k: int = 1
+    batch_size: int = 16
+    output_dir: Path = Path("gradcam_out")
+    alpha: float = 0.4
+    colormap: str = "jet"
+    overwrite: bool = False
+    xla: bool = False
+    workers: int = 4
+
+
+@dataclass
+class RunSummary:
+    images_done: int = 0
+    images_skipped: int = 0
+    rows: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+    layer: str = ""
+    method: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failures else 0
+
+
+def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
+    settings = [spec.source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
+                targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name]
+    return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
+
+
+class Manifest:
+    """Rows in ``manifest.jsonl``; see the module docstring for the resume and compaction rules."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.previous = self._read(path)
+        self._stream = None
+
+    @staticmethod
+    def _read(path: Path) -> list[dict]:
+        rows = []
+        try:
+            with open(path, encoding="utf-8") as stream:
+                for line in stream:
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:  # a line cut short by a killed run
+                        continue
+        except FileNotFoundError:
+            pass
+        return rows
+
+    @staticmethod
+    def group(row: dict) -> tuple:
+        return (row.get("input"), row.get("method"), row.get("targets"))
+
+    def finished_inputs(self, method: str, targets: str, config: str) -> set[str]:
+        """Inputs whose latest rows for (method, targets) are all ok, same config, files present."""
+        latest: dict[tuple, list[dict]] = {}
+        for row in self.previous:
+            key = self.group(row)
+            if key not in latest or latest[key][0].get("run") != row.get("run"):
+                latest[key] = [row]
+            else:
+                latest[key].append(row)
+        done = set()
+        for (input_path, row_method, row_targets), rows in latest.items():
+            if row_method != method or row_targets != targets:
+                continue
+            if all(
+                row.get("status") == "ok"
+                and row.get("config") == config
+                and all(os.path.exists(row[key]) for key in ("overlay", "heatmap") if row.get(key))
+                for row in rows
+            ):
+                done.add(input_path)
+        return done
+
+    def append(self, rows: list[dict]) -> None:
+        if self._stream is None:
+            self._stream = open(self.path, "a", encoding="utf-8")
+        for row in rows:
+            self._stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def close_and_compact(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        rows = self._read(self.path)
+        latest_run: dict[tuple, Any] = {}
+        for row in rows:
+            latest_run[self.group(row)] = row.get("run")
+        kept = [row for row in rows if latest_run[self.group(row)] == row.get("run")]
+        if len(kept) != len(rows):
+            data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept)
+            render.atomic_write_bytes(self.path, data.encode("utf-8"))
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        render.atomic_write_bytes(output_dir / ".gradcam-write-test", b"")
+        os.unlink(output_dir / ".gradcam-write-test")
+    except OSError as error:
+        raise OutputError(
+            f"{output_dir}: cannot write the output folder ({error.strerror or error}); "
+            "pick another with -o/--output-dir."
+        ) from None
+
+
+def _decode(item: InputItem, spec: ModelSpec, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    if item.error:
+        raise ImageError(f"{item.path}: {item.error}.")
+    original = load_image(item.path)
+    return original, model_input(original, spec.input_size, channels)
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_explain(
+    items: list[InputItem],
+    spec: ModelSpec,
+    options: RunOptions,
+    on_row: Callable[[dict], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Explain every input; write overlays, heatmaps and the manifest under ``options.output_dir``.
+
+    ``on_row(row)`` is called with each manifest row once written; ``progress(n)`` after n more images.
+    Raises :class:`GradcamError` for problems found before any image is processed, and
+    :class:`OutputError` when writing fails mid-run (the manifest is flushed first).
+    """
+    started = time.perf_counter()
+    explainer = Explainer(spec, options.method, options.layer, options.batch_size, options.xla)
+    classes = resolve_classes(spec, options.classes, explainer.num_classes)
+    if classes is None and not 1 <= options.top_k <= explainer.num_classes:
+        resolve_classes(spec, [options.top_k - 1], explainer.num_classes)  # same message as --class
+    targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
+    output_dir = Path(options.output_dir)
+    _check_output_dir(output_dir)
+    manifest = Manifest(output_dir / MANIFEST)
+    config = _fingerprint(spec, explainer, options, targets)
+    summary = RunSummary(layer=explainer.layer_name, method=explainer.method.name)
+    stems = dict(zip([i.path for i in items], render.unique_stems(i.relative for i in items), strict=True))
+    done = set() if options.overwrite else manifest.finished_inputs(explainer.method.name, targets, config)
+    todo = [item for item in items if item.path not in done]
+    summary.images_skipped = len(items) - len(todo)
+    if progress and summary.images_skipped:
+        progress(summary.images_skipped)
+    lut = render.colormap_lut(options.colormap)
+    channels = int(spec.model.inputs[0].shape[-1] or 3)
+    run_id = f"{time.time():.6f}-{os.getpid()}"
+    base_row = {"run": run_id, "method": explainer.method.name, "layer": explainer.layer_name,
+                "model": spec.name, "targets": targets, "config": config}
+
+    def error_row(item: InputItem, message: str) -> dict:
+        return {**base_row, "input": item.path, "status": "error", "error": message,
+                "class_index": None, "label": None, "probability": None, "overlay": None, "heatmap": None}
+
+    def write_outputs(item: InputItem, original: np.ndarray, heatmap: np.ndarray, row: dict) -> dict:
+        overlay_path, heatmap_path = render.output_paths(output_dir, stems[item.path], explainer.method.name, row["class_index"])
+        image = render.overlay(original, heatmap, options.alpha, lut)
+        render.atomic_write_bytes(overlay_path, render.jpeg_bytes(image))
+        render.atomic_write_bytes(heatmap_path, render.npy_bytes(heatmap))
+        return {**row, "overlay": str(overlay_path), "heatmap": str(heatmap_path)}
+
+    decoders = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode")
+    writers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="write")
+    pending: list[tuple[list[Future | dict], int]] = []  # rows of a batch being written, image count
+
+    def drain(keep: int) -> None:
+        while len(pending) > keep:
+            futures, image_count = pending.pop(0)
+            rows = []
+            try:
+                for future in futures:
+                    rows.append(future.result() if isinstance(future, Future) else future)
+            except OSError as error:
+                manifest.append(rows)
+                if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                    raise OutputError(
+                        f"{output_dir}: writing failed ({error.strerror}); stopped. Free space or "
+                        "pick another --output-dir; a rerun resumes where this one stopped."
+                    ) from None
+                raise
+            manifest.append(rows)
+            summary.rows += len(rows)
+            for row in rows:
+                if row["status"] == "error":
+                    summary.failures.append((row["input"], row["error"]))
+                elif row["rank"] == 0:
+                    summary.images_done += 1
+                if on_row:
+                    on_row(row)
+            if progress:
+                progress(image_count)
+
+    def submit_decodes(batch: list[InputItem]) -> list[Future]:
+        return [decoders.submit(_decode, item, spec, channels) for item in batch]
+
+    batches = list(_batches(todo, options.batch_size))
+    try:
+        next_decodes = submit_decodes(batches[0]) if batches else []
+        for index, batch in enumerate(batches):
+            decodes, next_decodes = next_decodes, (submit_decodes(batches[index + 1]) if index + 1 < len(batches) else [])
+            rows: list[Future | dict] = []
+            good: list[tuple[InputItem, np.ndarray, np.ndarray]] = []
+            for item, future in zip(batch, decodes, strict=True):
+                try:
+                    original, prepared = future.result()
+                    good.append((item, original, prepared))
+                except ImageError as error:
+                    rows.append(error_row(item, str(error)))
+            if good:
+                prepared = spec.preprocess(np.stack([g[2] for g in good]).astype(np.float32))
+                result = explainer.run(np.asarray(prepared, np.float32), classes, options.top_k)
+                for position, (item, original, _) in enumerate(good):
+                    probabilities = result.probabilities[position]
+                    best = np.argsort(-probabilities)[:TOP_PREDICTIONS]
+                    top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
+                    for rank, class_index in enumerate(result.class_ids[position]):
+                        heatmap = result.heatmaps[position, rank]
+                        row = {**base_row, "input": item.path, "status": "ok", "error": None, "rank": rank,
+                               "class_index": int(class_index), "label": spec.label(int(class_index)),
+                               "probability": round(float(probabilities[class_index]), 6), "top": top,
+                               "image_size": [int(original.shape[1]), int(original.shape[0])],
+                               "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
+                        rows.append(writers.submit(write_outputs, item, original, heatmap, row))
+            pending.append((rows, len(batch)))
+            drain(keep=1)
+        drain(keep=0)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for futures in (next_decodes if batches else []):
+            futures.cancel()
+        try:
+            drain(keep=0)
+        except (KeyboardInterrupt, OutputError):
+            pass
+    finally:
+        decoders.shutdown(wait=True, cancel_futures=True)
+        writers.shutdown(wait=True)
+        manifest.close_and_compact()
+        summary.seconds = time.perf_counter() - started
+    return summary

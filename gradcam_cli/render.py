@@ -1,0 +1,181 @@
+"""Colouring, overlays, output names and atomic writes.
+
+Overlay convention: ``overlay = alpha * colormap(h) + (1 - alpha) * image``, in RGB, where ``h`` is
+the raw map upsampled bilinearly to the image's size and min-max normalised to [0, 1] per map. A flat
+map (max == min) becomes all zeros, never NaN.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from .errors import OutputError
+
+
+def _piecewise(points: list[tuple[float, float]], x: np.ndarray) -> np.ndarray:
+    return np.interp(x, [p[0] for p in points], [p[1] for p in points])
+
+
+def _jet(x: np.ndarray) -> np.ndarray:
+    """The classic MATLAB/matplotlib ``jet`` segment definition."""
+    red = _piecewise([(0, 0), (0.35, 0), (0.66, 1), (0.89, 1), (1, 0.5)], x)
+    green = _piecewise([(0, 0), (0.125, 0), (0.375, 1), (0.64, 1), (0.91, 0), (1, 0)], x)
+    blue = _piecewise([(0, 0.5), (0.11, 1), (0.34, 1), (0.65, 0), (1, 0)], x)
+    return np.stack([red, green, blue], axis=-1)
+
+
+def _turbo(x: np.ndarray) -> np.ndarray:
+    """Turbo (Mikhailov, Google AI blog 2019), by its published degree-5 polynomial fit."""
+    coefficients = {
+        0: (0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943),
+        1: (0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604),
+        2: (0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973),
+    }
+    channels = [np.polynomial.polynomial.polyval(x, coefficients[c]) for c in range(3)]
+    return np.clip(np.stack(channels, axis=-1), 0, 1)
+
+
+def _hot(x: np.ndarray) -> np.ndarray:
+    red = _piecewise([(0, 0.0416), (0.365079, 1), (1, 1)], x)
+    green = _piecewise([(0, 0), (0.365079, 0), (0.746032, 1), (1, 1)], x)
+    blue = _piecewise([(0, 0), (0.746032, 0), (1, 1)], x)
+    return np.stack([red, green, blue], axis=-1)
+
+
+def _gray(x: np.ndarray) -> np.ndarray:
+    return np.stack([x, x, x], axis=-1)
+
+
+COLORMAPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "jet": _jet,
+    "turbo": _turbo,
+    "hot": _hot,
+    "gray": _gray,
+}
+
+
+def colormap_lut(name: str) -> np.ndarray:
+    """A (256, 3) uint8 lookup table: colouring a map is one fancy-indexing step."""
+    try:
+        function = COLORMAPS[name]
+    except KeyError:
+        raise ValueError(f"unknown colormap '{name}': choose one of {', '.join(COLORMAPS)}") from None
+    return np.round(function(np.linspace(0.0, 1.0, 256)) * 255).astype(np.uint8)
+
+
+def upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (h, w) map to ``size`` = (height, width), half-pixel centres."""
+    height, width = size
+    image = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.float32)
+
+
+def normalize(heatmap: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1]; a flat or non-finite map gives zeros."""
+    heatmap = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(heatmap.min(initial=0.0)), float(heatmap.max(initial=0.0))
+    if heatmap.size:
+        low, high = float(heatmap.min()), float(heatmap.max())
+    if not high > low:
+        return np.zeros_like(heatmap)
+    return (heatmap - low) / (high - low)
+
+
+def display_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The map as shown: upsampled to ``size`` and normalised to [0, 1]."""
+    return normalize(upsample(heatmap, size))
+
+
+def is_empty(heatmap: np.ndarray) -> bool:
+    """True when the map carries no location (all zero, constant or non-finite)."""
+    finite = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return not float(finite.max(initial=0.0)) > float(finite.min(initial=0.0))
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str | np.ndarray = "jet") -> np.ndarray:
+    """Blend the coloured map onto ``image`` (H, W, 3) uint8; returns uint8 RGB."""
+    lut = colormap_lut(colormap) if isinstance(colormap, str) else colormap
+    shown = display_heatmap(heatmap, image.shape[:2])
+    coloured = lut[np.round(shown * 255).astype(np.uint8)]
+    blended = Image.blend(Image.fromarray(image), Image.fromarray(coloured), float(alpha))
+    return np.asarray(blended)
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def _safe_component(part: str) -> str:
+    part = _UNSAFE.sub("_", part)
+    if part in ("", ".", ".."):
+        return "_"
+    return part
+
+
+def output_stem(relative: str) -> str:
+    """``a/cat.jpg`` -> ``a/cat_jpg``: the extension stays in the name so that ``cat.jpg`` and
+    ``cat.png`` never share outputs; every component is made safe (no ``..``, no separators)."""
+    path = PurePosixPath(relative.replace("\\", "/"))
+    name = path.stem + (f"_{path.suffix[1:]}" if path.suffix else "")
+    parts = [_safe_component(p) for p in path.parent.parts if p not in ("/",)]
+    return "/".join([*parts, _safe_component(name)])
+
+
+def unique_stems(relatives: Iterable[str]) -> list[str]:
+    """Output stems for inputs in order, with ``~2``, ``~3`` ... added on a clash (compared
+    case-insensitively, for case-insensitive file systems)."""
+    used: set[str] = set()
+    stems = []
+    for relative in relatives:
+        stem = output_stem(relative)
+        candidate, number = stem, 2
+        while candidate.lower() in used:
+            candidate, number = f"{stem}~{number}", number + 1
+        used.add(candidate.lower())
+        stems.append(candidate)
+    return stems
+
+
+def output_paths(output_dir: Path, stem: str, method: str, class_index: int) -> tuple[Path, Path]:
+    """(overlay JPEG, heatmap .npy) for one image and target, always inside ``output_dir``."""
+    base = output_dir / f"{stem}.{method}.c{class_index}"
+    overlay_path, heatmap_path = base.with_name(base.name + ".jpg"), base.with_name(base.name + ".npy")
+    root = os.path.abspath(output_dir)
+    if os.path.commonpath([root, os.path.abspath(overlay_path)]) != root:
+        raise OutputError(f"{stem}: output would land outside {output_dir}")
+    return overlay_path, heatmap_path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
