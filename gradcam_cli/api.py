@@ -89,8 +89,8 @@ def explain(
 
     ``model``: a keras.Model, a keras.applications name, 'demo', or a model file.
     ``images``: paths (files, folders, globs), PIL images, or uint8 RGB arrays (H, W, 3) or (N, H, W, 3).
-    ``target``: class index/label or a list of them, explained for every image; default: the
-    ``top_k`` most probable classes of each image.
+    ``target``: class index/label or a list of them, explained for every image, or an (N, T)
+    integer array with each image's own classes; default: each image's ``top_k`` best classes.
 
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
@@ -105,7 +105,10 @@ def explain(
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
     prepared = np.asarray(spec.preprocess(prepared), np.float32)
-    classes = None if target is None else ([target] if isinstance(target, (int, str)) else list(target))
+    if target is None or isinstance(target, np.ndarray):
+        classes = target
+    else:
+        classes = [target] if isinstance(target, (int, str, np.integer)) else list(target)
     result = explainer.run(prepared, classes, top_k)
     return Explanation(result.heatmaps, result.class_ids, result.probabilities, arrays, paths,
                        explainer.layer_name, explainer.method.name, spec)

@@ -131,17 +131,23 @@ class Explainer:
     def run(
         self,
         images: np.ndarray,
-        classes: list[int] | None = None,
+        classes: list[int | str] | np.ndarray | None = None,
         top_k: int = 1,
     ) -> BatchResult:
         """Maps for ``images`` (n, H, W, C) already preprocessed; n may exceed the batch size.
 
-        ``classes``: explain these class indices for every image; otherwise the ``top_k`` best.
+        ``classes``: a list of class indices/labels explained for every image, or an (n, T) integer
+        array giving each image its own targets; otherwise each image's ``top_k`` best classes.
         """
-        if classes is not None:
-            classes = resolve_classes(self.spec, classes, self.num_classes)
+        per_image = None
+        if classes is not None and np.ndim(classes) == 2:
+            per_image = np.asarray(classes, np.int32)
+            if per_image.min(initial=0) < 0 or per_image.max(initial=0) >= self.num_classes:
+                raise TargetError(f"class indices must lie in 0..{self.num_classes - 1}.")
+        elif classes is not None:
+            classes = resolve_classes(self.spec, list(classes), self.num_classes)
         explicit = classes is not None
-        count = len(classes) if explicit else int(top_k)
+        count = per_image.shape[1] if per_image is not None else len(classes) if explicit else int(top_k)
         if not explicit and not 1 <= count <= self.num_classes:
             raise TargetError(f"--top-k {count} is out of range: the model has {self.num_classes} classes.")
         step = self._step(explicit, count)
@@ -153,7 +159,9 @@ class Explainer:
                 padding = np.zeros((self.batch_size - filled, *chunk.shape[1:]), np.float32)
                 chunk = np.concatenate([chunk, padding])
             class_ids = np.zeros((self.batch_size, count), np.int32)
-            if explicit:
+            if per_image is not None:
+                class_ids[:filled] = per_image[start : start + filled]
+            elif explicit:
                 class_ids[:] = np.asarray(classes, np.int32)
             heatmaps, targets, probabilities = step(chunk, class_ids)
             results.append((heatmaps.numpy()[:filled], targets.numpy()[:filled], probabilities.numpy()[:filled]))

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ class _SizeProbe(Exception):
         self.size = size
 
 
-@lru_cache(maxsize=None)
+@cache
 def _native_size(name: str) -> int:
     """The architecture's default input size, as its constructor declares it.
 
@@ -244,11 +244,7 @@ def build_application(
         weights = None
     kwargs: dict[str, Any] = {"weights": weights}
     if input_size is not None:
-        if weights == "imagenet":
-            kwargs["input_shape"] = (*input_size, 3)
-            kwargs["include_top"] = True
-        else:
-            kwargs["input_shape"] = (*input_size, 3)
+        kwargs["input_shape"] = (*input_size, 3)
     if weights not in (None, "imagenet") and not os.path.exists(str(weights)):
         raise WeightsUnavailable(f"{weights}: no such weights file (pass --weights imagenet|none|PATH).")
     try:

@@ -13,6 +13,7 @@ with the same settings and whose files exist, unless ``overwrite`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -28,7 +29,7 @@ import numpy as np
 
 from . import render
 from .engine import Explainer, resolve_classes
-from .errors import ImageError, OutputError
+from .errors import ImageError, OutputError, TargetError
 from .images import InputItem, load_image, model_input
 from .models import ModelSpec
 
@@ -125,7 +126,7 @@ class Manifest:
 
     def append(self, rows: list[dict]) -> None:
         if self._stream is None:
-            self._stream = open(self.path, "a", encoding="utf-8")
+            self._stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
         for row in rows:
             self._stream.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._stream.flush()
@@ -185,7 +186,7 @@ def run_explain(
     explainer = Explainer(spec, options.method, options.layer, options.batch_size, options.xla)
     classes = resolve_classes(spec, options.classes, explainer.num_classes)
     if classes is None and not 1 <= options.top_k <= explainer.num_classes:
-        resolve_classes(spec, [options.top_k - 1], explainer.num_classes)  # same message as --class
+        raise TargetError(f"--top-k {options.top_k} is out of range: the model has {explainer.num_classes} classes.")
     targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
     output_dir = Path(options.output_dir)
     _check_output_dir(output_dir)
@@ -250,6 +251,7 @@ def run_explain(
         return [decoders.submit(_decode, item, spec, channels) for item in batch]
 
     batches = list(_batches(todo, options.batch_size))
+    next_decodes: list[Future] = []
     try:
         next_decodes = submit_decodes(batches[0]) if batches else []
         for index, batch in enumerate(batches):
@@ -282,12 +284,10 @@ def run_explain(
         drain(keep=0)
     except KeyboardInterrupt:
         summary.interrupted = True
-        for futures in (next_decodes if batches else []):
-            futures.cancel()
-        try:
+        for future in next_decodes:
+            future.cancel()
+        with contextlib.suppress(KeyboardInterrupt, OutputError):
             drain(keep=0)
-        except (KeyboardInterrupt, OutputError):
-            pass
     finally:
         decoders.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True)

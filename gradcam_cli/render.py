@@ -7,6 +7,7 @@ map (max == min) becomes all zeros, never NaN.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -81,9 +82,9 @@ def upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def normalize(heatmap: np.ndarray) -> np.ndarray:
     """Min-max to [0, 1]; a flat or non-finite map gives zeros."""
     heatmap = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(heatmap.min(initial=0.0)), float(heatmap.max(initial=0.0))
-    if heatmap.size:
-        low, high = float(heatmap.min()), float(heatmap.max())
+    if not heatmap.size:
+        return heatmap
+    low, high = float(heatmap.min()), float(heatmap.max())
     if not high > low:
         return np.zeros_like(heatmap)
     return (heatmap - low) / (high - low)
@@ -162,10 +163,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             stream.write(data)
         os.replace(temporary, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
-        except OSError:
-            pass
         raise
 
 

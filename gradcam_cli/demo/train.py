@@ -27,8 +27,10 @@ def build_model(size: int = SIZE, classes: int = len(CLASSES)):
     inputs = keras.Input((size, size, 3), name="image")
     x = inputs
     for block, filters in enumerate((16, 32, 64), start=1):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv1")(x)
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv2")(x)
+        for conv in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
+            x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            x = layers.ReLU(name=f"block{block}_relu{conv}")(x)
         if block < 3:
             x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
