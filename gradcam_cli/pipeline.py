@@ -150,6 +150,7 @@ def _check_output_dir(output_dir: Path) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
         render.atomic_write_bytes(output_dir / ".gradcam-write-test", b"")
         os.unlink(output_dir / ".gradcam-write-test")
+        render.remove_stale_temporaries(output_dir)
     except OSError as error:
         raise OutputError(
             f"{output_dir}: cannot write the output folder ({error.strerror or error}); "

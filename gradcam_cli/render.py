@@ -154,6 +154,20 @@ def output_paths(output_dir: Path, stem: str, method: str, class_index: int) -> 
     return overlay_path, heatmap_path
 
 
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporaries that a killed run left in ``folder`` (names made by atomic_write_bytes)."""
+    removed = 0
+    for path in folder.rglob(".*.tmp"):
+        if _TEMPORARY.match(path.name) and path.is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: readers see all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
