@@ -46,7 +46,7 @@ def main() -> None:
         def explain_fn(images, classes, explainer=explainer, calls=calls):
             batch = np.stack([model_input(image, spec.input_size) for image in images])
             started = time.perf_counter()
-            result = explainer.run(spec.preprocess(batch), classes)
+            result = explainer.run(batch, classes)
             calls["seconds"] += time.perf_counter() - started
             calls["images"] += len(images)
             return result.heatmaps

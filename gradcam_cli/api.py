@@ -84,11 +84,16 @@ def explain(
     batch_size: int = 16,
     preprocess: str | None = None,
     labels: str | list[str] | None = None,
+    smooth: str | None = None,
+    max_channels: int | None = None,
+    chunk_size: int = 32,
 ) -> Explanation:
     """Explain ``images`` with ``model``.
 
     ``model``: a keras.Model, a keras.applications name, 'demo', or a model file.
     ``images``: paths (files, folders, globs), PIL images, or uint8 RGB arrays (H, W, 3) or (N, H, W, 3).
+    ``smooth``: None, 'aug' (average over flips and brightness) or 'eigen'; ``max_channels`` and
+    ``chunk_size`` bound Score-CAM / Ablation-CAM's extra passes.
     ``target``: class index/label or a list of them, explained for every image, or an (N, T)
     integer array with each image's own classes; default: each image's ``top_k`` best classes.
 
@@ -100,11 +105,11 @@ def explain(
         spec.labels = labels
     else:
         spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels)
-    explainer = Explainer(spec, method=method, layer=layer, batch_size=batch_size)
+    explainer = Explainer(spec, method=method, layer=layer, batch_size=batch_size, smooth=smooth,
+                          chunk_size=chunk_size, max_channels=max_channels)
     arrays, paths = _as_images(images)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
-    prepared = np.asarray(spec.preprocess(prepared), np.float32)
     if target is None or isinstance(target, np.ndarray):
         classes = target
     else:

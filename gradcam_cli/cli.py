@@ -18,8 +18,6 @@ import click
 from . import __version__
 from .errors import GradcamError
 
-METHOD_CHOICES = ("cam", "gradcam", "gradcam++")
-
 
 def _quiet_tensorflow() -> None:
     """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the terminal.
@@ -63,17 +61,17 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
 
 
 class MethodType(click.ParamType):
-    """Method names with aliases (gradcampp, gradcam_pp, Grad-CAM ...), resolved without TensorFlow."""
+    """Method names and aliases (gradcampp, Grad-CAM, score_cam ...), resolved without TensorFlow."""
 
     name = "method"
 
     def convert(self, value, param, ctx):
-        key = value.lower().replace("_", "").replace("-", "")
-        aliases = {"cam": "cam", "gradcam": "gradcam", "gradcam++": "gradcam++", "gradcampp": "gradcam++",
-                   "gradcamplusplus": "gradcam++"}
-        if key in aliases:
-            return aliases[key]
-        self.fail(f"unknown method '{value}': choose one of {', '.join(METHOD_CHOICES)}.", param, ctx)
+        from .methods import canonical_name
+
+        try:
+            return canonical_name(value)
+        except GradcamError as error:
+            self.fail(str(error), param, ctx)
 
 
 model_option = click.option(
@@ -106,8 +104,8 @@ def _load_spec(model, weights, preprocess, labels, input_size, unsafe):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gradcam")
 def cli() -> None:
-    """Show where a Keras image classifier looks: CAM, Grad-CAM and Grad-CAM++ heatmaps for one
-    image or whole folders.
+    """Show where a Keras image classifier looks: CAM, Grad-CAM, Grad-CAM++ and six more class
+    activation methods, for one image or whole folders.
 
     \b
     Examples:
@@ -122,7 +120,15 @@ def cli() -> None:
 @model_option
 @weights_option
 @click.option("--method", type=MethodType(), default="gradcam", show_default=True,
-              help="cam, gradcam or gradcam++ (aliases: gradcampp, gradcam_pp).")
+              help="cam, gradcam, gradcam++, xgradcam, hirescam, layercam, scorecam, ablationcam, "
+                   "eigencam ('gradcam methods' describes them).")
+@click.option("--smooth", type=click.Choice(["aug", "eigen"]), default=None,
+              help="aug: average over flips and brightness changes (6x the work); eigen: first "
+                   "principal component of the weighted activations.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Channels per extra forward pass (scorecam, ablationcam): bounds memory.")
+@click.option("--max-channels", type=click.IntRange(min=1), default=None,
+              help="scorecam: keep only the N channels of highest variance (Faster Score-CAM).")
 @click.option("--layer", default=None, help="Target layer name (nested: outer/inner). Default: automatic.")
 @click.option("--class", "classes", multiple=True,
               help="Class to explain, as index or label; repeat for several. Default: the top-1 class.")
@@ -143,7 +149,7 @@ def cli() -> None:
 @labels_option
 @input_size_option
 @unsafe_option
-def explain(inputs, model, weights, method, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
+def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
             recursive, overwrite, quiet, as_json, xla, preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
@@ -160,7 +166,8 @@ def explain(inputs, model, weights, method, layer, classes, top_k, batch_size, o
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
                              batch_size=batch_size, output_dir=Path(output_dir), alpha=alpha,
-                             colormap=colormap, overwrite=overwrite, xla=xla)
+                             colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
+                             chunk_size=chunk_size, max_channels=max_channels)
         summary = _run_with_progress(items, spec, options, quiet, as_json)
     except GradcamError as error:
         _fail(error)
@@ -201,6 +208,16 @@ def _report(summary, output_dir, quiet) -> None:
         skipped = f", {summary.images_skipped} already done" if summary.images_skipped else ""
         click.echo(f"gradcam: {summary.images_done} image(s) explained{skipped} with {summary.method} on "
                    f"layer {summary.layer} in {summary.seconds:.1f} s -> {output_dir}", err=True)
+
+
+@cli.command()
+def methods():
+    """Describe the class activation methods --method accepts."""
+    from .methods import METHODS
+
+    for name, cls in METHODS.items():
+        aliases = f" (also {', '.join(cls.aliases)})" if cls.aliases else ""
+        click.echo(f"{name:<12} {cls.description}{aliases}")
 
 
 @cli.command()

@@ -13,12 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from .errors import TargetError
+from .errors import MethodError, TargetError
 from .layers import LayerInfo, Probe, auto_target_layer, find_layer
 from .methods import CamContext, CamMethod, get_method
 from .models import ModelSpec
 
 log = logging.getLogger("gradcam_cli")
+
+SMOOTHING = (None, "aug", "eigen")
+# test-time augmentations for --smooth aug: (horizontal flip, brightness factor)
+AUGMENTATIONS = tuple((flip, brightness) for flip in (False, True) for brightness in (1.0, 0.9, 1.1))
 
 
 @dataclass
@@ -76,9 +80,16 @@ class Explainer:
         layer: str | None = None,
         batch_size: int = 16,
         xla: bool = False,
+        smooth: str | None = None,
+        chunk_size: int = 32,
+        max_channels: int | None = None,
     ):
+        if smooth not in SMOOTHING:
+            raise MethodError(f"unknown smoothing '{smooth}': use {' or '.join(s for s in SMOOTHING if s)}.")
         self.spec = spec
-        self.method = get_method(method)
+        self.smooth = smooth
+        self.method = get_method(method, eigen_smooth=smooth == "eigen", chunk_size=chunk_size,
+                                 max_channels=max_channels)
         self.target: LayerInfo = find_layer(spec.model, layer) if layer else auto_target_layer(spec.model)
         self.probe = Probe(spec.model, self.target)
         self.method_state = self.method.prepare(spec, self.probe)
@@ -134,11 +145,37 @@ class Explainer:
         classes: list[int | str] | np.ndarray | None = None,
         top_k: int = 1,
     ) -> BatchResult:
-        """Maps for ``images`` (n, H, W, C) already preprocessed; n may exceed the batch size.
+        """Maps for ``images``: (n, H, W, C) RGB pixels in [0, 255] at the model's input size, not yet
+        preprocessed (``spec.preprocess`` is applied here); n may exceed the batch size.
 
         ``classes``: a list of class indices/labels explained for every image, or an (n, T) integer
         array giving each image its own targets; otherwise each image's ``top_k`` best classes.
         """
+        images = np.asarray(images, dtype=np.float32)
+        result = self._run_preprocessed(self._preprocess(images), classes, top_k)
+        if self.smooth != "aug":
+            return result
+        return self._augmented(images, result)
+
+    def _preprocess(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.spec.preprocess(images.copy()), dtype=np.float32)
+
+    def _augmented(self, images: np.ndarray, plain: BatchResult) -> BatchResult:
+        """Average of the maps over flips and brightness changes, each map flipped back first; the
+        targets are those of the unaugmented images (Jacob Gildenblat's "aug smooth" idea)."""
+        total = np.zeros_like(plain.heatmaps)
+        for flip, brightness in AUGMENTATIONS:
+            if not flip and brightness == 1.0:
+                total += plain.heatmaps
+                continue
+            augmented = np.clip(images * brightness, 0, 255)
+            if flip:
+                augmented = augmented[:, :, ::-1]
+            maps = self._run_preprocessed(self._preprocess(augmented), plain.class_ids, 1).heatmaps
+            total += maps[..., ::-1] if flip else maps
+        return BatchResult(total / len(AUGMENTATIONS), plain.class_ids, plain.probabilities)
+
+    def _run_preprocessed(self, images: np.ndarray, classes, top_k: int) -> BatchResult:
         per_image = None
         if classes is not None and np.ndim(classes) == 2:
             per_image = np.asarray(classes, np.int32)
@@ -153,7 +190,7 @@ class Explainer:
         step = self._step(explicit, count)
         results = []
         for start in range(0, len(images), self.batch_size):
-            chunk = np.asarray(images[start : start + self.batch_size], dtype=np.float32)
+            chunk = images[start : start + self.batch_size]
             filled = len(chunk)
             if filled < self.batch_size:  # pad instead of retracing for a partial batch
                 padding = np.zeros((self.batch_size - filled, *chunk.shape[1:]), np.float32)

@@ -247,20 +247,26 @@ class Probe:
     """``probe(images) -> (activations, logits)`` for one model and target layer.
 
     Call it under a ``tf.GradientTape`` (inside a ``tf.function``) to differentiate logits with
-    respect to the activations.
+    respect to the activations; ``watch`` is called on the activations as soon as they exist.
     """
 
     def __init__(self, model, target: LayerInfo, head: Head | None = None):
         self.model = model
         self.target = target
         self.head = head or find_head(model)
+        self._tail = None
 
     def __call__(self, images, watch=None):
-        import tensorflow as tf
+        return self._run(images, watch=watch, keep_activations=True)
 
+    def logits(self, images):
+        """Pre-softmax logits only (the extra forward passes of perturbation methods)."""
+        return self._run(images, watch=None, keep_activations=False)[1]
+
+    def _run(self, images, watch, keep_activations: bool):
         captured: dict[str, Any] = {}
 
-        def keep_activations(args, output):
+        def keep_target_output(args, output):
             if watch is not None:
                 watch(output)
             captured["activations"] = output
@@ -271,24 +277,49 @@ class Probe:
             return output
 
         with ExitStack() as stack:
-            stack.enter_context(_intercept(self.target.layer, keep_activations))
+            if keep_activations:
+                stack.enter_context(_intercept(self.target.layer, keep_target_output))
             if self.head.kind != "output":
                 stack.enter_context(_intercept(self.head.layer, keep_head_input))
             output = self.model(images, training=False)
-        if "activations" not in captured:
+        if keep_activations and "activations" not in captured:
             raise LayerNotFound(f"layer '{self.target.path}' was not run by the model's forward pass.")
         if isinstance(output, (list, tuple)):
             output = output[0]
+        return captured.get("activations"), self._logits(captured.get("head_input"), output)
+
+    def _logits(self, head_input, output):
+        import tensorflow as tf
+
         if self.head.kind == "dense":
-            head_input = tf.cast(captured["head_input"], tf.float32)
-            logits = tf.matmul(head_input, tf.cast(self.head.layer.kernel, tf.float32))
+            logits = tf.matmul(tf.cast(head_input, tf.float32), tf.cast(self.head.layer.kernel, tf.float32))
             if self.head.layer.use_bias:
                 logits = logits + tf.cast(self.head.layer.bias, tf.float32)
-        elif self.head.kind == "input":
-            logits = captured["head_input"]
-        else:
-            logits = output
-        return captured["activations"], tf.cast(logits, tf.float32)
+            return logits
+        if self.head.kind == "input":
+            return tf.cast(head_input, tf.float32)
+        return tf.cast(output, tf.float32)
+
+    def tail(self):
+        """``tail(activations) -> logits``: the model after the target layer, or None where that
+        part reads other tensors too (a skip connection around the layer, a nested target)."""
+        if self._tail is None:
+            import keras
+
+            if PATH_SEP in self.target.path:
+                return None
+            end = self.head.layer.input if self.head.kind != "output" else _model_outputs(self.model)[0]
+            try:
+                sub_model = keras.Model(self.target.layer.output, end)
+            except (ValueError, AttributeError):
+                return None
+
+            def run_tail(activations):
+                end_value = sub_model(activations, training=False)  # the head's input, or the output
+                return self._logits(end_value, end_value)
+
+            self._tail = run_tail
+        return self._tail
 
     def probabilities(self, logits):
         import tensorflow as tf

@@ -49,6 +49,9 @@ class RunOptions:
     colormap: str = "jet"
     overwrite: bool = False
     xla: bool = False
+    smooth: str | None = None
+    chunk_size: int = 32
+    max_channels: int | None = None
     workers: int = 4
 
 
@@ -72,7 +75,8 @@ class RunSummary:
 
 def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
     settings = [spec.source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
-                targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name]
+                targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
+                str(options.smooth), str(options.max_channels)]
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
@@ -184,7 +188,8 @@ def run_explain(
     :class:`OutputError` when writing fails mid-run (the manifest is flushed first).
     """
     started = time.perf_counter()
-    explainer = Explainer(spec, options.method, options.layer, options.batch_size, options.xla)
+    explainer = Explainer(spec, options.method, options.layer, options.batch_size, options.xla,
+                          options.smooth, options.chunk_size, options.max_channels)
     classes = resolve_classes(spec, options.classes, explainer.num_classes)
     if classes is None and not 1 <= options.top_k <= explainer.num_classes:
         raise TargetError(f"--top-k {options.top_k} is out of range: the model has {explainer.num_classes} classes.")
@@ -266,8 +271,7 @@ def run_explain(
                 except ImageError as error:
                     rows.append(error_row(item, str(error)))
             if good:
-                prepared = spec.preprocess(np.stack([g[2] for g in good]).astype(np.float32))
-                result = explainer.run(np.asarray(prepared, np.float32), classes, options.top_k)
+                result = explainer.run(np.stack([g[2] for g in good]), classes, options.top_k)
                 for position, (item, original, _) in enumerate(good):
                     probabilities = result.probabilities[position]
                     best = np.argsort(-probabilities)[:TOP_PREDICTIONS]

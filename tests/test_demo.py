@@ -12,6 +12,7 @@ from gradcam_cli.demo.localization import make_scenes, score_method
 from gradcam_cli.demo.shapes import CLASSES, make_dataset, make_scene
 from gradcam_cli.engine import Explainer
 from gradcam_cli.images import model_input
+from gradcam_cli.methods import method_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,14 +68,17 @@ def scenes():
 FLOORS = {"pointing_game": 0.9, "two_class": 0.85, "multi_instance_coverage": 0.8}
 
 
-@pytest.mark.parametrize("method", ["cam", "gradcam", "gradcam++"])
+@pytest.mark.parametrize("method", method_names())
 def test_methods_localize_shapes_with_the_demo_model(demo_spec, scenes, method):
     explainer = Explainer(demo_spec, method=method, batch_size=40)
 
     def explain_fn(images, classes):
         batch = np.stack([model_input(image, demo_spec.input_size) for image in images])
-        return explainer.run(demo_spec.preprocess(batch), classes).heatmaps
+        return explainer.run(batch, classes).heatmaps
 
     summary = score_method(explain_fn, scenes).summary()
     for metric, floor in FLOORS.items():
+        if method == "eigencam" and metric == "two_class":  # class-agnostic: the same map for A and B
+            assert summary[metric] <= 0.6, summary
+            continue
         assert summary[metric] >= floor, (method, metric, summary)

@@ -5,8 +5,13 @@ from __future__ import annotations
 from ..errors import MethodError
 from .base import CamContext, CamMethod
 from .gradcam import CAM, GradCAM, GradCAMPlusPlus
+from .perturbation import AblationCAM, EigenCAM, ScoreCAM
+from .pixelwise import HiResCAM, LayerCAM, XGradCAM
 
-METHODS: dict[str, type[CamMethod]] = {cls.name: cls for cls in (CAM, GradCAM, GradCAMPlusPlus)}
+METHODS: dict[str, type[CamMethod]] = {
+    cls.name: cls
+    for cls in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, AblationCAM, EigenCAM)
+}
 
 
 def _key(name: str) -> str:
@@ -17,14 +22,22 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def get_method(name: str | CamMethod) -> CamMethod:
-    """A method instance by name or alias (case-, dash- and underscore-insensitive)."""
-    if isinstance(name, CamMethod):
-        return name
+def canonical_name(name: str) -> str:
+    """The method's own name for a name or alias (case-, dash- and underscore-insensitive)."""
     for cls in METHODS.values():
         if _key(name) in {_key(cls.name), *(_key(alias) for alias in cls.aliases)}:
-            return cls()
+            return cls.name
     raise MethodError(f"unknown method '{name}': choose one of {', '.join(METHODS)}.")
 
 
-__all__ = ["METHODS", "CamContext", "CamMethod", "get_method", "method_names"]
+def get_method(name: str | CamMethod, **options) -> CamMethod:
+    """A method instance by name or alias; ``options`` go to :class:`CamMethod`'s constructor."""
+    if isinstance(name, CamMethod):
+        return name
+    cls = METHODS[canonical_name(name)]
+    if options.get("eigen_smooth") and not cls.supports_eigen_smooth:
+        raise MethodError(f"--smooth eigen does not apply to {cls.name}, which has no channel weights.")
+    return cls(**options)
+
+
+__all__ = ["METHODS", "CamContext", "CamMethod", "canonical_name", "get_method", "method_names"]

@@ -33,12 +33,28 @@ class CamContext:
 
 
 class CamMethod:
-    """Base class. Override :meth:`channel_weights` (most methods) or :meth:`cam` (the rest)."""
+    """Base class. A method overrides one of, from most to least common:
+
+    - :meth:`channel_weights`: (B, k) weights ``w``; the map is ``ReLU(sum_k w_k A^k)``;
+    - :meth:`weighted_activations`: (B, h, w, k) terms whose channel sum is the map (HiResCAM,
+      Layer-CAM weigh each position separately);
+    - :meth:`cam`: the whole map (Eigen-CAM).
+
+    ``eigen_smooth`` replaces the channel sum by the projection of the weighted activations on
+    their first principal component (pytorch-grad-cam's "eigen smooth"), which removes noise.
+    ``chunk_size`` and ``max_channels`` bound the perturbation methods' extra forward passes.
+    """
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     uses_gradients: ClassVar[bool] = True
+    supports_eigen_smooth: ClassVar[bool] = True
     description: ClassVar[str] = ""
+
+    def __init__(self, eigen_smooth: bool = False, chunk_size: int = 32, max_channels: int | None = None):
+        self.eigen_smooth = eigen_smooth
+        self.chunk_size = int(chunk_size)
+        self.max_channels = max_channels
 
     def prepare(self, spec, probe) -> Any:
         """Validate the model for this method once, before any image; return static state."""
@@ -48,9 +64,37 @@ class CamMethod:
         """(B, k) weights, one per channel of the target layer."""
         raise NotImplementedError
 
-    def cam(self, context: CamContext):
-        """(B, h, w) map: ReLU(sum_k w_k A_k) by default, the form shared by CAM-family methods."""
+    def weighted_activations(self, context: CamContext):
         import tensorflow as tf
 
         weights = self.channel_weights(context)
-        return tf.nn.relu(tf.einsum("bhwk,bk->bhw", context.activations, weights))
+        return context.activations * tf.reshape(weights, (-1, 1, 1, weights.shape[-1]))
+
+    def cam(self, context: CamContext):
+        """(B, h, w) map: ReLU of the channel sum of :meth:`weighted_activations`."""
+        import tensorflow as tf
+
+        weighted = self.weighted_activations(context)
+        if self.eigen_smooth:
+            return first_component_projection(weighted)
+        return tf.nn.relu(tf.reduce_sum(weighted, axis=-1))
+
+
+def first_component_projection(activations):
+    """(B, h, w, k) -> (B, h, w): each image's positions projected on the first principal component
+    of its (h w, k) activation matrix (centred over positions), by a batched SVD.
+
+    The sign of a principal component is arbitrary; it is chosen here so that the map correlates
+    positively with the channel-mean activation, so the map highlights what the layer responds to.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(activations)
+    flat = tf.reshape(activations, (shape[0], shape[1] * shape[2], shape[3]))
+    centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
+    _, _, vectors = tf.linalg.svd(centred, full_matrices=False)
+    projection = tf.einsum("bpk,bk->bp", centred, vectors[:, :, 0])
+    mean_activation = tf.reduce_mean(centred, axis=2)
+    sign = tf.sign(tf.reduce_sum(projection * mean_activation, axis=1, keepdims=True))
+    sign = tf.where(sign == 0, tf.ones_like(sign), sign)
+    return tf.reshape(projection * sign, shape[:3])

@@ -1,0 +1,142 @@
+"""Methods that weigh channels by extra forward passes: Score-CAM and Ablation-CAM; and Eigen-CAM.
+
+The extra passes run in chunks of ``chunk_size`` channels inside one ``tf.map_fn`` loop of the
+compiled graph, so memory holds one chunk of perturbed inputs at a time, never all channels.
+"""
+
+from __future__ import annotations
+
+from ..errors import MethodError
+from .base import CamContext, CamMethod, first_component_projection
+
+
+def _chunked_scores(score_chunk, channels: int, chunk_size: int, batch: int):
+    """Run ``score_chunk(channel_indices (chunk,)) -> (B, chunk)`` over all channels; (B, channels)."""
+    import tensorflow as tf
+
+    chunk_size = max(1, min(chunk_size, channels))
+    chunks = -(-channels // chunk_size)
+
+    def one(index):
+        return score_chunk(index * chunk_size + tf.range(chunk_size))
+
+    scores = tf.map_fn(one, tf.range(chunks), parallel_iterations=1,
+                       fn_output_signature=tf.TensorSpec((batch, chunk_size), tf.float32))
+    scores = tf.reshape(tf.transpose(scores, (1, 0, 2)), (batch, chunks * chunk_size))
+    return scores[:, :channels]
+
+
+def _target_scores(logits, targets):
+    """(B, n, classes) logits -> (B, n): each image's target class."""
+    import tensorflow as tf
+
+    return tf.gather(tf.transpose(logits, (0, 2, 1)), targets, batch_dims=1)
+
+
+class ScoreCAM(CamMethod):
+    """Score-CAM (Wang et al., CVPR Workshops 2020, eq. 5-8).
+
+    Each channel's activation map is upsampled to the input size and min-max normalised to
+    ``H^k`` in [0, 1]; the input is masked with it, ``X * H^k``, and the target logit of the masked
+    input is the channel's score. ``w = softmax_k(score)`` (the paper's baseline term is the same for
+    every channel and cancels in the softmax); ``L = ReLU(sum_k w_k A^k)``. Gradient-free.
+
+    ``max_channels`` keeps the channels of highest spatial variance (Faster Score-CAM, Wang et al.'s
+    follow-up); ``chunk_size`` channels are masked and scored per forward pass.
+    """
+
+    name = "scorecam"
+    aliases = ("score-cam", "score_cam")
+    uses_gradients = False
+    description = "gradient-free: masks the input with each channel (Wang 2020); slow, use --max-channels"
+
+    def weighted_activations(self, context: CamContext):
+        import tensorflow as tf
+
+        activations, images = context.activations, context.images
+        batch, height, width = images.shape[0], images.shape[1], images.shape[2]
+        channels = activations.shape[-1]
+        if self.max_channels and self.max_channels < channels:
+            _, variance = tf.nn.moments(activations, axes=(1, 2))
+            keep = tf.math.top_k(variance, k=self.max_channels).indices
+            activations = tf.gather(activations, keep, axis=3, batch_dims=1)
+            channels = self.max_channels
+
+        def score_chunk(indices):
+            valid = indices < channels
+            chunk = tf.gather(activations, tf.minimum(indices, channels - 1), axis=3)
+            chunk = chunk * tf.cast(valid, chunk.dtype)
+            upsampled = tf.image.resize(chunk, (height, width), method="bilinear")
+            low = tf.reduce_min(upsampled, axis=(1, 2), keepdims=True)
+            high = tf.reduce_max(upsampled, axis=(1, 2), keepdims=True)
+            masks = tf.math.divide_no_nan(upsampled - low, high - low)  # (B, H, W, chunk)
+            masked = images[:, None] * tf.transpose(masks, (0, 3, 1, 2))[..., None]
+            masked = tf.reshape(masked, (-1, height, width, images.shape[-1]))
+            logits = context.probe.logits(masked)
+            return _target_scores(tf.reshape(logits, (batch, indices.shape[0], -1)), context.targets)
+
+        scores = _chunked_scores(score_chunk, channels, self.chunk_size, batch)
+        weights = tf.nn.softmax(scores, axis=-1)
+        return activations * weights[:, None, None, :]
+
+
+class AblationCAM(CamMethod):
+    """Ablation-CAM (Desai & Ramaswamy, WACV 2020, eq. 3).
+
+    ``w_k = (y^c - y^c_k) / y^c``: the relative drop of the target logit when channel ``k`` of the
+    target layer is set to zero, computed by running only the part of the model after the target
+    layer on batches of ablated activations; ``L = ReLU(sum_k w_k A^k)``. Choice: the drop is divided
+    by ``|y^c|`` rather than ``y^c``, so a negative logit does not invert the map.
+    """
+
+    name = "ablationcam"
+    aliases = ("ablation-cam", "ablation_cam")
+    uses_gradients = False
+    description = "gradient-free: logit drop when each channel is zeroed (Desai 2020)"
+
+    def prepare(self, spec, probe):
+        tail = probe.tail()
+        if tail is None:
+            raise MethodError(
+                f"ablation-cam runs the model from layer '{probe.target.path}' on, which needs that part "
+                "to depend on this layer alone (no skip connection around it, not inside a nested model). "
+                "Pick such a layer with --layer (e.g. a block's output), or use --method scorecam."
+            )
+        return tail
+
+    def channel_weights(self, context: CamContext):
+        import tensorflow as tf
+
+        tail, activations = context.method_state, context.activations
+        batch, channels = activations.shape[0], activations.shape[-1]
+        base = _target_scores(tail(activations)[:, None], context.targets)[:, 0]
+
+        def score_chunk(indices):
+            keep = 1.0 - tf.one_hot(indices, channels)  # rows past the last channel keep all
+            ablated = activations[:, None] * keep[None, :, None, None, :]
+            ablated = tf.reshape(ablated, (-1, *activations.shape[1:]))
+            logits = tail(ablated)
+            return _target_scores(tf.reshape(logits, (batch, indices.shape[0], -1)), context.targets)
+
+        scores = _chunked_scores(score_chunk, channels, self.chunk_size, batch)
+        return (base[:, None] - scores) / tf.maximum(tf.abs(base[:, None]), 1e-7)
+
+
+class EigenCAM(CamMethod):
+    """Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): the target layer's activations projected on their
+    first principal component (batched SVD, positions as samples, centred).
+
+    Class-agnostic and gradient-free. The sign of a principal component is arbitrary; here it is
+    chosen so that the map correlates positively with the mean activation (peers leave it to the SVD
+    routine, so their maps can come out inverted). No ReLU (the paper has none); display min-max
+    normalisation maps it to [0, 1].
+    """
+
+    name = "eigencam"
+    aliases = ("eigen-cam", "eigen_cam")
+    uses_gradients = False
+    supports_eigen_smooth = False
+    description = "class-agnostic first principal component of the activations (Muhammad 2020)"
+
+    def cam(self, context: CamContext):
+        return first_component_projection(context.activations)
