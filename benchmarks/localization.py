@@ -31,16 +31,19 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=200)
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--methods", default=",".join(method_names()))
+    parser.add_argument("--smooth", default=None, choices=["aug", "eigen"])
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
     spec = resolve_model("demo")
     scenes = make_scenes(args.seed, args.per_kind)
     results = {}
-    print(f"demo model, {args.per_kind} images per kind, seed {args.seed}")
+    print(f"demo model, {args.per_kind} images per kind, seed {args.seed}, smooth={args.smooth}")
     print(f"{'method':<14}{'pointing':>10}{'strict':>8}{'two-class':>11}{'multi-inst.':>13}{'ms / image':>12}")
     for method in args.methods.split(","):
-        explainer = Explainer(spec, method=method, batch_size=32)
+        if args.smooth == "eigen" and method in ("eigencam",):
+            continue
+        explainer = Explainer(spec, method=method, batch_size=32, smooth=args.smooth)
         calls = {"images": 0, "seconds": 0.0}
 
         def explain_fn(images, classes, explainer=explainer, calls=calls):

@@ -28,11 +28,13 @@ AUGMENTATIONS = tuple((flip, brightness) for flip in (False, True) for brightnes
 @dataclass
 class BatchResult:
     """Per image: ``heatmaps`` (n, T, h, w) float32 raw maps at the layer's resolution;
-    ``class_ids`` (n, T) int; ``probabilities`` (n, C) float32."""
+    ``class_ids`` (n, T) int; ``probabilities`` (n, C) float32; ``saliency`` (n, T, H, W, C) at the
+    model's input size for methods that make one (guided Grad-CAM), else None."""
 
     heatmaps: np.ndarray
     class_ids: np.ndarray
     probabilities: np.ndarray
+    saliency: np.ndarray | None = None
 
 
 def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classes: int) -> list[int] | None:
@@ -120,7 +122,7 @@ class Explainer:
                 targets = class_ids if explicit else tf.math.top_k(logits, k=count).indices
                 scores = [tf.gather(logits, targets[:, t], batch_dims=1) for t in range(count)]
             activations = tf.cast(model_activations, tf.float32)
-            maps = []
+            maps, saliencies = [], []
             for t in range(count):
                 gradients = None
                 if method.uses_gradients:
@@ -128,8 +130,11 @@ class Explainer:
                     gradients = tf.cast(tape.gradient(scores[t], model_activations), tf.float32)
                 context = CamContext(activations, gradients, targets[:, t], logits, images, probe, state)
                 maps.append(method.cam(context))
+                if method.makes_saliency:
+                    saliencies.append(method.saliency(context, maps[-1]))
             del tape
-            return tf.stack(maps, axis=1), tf.cast(targets, tf.int32), probe.probabilities(logits)
+            outputs = [tf.stack(maps, axis=1), tf.cast(targets, tf.int32), probe.probabilities(logits)]
+            return (*outputs, tf.stack(saliencies, axis=1)) if saliencies else tuple(outputs)
 
         height, width = self.spec.input_size
         channels = self.spec.model.inputs[0].shape[-1] or 3
@@ -173,7 +178,7 @@ class Explainer:
                 augmented = augmented[:, :, ::-1]
             maps = self._run_preprocessed(self._preprocess(augmented), plain.class_ids, 1).heatmaps
             total += maps[..., ::-1] if flip else maps
-        return BatchResult(total / len(AUGMENTATIONS), plain.class_ids, plain.probabilities)
+        return BatchResult(total / len(AUGMENTATIONS), plain.class_ids, plain.probabilities, plain.saliency)
 
     def _run_preprocessed(self, images: np.ndarray, classes, top_k: int) -> BatchResult:
         per_image = None
@@ -200,10 +205,5 @@ class Explainer:
                 class_ids[:filled] = per_image[start : start + filled]
             elif explicit:
                 class_ids[:] = np.asarray(classes, np.int32)
-            heatmaps, targets, probabilities = step(chunk, class_ids)
-            results.append((heatmaps.numpy()[:filled], targets.numpy()[:filled], probabilities.numpy()[:filled]))
-        return BatchResult(
-            heatmaps=np.concatenate([r[0] for r in results]),
-            class_ids=np.concatenate([r[1] for r in results]),
-            probabilities=np.concatenate([r[2] for r in results]),
-        )
+            results.append([output.numpy()[:filled] for output in step(chunk, class_ids)])
+        return BatchResult(*(np.concatenate(parts) for parts in zip(*results, strict=True)))

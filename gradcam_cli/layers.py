@@ -224,7 +224,7 @@ def find_head(model) -> Head:
 
 
 @contextmanager
-def _intercept(layer, hook):
+def intercept(layer, hook):
     """Route ``layer.call`` through ``hook(args, output)`` on this instance only, then restore."""
     had_own = "call" in vars(layer)
     original = layer.call
@@ -278,9 +278,9 @@ class Probe:
 
         with ExitStack() as stack:
             if keep_activations:
-                stack.enter_context(_intercept(self.target.layer, keep_target_output))
+                stack.enter_context(intercept(self.target.layer, keep_target_output))
             if self.head.kind != "output":
-                stack.enter_context(_intercept(self.head.layer, keep_head_input))
+                stack.enter_context(intercept(self.head.layer, keep_head_input))
             output = self.model(images, training=False)
         if keep_activations and "activations" not in captured:
             raise LayerNotFound(f"layer '{self.target.path}' was not run by the model's forward pass.")

@@ -122,7 +122,7 @@ class Manifest:
             if all(
                 row.get("status") == "ok"
                 and row.get("config") == config
-                and all(os.path.exists(row[key]) for key in ("overlay", "heatmap") if row.get(key))
+                and all(os.path.exists(row[key]) for key in ("overlay", "heatmap", "saliency") if row.get(key))
                 for row in rows
             ):
                 done.add(input_path)
@@ -215,12 +215,17 @@ def run_explain(
         return {**base_row, "input": item.path, "status": "error", "error": message,
                 "class_index": None, "label": None, "probability": None, "overlay": None, "heatmap": None}
 
-    def write_outputs(item: InputItem, original: np.ndarray, heatmap: np.ndarray, row: dict) -> dict:
+    def write_outputs(item: InputItem, original: np.ndarray, heatmap: np.ndarray, saliency, row: dict) -> dict:
         overlay_path, heatmap_path = render.output_paths(output_dir, stems[item.path], explainer.method.name, row["class_index"])
         image = render.overlay(original, heatmap, options.alpha, lut)
         render.atomic_write_bytes(overlay_path, render.jpeg_bytes(image))
         render.atomic_write_bytes(heatmap_path, render.npy_bytes(heatmap))
-        return {**row, "overlay": str(overlay_path), "heatmap": str(heatmap_path)}
+        row = {**row, "overlay": str(overlay_path), "heatmap": str(heatmap_path)}
+        if saliency is not None:
+            saliency_path = overlay_path.with_name(overlay_path.name[: -len(".jpg")] + ".guided.png")
+            render.atomic_write_bytes(saliency_path, render.png_bytes(render.saliency_image(saliency, original.shape[:2])))
+            row["saliency"] = str(saliency_path)
+        return row
 
     decoders = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode")
     writers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="write")
@@ -283,7 +288,8 @@ def run_explain(
                                "probability": round(float(probabilities[class_index]), 6), "top": top,
                                "image_size": [int(original.shape[1]), int(original.shape[0])],
                                "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
-                        rows.append(writers.submit(write_outputs, item, original, heatmap, row))
+                        saliency = None if result.saliency is None else result.saliency[position, rank]
+                        rows.append(writers.submit(write_outputs, item, original, heatmap, saliency, row))
             pending.append((rows, len(batch)))
             drain(keep=1)
         drain(keep=0)

@@ -110,6 +110,24 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap
     return np.asarray(blended)
 
 
+def saliency_image(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An (H, W, C) gradient image as uint8 RGB at ``size``: centred on grey, 0.15 per standard
+    deviation (the usual display of guided backpropagation), clipped."""
+    saliency = np.nan_to_num(np.asarray(saliency, dtype=np.float32))
+    if saliency.shape[-1] == 1:
+        saliency = np.repeat(saliency, 3, axis=-1)
+    spread = float(saliency.std())
+    shown = (saliency - saliency.mean()) / spread * 0.15 + 0.5 if spread > 0 else np.full_like(saliency, 0.5)
+    image = Image.fromarray(np.round(np.clip(shown, 0, 1) * 255).astype(np.uint8))
+    return np.asarray(image.resize((size[1], size[0]), Image.BILINEAR))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 

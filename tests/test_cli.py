@@ -126,3 +126,18 @@ def test_bad_model_paths(tmp_path, bad):
         path.write_text("garbage")
     result = run("explain", SHAPES / "01_single_cross.png", "--model", path, "-o", tmp_path / "o")
     assert result.exit_code == 2 and str(path) in result.output
+
+
+def test_guided_gradcam_writes_a_saliency_image_beside_the_overlay(tmp_path):
+    result = run("explain", SHAPES / "05_pair_circle_triangle.png", "-o", tmp_path, "--method", "guided-gradcam")
+    assert result.exit_code == 0, result.output
+    (row,) = read_manifest(tmp_path)
+    saliency = Image.open(row["saliency"])
+    assert saliency.size == Image.open(row["input"]).size and row["saliency"].endswith(".guided.png")
+
+
+def test_methods_command_lists_every_method():
+    from gradcam_cli.methods import METHODS
+
+    listing = run("methods")
+    assert all(name in listing.output for name in METHODS)

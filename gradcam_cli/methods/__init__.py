@@ -5,12 +5,14 @@ from __future__ import annotations
 from ..errors import MethodError
 from .base import CamContext, CamMethod
 from .gradcam import CAM, GradCAM, GradCAMPlusPlus
+from .guided import GuidedGradCAM
 from .perturbation import AblationCAM, EigenCAM, ScoreCAM
 from .pixelwise import HiResCAM, LayerCAM, XGradCAM
 
 METHODS: dict[str, type[CamMethod]] = {
     cls.name: cls
-    for cls in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, AblationCAM, EigenCAM)
+    for cls in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, AblationCAM, EigenCAM,
+                GuidedGradCAM)
 }
 
 

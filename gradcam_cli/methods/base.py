@@ -49,6 +49,7 @@ class CamMethod:
     aliases: ClassVar[tuple[str, ...]] = ()
     uses_gradients: ClassVar[bool] = True
     supports_eigen_smooth: ClassVar[bool] = True
+    makes_saliency: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def __init__(self, eigen_smooth: bool = False, chunk_size: int = 32, max_channels: int | None = None):
@@ -69,6 +70,10 @@ class CamMethod:
 
         weights = self.channel_weights(context)
         return context.activations * tf.reshape(weights, (-1, 1, 1, weights.shape[-1]))
+
+    def saliency(self, context: CamContext, cam):
+        """(B, H, W, C) input-resolution image for methods with ``makes_saliency``."""
+        raise NotImplementedError
 
     def cam(self, context: CamContext):
         """(B, h, w) map: ReLU of the channel sum of :meth:`weighted_activations`."""
