@@ -180,16 +180,19 @@ def run_explain(
     options: RunOptions,
     on_row: Callable[[dict], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    explainer: Explainer | None = None,
 ) -> RunSummary:
     """Explain every input; write overlays, heatmaps and the manifest under ``options.output_dir``.
 
     ``on_row(row)`` is called with each manifest row once written; ``progress(n)`` after n more images.
+    ``explainer``: reuse one (and its compiled graphs) across calls; it must match ``options``.
     Raises :class:`GradcamError` for problems found before any image is processed, and
     :class:`OutputError` when writing fails mid-run (the manifest is flushed first).
     """
     started = time.perf_counter()
-    explainer = Explainer(spec, options.method, options.layer, options.batch_size, options.xla,
-                          options.smooth, options.chunk_size, options.max_channels)
+    if explainer is None:
+        explainer = Explainer(spec, options.method, options.layer, options.batch_size, options.xla,
+                              options.smooth, options.chunk_size, options.max_channels)
     classes = resolve_classes(spec, options.classes, explainer.num_classes)
     if classes is None and not 1 <= options.top_k <= explainer.num_classes:
         raise TargetError(f"--top-k {options.top_k} is out of range: the model has {explainer.num_classes} classes.")

@@ -91,23 +91,36 @@ def normalize(heatmap: np.ndarray) -> np.ndarray:
 
 
 def display_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The map as shown: upsampled to ``size`` and normalised to [0, 1]."""
+    """The map as shown: upsampled to ``size`` and normalised to [0, 1]. Flatness is judged on the
+    raw map, since interpolation rounding would otherwise turn a constant map into amplified noise."""
+    if is_empty(heatmap):
+        return np.zeros(size, np.float32)
     return normalize(upsample(heatmap, size))
 
 
 def is_empty(heatmap: np.ndarray) -> bool:
     """True when the map carries no location (all zero, constant or non-finite)."""
     finite = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return not float(finite.max(initial=0.0)) > float(finite.min(initial=0.0))
+    return finite.size == 0 or not float(finite.max()) > float(finite.min())
+
+
+def to_levels(shown: np.ndarray) -> np.ndarray:
+    """[0, 1] map to uint8 colour-table indices (rounded)."""
+    return (shown * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+
+
+def colorize(levels: np.ndarray, lut: np.ndarray) -> Image.Image:
+    """uint8 levels to an RGB image through the colour table, as a Pillow palette (one C pass)."""
+    image = Image.fromarray(levels, mode="L")
+    image.putpalette(lut.astype(np.uint8).tobytes(), rawmode="RGB")
+    return image.convert("RGB")
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str | np.ndarray = "jet") -> np.ndarray:
     """Blend the coloured map onto ``image`` (H, W, 3) uint8; returns uint8 RGB."""
     lut = colormap_lut(colormap) if isinstance(colormap, str) else colormap
-    shown = display_heatmap(heatmap, image.shape[:2])
-    coloured = lut[np.round(shown * 255).astype(np.uint8)]
-    blended = Image.blend(Image.fromarray(image), Image.fromarray(coloured), float(alpha))
-    return np.asarray(blended)
+    coloured = colorize(to_levels(display_heatmap(heatmap, image.shape[:2])), lut)
+    return np.asarray(Image.blend(Image.fromarray(image), coloured, float(alpha)))
 
 
 def saliency_image(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:

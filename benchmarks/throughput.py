@@ -1,0 +1,282 @@
+"""Throughput of gradcam-cli against the forward-pass floor and the peers, in one run.
+
+    pip install -e ".[bench]"
+    python benchmarks/throughput.py [--images 64] [--models mobilenet_v2,resnet50,xception] [--json F]
+
+For each model (random weights: timing does not depend on them) it generates a folder of
+photo-like 640x480 JPEGs and measures images per second for:
+
+1. floor: ``model.predict`` on already decoded, already preprocessed batches (no I/O at all);
+2. keras-example: the Keras "Grad-CAM class activation visualization" recipe, re-written from its
+   published description: one image at a time, ``make_gradcam_heatmap`` (a functional model to
+   (last conv, predictions) with the last activation set to None, tape, mean gradients) then
+   ``save_and_display_gradcam`` (matplotlib jet, superimpose at alpha 0.4, save a JPEG);
+3. tf-keras-vis ``Gradcam`` / ``GradcamPlusPlus`` on the same preprocessed batches (maps only);
+4. ours: ``gradcam_cli.engine.Explainer`` on the same batches (maps only, the peer's work), and
+   ``gradcam explain FOLDER`` end to end (decode, compute, overlay JPEG + .npy + manifest), both
+   in-process (model built, graph compiled) and as a subprocess (start-up included).
+
+Then, with the bundled demo model, peak RSS of ``gradcam explain`` for 200 and 2000 images, the time
+of ``gradcam --help`` and the time to the first heatmap for one image. Prints tables; ``--json``
+writes the same figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from gradcam_cli.demo.shapes import make_scene  # noqa: E402
+
+BATCH = 16
+
+
+def photo_like(rng: np.random.Generator, width: int = 640, height: int = 480) -> Image.Image:
+    """Smooth colour fields, a few shapes and sensor-like noise: JPEG-compresses like a photo."""
+    coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
+    image = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.float32)
+    objects = make_scene(rng, 256, "pair").image.astype(np.float32)
+    x, y = rng.integers(0, width - 256), rng.integers(0, height - 256)
+    image[y : y + 256, x : x + 256] = 0.5 * image[y : y + 256, x : x + 256] + 0.5 * objects
+    image += rng.normal(0, 6, image.shape)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def make_folder(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"photo_{i:05d}.jpg"
+        photo_like(rng).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def timed(function, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def keras_example_recipe(model_name: str, paths: list[Path], out: Path, size: int) -> float:
+    """The keras-io Grad-CAM example, one image at a time, as it is published."""
+    import keras
+    import matplotlib as mpl
+    import tensorflow as tf
+
+    from gradcam_cli.layers import auto_target_layer
+    from gradcam_cli.models import application_registry, normalize_name
+
+    entry = application_registry()[normalize_name(model_name)]
+    model = entry.constructor()(weights=None)
+    preprocess_input = entry.preprocess_input()
+    last_conv_layer_name = auto_target_layer(model).name
+    model.layers[-1].activation = None  # the example removes the last layer's softmax
+
+    def get_img_array(img_path):
+        img = keras.utils.load_img(img_path, target_size=(size, size))
+        return np.expand_dims(keras.utils.img_to_array(img), axis=0)
+
+    def make_gradcam_heatmap(img_array, pred_index=None):
+        grad_model = keras.models.Model(model.inputs, [model.get_layer(last_conv_layer_name).output, model.output])
+        with tf.GradientTape() as tape:
+            last_conv_layer_output, preds = grad_model(img_array)
+            if pred_index is None:
+                pred_index = tf.argmax(preds[0])
+            class_channel = preds[:, pred_index]
+        grads = tape.gradient(class_channel, last_conv_layer_output)
+        pooled_grads = tf.reduce_mean(grads, axis=(0, 1, 2))
+        heatmap = last_conv_layer_output[0] @ pooled_grads[..., tf.newaxis]
+        heatmap = tf.squeeze(heatmap)
+        heatmap = tf.maximum(heatmap, 0) / tf.math.reduce_max(heatmap)
+        return heatmap.numpy()
+
+    def save_and_display_gradcam(img_path, heatmap, cam_path, alpha=0.4):
+        img = keras.utils.img_to_array(keras.utils.load_img(img_path))
+        heatmap = np.uint8(255 * heatmap)
+        jet_colors = mpl.colormaps["jet"](np.arange(256))[:, :3]
+        jet_heatmap = keras.utils.array_to_img(jet_colors[heatmap])
+        jet_heatmap = jet_heatmap.resize((img.shape[1], img.shape[0]))
+        superimposed = keras.utils.img_to_array(jet_heatmap) * alpha + img
+        keras.utils.array_to_img(superimposed).save(cam_path)
+
+    out.mkdir(parents=True, exist_ok=True)
+
+    def run_all(selection):
+        for path in selection:
+            heatmap = make_gradcam_heatmap(preprocess_input(get_img_array(path)))
+            save_and_display_gradcam(path, np.nan_to_num(heatmap), out / f"{path.stem}.jpg")
+
+    run_all(paths[:2])  # warm-up
+    return len(paths) / timed(lambda: run_all(paths))
+
+
+def preprocessed_batches(model_name: str, paths: list[Path], size: int) -> np.ndarray:
+    from gradcam_cli.images import load_image, model_input
+    from gradcam_cli.models import application_registry, normalize_name
+
+    preprocess = application_registry()[normalize_name(model_name)].preprocess_input()
+    raw = np.stack([model_input(load_image(p), (size, size)) for p in paths])
+    return raw, np.asarray(preprocess(raw.copy()), np.float32)
+
+
+def measure_model(model_name: str, folder: Path, paths: list[Path], work: Path, skip_peers: bool) -> dict:
+    import keras
+
+    from gradcam_cli.engine import Explainer
+    from gradcam_cli.images import collect_inputs
+    from gradcam_cli.models import build_application
+    from gradcam_cli.pipeline import RunOptions, run_explain
+
+    spec = build_application(model_name, weights=None)
+    size = spec.input_size[0]
+    raw, batches = preprocessed_batches(model_name, paths, size)
+    count = len(paths)
+    figures: dict[str, float] = {}
+
+    spec.model.predict(batches[:BATCH], batch_size=BATCH, verbose=0)
+    figures["floor"] = count / timed(lambda: spec.model.predict(batches, batch_size=BATCH, verbose=0), repeat=2)
+
+    for method in ("gradcam", "gradcam++"):
+        explainer = Explainer(spec, method=method, batch_size=BATCH)
+        explainer.run(raw[:BATCH])
+        figures[f"ours maps {method}"] = count / timed(lambda e=explainer: e.run(raw), repeat=2)
+
+    if not skip_peers:
+        try:
+            from tf_keras_vis.gradcam import Gradcam
+            from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+            from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+            from tf_keras_vis.utils.scores import CategoricalScore
+
+            predictions = spec.model.predict(batches, batch_size=BATCH, verbose=0).argmax(1)
+            for label, cls in (("tf-keras-vis gradcam", Gradcam), ("tf-keras-vis gradcam++", GradcamPlusPlus)):
+                visualizer = cls(spec.model, model_modifier=ReplaceToLinear(), clone=True)
+
+                def run_peer(visualizer=visualizer):
+                    for start in range(0, count, BATCH):
+                        score = CategoricalScore(list(predictions[start : start + BATCH]))
+                        visualizer(score, batches[start : start + BATCH], penultimate_layer=-1)
+
+                visualizer(CategoricalScore(list(predictions[:BATCH])), batches[:BATCH], penultimate_layer=-1)
+                figures[label] = count / timed(run_peer)
+        except ImportError:
+            print("  tf-keras-vis is not installed (pip install -e '.[bench]'): skipped", flush=True)
+        figures["keras-example"] = keras_example_recipe(model_name, paths, work / f"keras_{model_name}", size)
+
+    items = collect_inputs([str(folder)])
+    for method in ("gradcam", "gradcam++"):
+        options = RunOptions(method=method, batch_size=BATCH, output_dir=work / f"warm_{model_name}_{method}",
+                             overwrite=True)
+        explainer = Explainer(spec, method=method, batch_size=BATCH)
+        run_explain(items[:BATCH], spec, options, explainer=explainer)  # compile
+        options.output_dir = work / f"ours_{model_name}_{method}"
+        figures[f"ours e2e {method}"] = count / timed(
+            lambda o=options, e=explainer: run_explain(items, spec, o, explainer=e), repeat=2)
+        command = [sys.executable, "-m", "gradcam_cli", "explain", str(folder), "--model", model_name,
+                   "--weights", "none", "-q", "-o", str(work / f"sub_{model_name}_{method}"), "--method", method]
+        seconds = timed(lambda c=command: subprocess.run(c, check=True, capture_output=True))
+        figures[f"ours subprocess {method}"] = count / seconds
+    keras.backend.clear_session()
+    return figures
+
+
+def peak_rss_mb(folder: Path, out: Path) -> float:
+    code = (
+        "import resource, sys\n"
+        "from gradcam_cli.cli import main\n"
+        f"sys.argv = ['gradcam', 'explain', {str(folder)!r}, '--model', 'demo', '-q', '-o', {str(out)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(result.stdout.strip().splitlines()[-1]) / 1024
+
+
+def start_up_figures(work: Path, photo: Path) -> dict:
+    gradcam = shutil.which("gradcam", path=os.path.dirname(sys.executable)) or "gradcam"
+    help_seconds = min(timed(lambda: subprocess.run([gradcam, "--help"], check=True, capture_output=True)) for _ in range(3))
+    first = timed(lambda: subprocess.run([gradcam, "explain", str(photo), "--model", "demo", "-q", "-o",
+                                          str(work / "first")], check=True, capture_output=True))
+    return {"help_seconds": help_seconds, "first_heatmap_seconds": first}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--models", default="mobilenetv2,resnet50,xception")
+    parser.add_argument("--memory", default="200,2000", help="image counts for the peak-RSS runs ('' to skip)")
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
+    import tensorflow as tf
+
+    report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                          "tensorflow": tf.__version__, "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
+              "images": args.images, "batch": BATCH, "models": {}}
+    print(f"{args.images} photo-like 640x480 JPEGs, batch {BATCH}, {os.cpu_count()} CPUs, "
+          f"GPUs: {report['machine']['gpus'] or 'none'}", flush=True)
+    folder = work / "photos"
+    paths = make_folder(folder, args.images)
+    for model_name in args.models.split(","):
+        print(f"measuring {model_name} ...", flush=True)
+        figures = measure_model(model_name, folder, paths, work, args.skip_peers)
+        report["models"][model_name] = figures
+        floor = figures["floor"]
+        print(f"\n{model_name:<14}{'images/s':>10}{'x floor':>9}")
+        for label, value in figures.items():
+            print(f"  {label:<28}{value:>8.2f}{value / floor:>9.2f}")
+        for method in ("gradcam", "gradcam++"):
+            ours = figures[f"ours e2e {method}"]
+            ratios = []
+            if "keras-example" in figures:
+                ratios.append(f"{ours / figures['keras-example']:.1f} x keras-example")
+            peer = figures.get(f"tf-keras-vis {method}")
+            if peer:
+                ratios.append(f"maps {figures[f'ours maps {method}'] / peer:.2f} x tf-keras-vis")
+            print(f"  {method}: e2e {ours / floor:.2f} x floor; " + "; ".join(ratios), flush=True)
+
+    counts = [int(c) for c in args.memory.split(",") if c]
+    if counts:
+        big = work / "many"
+        big.mkdir()
+        for i in range(max(counts)):
+            os.link(paths[i % len(paths)], big / f"img_{i:05d}.jpg")
+        memory = {}
+        for count in counts:
+            subset = work / f"subset_{count}"
+            subset.mkdir()
+            for i in range(count):
+                os.link(big / f"img_{i:05d}.jpg", subset / f"img_{i:05d}.jpg")
+            memory[count] = peak_rss_mb(subset, work / f"mem_{count}")
+            print(f"peak RSS, demo model, {count} images: {memory[count]:.0f} MB", flush=True)
+        report["peak_rss_mb"] = memory
+    report["start_up"] = start_up_figures(work, paths[0])
+    print(f"gradcam --help: {report['start_up']['help_seconds']:.3f} s; first heatmap (demo, one image, "
+          f"start-up included): {report['start_up']['first_heatmap_seconds']:.2f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
