@@ -38,6 +38,7 @@ def _quiet_tensorflow() -> None:
         os.dup2(saved, 2)
         os.close(saved)
     logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notes for compare's methods
 
 
 def _fail(error: GradcamError) -> None:
@@ -145,12 +146,13 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-image predictions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest rows as JSON lines on stdout.")
 @click.option("--xla", is_flag=True, help="Compile with XLA (jit_compile); faster on some models.")
+@click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
 @preprocess_option
 @labels_option
 @input_size_option
 @unsafe_option
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, overwrite, quiet, as_json, xla, preprocess, labels, input_size, unsafe_model_code):
+            recursive, overwrite, quiet, as_json, xla, report, preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns.
@@ -169,6 +171,12 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
                              chunk_size=chunk_size, max_channels=max_channels)
         summary = _run_with_progress(items, spec, options, quiet, as_json)
+        if report:
+            from .report import write_report
+
+            page = write_report(output_dir)
+            if not quiet:
+                click.echo(f"gradcam: report written to {page}", err=True)
     except GradcamError as error:
         _fail(error)
     _report(summary, output_dir, quiet)
@@ -211,6 +219,50 @@ def _report(summary, output_dir, quiet) -> None:
 
 
 @cli.command()
+@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+def report(output_dir):
+    """Write OUTPUT_DIR/index.html for an earlier 'gradcam explain' run (from its manifest)."""
+    from .report import write_report
+
+    try:
+        page = write_report(output_dir)
+    except GradcamError as error:
+        _fail(error)
+    click.echo(f"gradcam: report written to {page}", err=True)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True)
+@model_option
+@weights_option
+@click.option("--methods", "method_list", default="gradcam,gradcam++,layercam,eigencam", show_default=True,
+              help="Comma-separated methods, one column each.")
+@click.option("--layer", default=None, help="Target layer. Default: automatic.")
+@click.option("--class", "classes", multiple=True, help="Class to explain (index or label). Default: top-1.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True)
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True)
+@click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
+@preprocess_option
+@labels_option
+@input_size_option
+@unsafe_option
+def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, preprocess, labels,
+            input_size, unsafe_model_code):
+    """Compare methods side by side: one PNG, a row per image, a column per method."""
+    method_type = MethodType()
+    methods = [method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()]
+    try:
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        from .compare import compare_sheet
+
+        sheet = compare_sheet(spec, list(images), methods, output, layer=layer, target=list(classes) or None,
+                              alpha=alpha, colormap=colormap)
+    except GradcamError as error:
+        _fail(error)
+    click.echo(f"gradcam: comparison sheet written to {sheet}", err=True)
+
+
+@cli.command()
 def methods():
     """Describe the class activation methods --method accepts."""
     from .methods import METHODS
@@ -229,7 +281,9 @@ def models(params):
 
     registry = application_registry()
     click.echo(f"{'name':<20} {'--model key':<20} {'input':>7}" + ("  parameters" if params else ""))
-    click.echo("demo                 demo                     64  (bundled shapes classifier)")
+    from .demo import demo_description
+
+    click.echo(demo_description())
     for key, entry in registry.items():
         line = f"{entry.name:<20} {key:<20} {entry.native_size():>7}"
         if params:

@@ -199,6 +199,16 @@ def remove_stale_temporaries(folder: Path) -> int:
     return removed
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give: 0o666 less the umask (mkstemp would give 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: readers see all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +216,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -46,3 +46,14 @@ def test_every_colormap_is_monotone_in_its_ends():
         lut = render.colormap_lut(name)
         assert lut.shape == (256, 3)
         assert not np.array_equal(lut[0], lut[-1])
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "sub" / "out.bin"
+    render.atomic_write_bytes(target, b"data")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.read_bytes() == b"data" and (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+    assert [p.name for p in target.parent.iterdir()] == ["out.bin"]

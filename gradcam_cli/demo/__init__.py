@@ -17,3 +17,12 @@ def demo_model_path() -> Path:
             "'python -m gradcam_cli.demo.train'."
         )
     return DEMO_MODEL
+
+
+def demo_description() -> str:
+    """The ``gradcam models`` line for the demo, read from the model's sidecar file."""
+    import json
+
+    sidecar = json.loads((DEMO_DIR / "shapes_cnn.keras.gradcam.json").read_text())
+    classes = ", ".join(sidecar["labels"])
+    return f"{'demo':<20} {'demo':<20} {sidecar['input_size'][0]:>7}  (bundled shapes classifier: {classes})"

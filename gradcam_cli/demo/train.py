@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     sidecar = {
         "preprocess": "scale01",
         "labels": list(CLASSES),
+        "input_size": [SIZE, SIZE],
         "trained": {"seed": args.seed, "train_images": args.train, "epochs": args.epochs,
                     "held_out_accuracy": round(accuracy, 4), "seconds": round(seconds)},
     }

@@ -1,0 +1,196 @@
+"""``index.html``: a self-contained gallery of a run, built from its ``manifest.jsonl``.
+
+Thumbnails are written under ``thumbs/`` in the output folder and every link is relative, so the
+folder can be zipped and opened anywhere; nothing is fetched from the network. Every file name and
+label is HTML-escaped, and the data given to the page's script is JSON with ``<`` escaped, so a file
+called ``<img src=x onerror=alert(1)>.jpg`` shows as text.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import render
+from .errors import GradcamError, OutputError
+from .images import load_image
+from .pipeline import MANIFEST, Manifest
+
+THUMB_SIZE = 256
+REPORT = "index.html"
+
+
+def _relative(path: str | Path, output_dir: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), output_dir.resolve())).as_posix()
+
+
+def _thumbnail(source: Path, target: Path, from_input: bool) -> bool:
+    if target.exists():
+        return True
+    try:
+        image = Image.fromarray(load_image(source)) if from_input else Image.open(source).convert("RGB")
+    except (GradcamError, OSError):
+        return False
+    image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.BILINEAR)
+    render.atomic_write_bytes(target, render.jpeg_bytes(np.asarray(image), quality=85))
+    return True
+
+
+def _cards(rows: list[dict]) -> list[dict]:
+    """One card per input, its targets in rank order; failures as cards without pictures."""
+    cards: dict[str, dict] = {}
+    for row in rows:
+        card = cards.setdefault(row["input"], {"input": row["input"], "targets": [], "error": None, "top": []})
+        if row.get("status") == "ok":
+            card["targets"].append(row)
+            card["top"] = row.get("top") or card["top"]
+        else:
+            card["error"] = row.get("error")
+    for card in cards.values():
+        card["targets"].sort(key=lambda r: (r.get("method", ""), r.get("rank", 0)))
+    return list(cards.values())
+
+
+def write_report(output_dir: str | Path, workers: int = 4) -> Path:
+    """Write ``index.html`` (and thumbnails) for the run in ``output_dir``; return its path."""
+    output_dir = Path(output_dir)
+    manifest_path = output_dir / MANIFEST
+    if not manifest_path.exists():
+        raise OutputError(f"{output_dir}: no {MANIFEST} here; run 'gradcam explain ... -o {output_dir}' first.")
+    rows = Manifest._read(manifest_path)
+    cards = _cards(rows)
+    thumbs = output_dir / "thumbs"
+    stems = dict(zip([c["input"] for c in cards], render.unique_stems(Path(c["input"]).name for c in cards), strict=True))
+
+    jobs = []
+    for card in cards:
+        if card["targets"]:
+            stem = stems[card["input"]]
+            card["thumb"] = thumbs / f"{stem}.original.jpg"
+            jobs.append((Path(card["input"]), card["thumb"], True))
+            for target in card["targets"]:
+                target["thumb"] = thumbs / (Path(target["overlay"]).stem + ".jpg")
+                jobs.append((Path(target["overlay"]), target["thumb"], False))
+    try:
+        thumbs.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            done = list(pool.map(lambda job: _thumbnail(*job), jobs))
+    except OSError as error:
+        raise OutputError(f"{thumbs}: cannot write thumbnails ({error.strerror or error}).") from None
+    available = {str(job[1]) for job, ok in zip(jobs, done, strict=True) if ok}
+    page = _page(cards, output_dir, available)
+    path = output_dir / REPORT
+    render.atomic_write_bytes(path, page.encode("utf-8"))
+    return path
+
+
+def _escape(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
+    name = _escape(Path(card["input"]).name)
+    if card["error"] and not card["targets"]:
+        return (f'<article class="card failed" data-class="" data-confidence="-1">'
+                f'<h3>{name}</h3><p class="error">{_escape(card["error"])}</p></article>')
+    top1_label, top1_probability = (card["top"][0][1], card["top"][0][2]) if card["top"] else ("", 0.0)
+    pictures = []
+    if str(card.get("thumb")) in available:
+        pictures.append(f'<figure><img src="{_escape(_relative(card["thumb"], output_dir))}" alt="original {name}">'
+                        f"<figcaption>original</figcaption></figure>")
+    for target in card["targets"]:
+        if str(target.get("thumb")) not in available:
+            continue
+        caption = (f'{_escape(target["method"])}: {_escape(target["label"])} '
+                   f'({float(target["probability"]):.1%}){" — empty map" if target.get("empty_heatmap") else ""}')
+        pictures.append(
+            f'<figure><a href="{_escape(_relative(target["overlay"], output_dir))}">'
+            f'<img src="{_escape(_relative(target["thumb"], output_dir))}" alt="{caption}"></a>'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    top = "".join(f"<li>{_escape(label)} <span>{float(p):.1%}</span></li>" for _, label, p in card["top"])
+    layer = _escape(card["targets"][0]["layer"]) if card["targets"] else ""
+    return (
+        f'<article class="card" data-class="{_escape(top1_label)}" data-confidence="{float(top1_probability):.6f}">'
+        f'<h3 title="{_escape(card["input"])}">{name}</h3><div class="pictures">{"".join(pictures)}</div>'
+        f'<ol class="top">{top}</ol><p class="layer">layer {layer}</p></article>'
+    )
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;background:#f6f6f4;color:#222}
+header{display:flex;gap:1rem;align-items:center;flex-wrap:wrap}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:1rem;margin-top:1rem}
+.card{background:#fff;border-radius:8px;padding:.8rem;box-shadow:0 1px 3px #0002}
+.card h3{font-size:.95rem;margin:0 0 .5rem;overflow-wrap:anywhere}
+.pictures{display:flex;gap:.5rem;flex-wrap:wrap}
+figure{margin:0}figure img{width:190px;height:auto;border-radius:4px;display:block}
+figcaption{font-size:.8rem;color:#555;max-width:190px}
+.top{font-size:.85rem;margin:.5rem 0 0;padding-left:1.2rem}.top span{color:#666}
+.layer{font-size:.75rem;color:#777;margin:.3rem 0 0}
+.failed{border-left:4px solid #c33}.error{color:#a22;font-size:.85rem;overflow-wrap:anywhere}
+"""
+
+SCRIPT = """
+(function () {
+  const grid = document.getElementById('cards');
+  const filter = document.getElementById('class-filter');
+  const order = document.getElementById('sort');
+  const count = document.getElementById('shown');
+  function apply() {
+    const cards = Array.from(grid.children);
+    const wanted = filter.value;
+    cards.sort((a, b) => {
+      const d = parseFloat(b.dataset.confidence) - parseFloat(a.dataset.confidence);
+      return order.value === 'asc' ? -d : d;
+    });
+    let shown = 0;
+    for (const card of cards) {
+      const visible = wanted === '' || card.dataset.class === wanted;
+      card.hidden = !visible;
+      if (visible) shown += 1;
+      grid.appendChild(card);
+    }
+    count.textContent = shown;
+  }
+  filter.addEventListener('change', apply);
+  order.addEventListener('change', apply);
+  apply();
+})();
+"""
+
+
+def _page(cards: list[dict], output_dir: Path, available: set[str]) -> str:
+    classes = sorted({c["top"][0][1] for c in cards if c["top"] and c["targets"]})
+    options = "".join(f'<option value="{_escape(label)}">{_escape(label)}</option>' for label in classes)
+    failed = [c for c in cards if c["error"] and not c["targets"]]
+    methods = sorted({t["method"] for c in cards for t in c["targets"]})
+    summary = {"images": len(cards), "failed": len(failed), "methods": methods}
+    body = "\n".join(_card_html(card, output_dir, available) for card in cards)
+    summary_json = json.dumps(summary).replace("<", "\\u003c")
+    failures = "".join(f"<li>{_escape(c['error'])}</li>" for c in failed)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>gradcam report: {_escape(output_dir.name)}</title>
+<style>{STYLE}</style></head>
+<body>
+<header><h1>gradcam report</h1>
+<label>predicted class <select id="class-filter"><option value="">all</option>{options}</select></label>
+<label>sort by confidence <select id="sort"><option value="desc">high first</option><option value="asc">low first</option></select></label>
+<span><span id="shown">{len(cards)}</span> of {len(cards)} images; {len(failed)} failed; methods: {_escape(", ".join(methods))}</span>
+</header>
+{f'<section class="failures"><h2>Failed inputs</h2><ul>{failures}</ul></section>' if failed else ''}
+<main class="grid" id="cards">
+{body}
+</main>
+<script type="application/json" id="summary">{summary_json}</script>
+<script>{SCRIPT}</script>
+</body></html>
+"""

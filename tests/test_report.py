@@ -1,0 +1,133 @@
+"""The HTML gallery and the method-comparison sheet."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from gradcam_cli.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAPES = ROOT / "sample_images" / "shapes"
+NASTY = "<img src=x onerror=alert(1)>.jpg"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        for key in ("src", "href"):
+            if attributes.get(key):
+                self.links.append(attributes[key])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report_in")
+    for picture in sorted(SHAPES.glob("*.png"))[:6]:
+        shutil.copy(picture, folder / picture.name)
+    Image.open(SHAPES / "07_pair_cross_star.png").convert("RGB").save(folder / NASTY)
+    (folder / "broken <b>bold.png").write_bytes(b"not an image")
+    out = tmp_path_factory.mktemp("report_out")
+    result = run("explain", folder, "-o", out, "--top-k", "2", "--report", "-q")
+    assert result.exit_code == 1  # the broken file
+    return out
+
+
+def test_report_links_resolve_and_names_are_escaped(report_dir):
+    page = (report_dir / "index.html").read_text(encoding="utf-8")
+    parser = Links()
+    parser.feed(page)
+    assert parser.links, "the report links no picture"
+    for link in parser.links:
+        assert not link.startswith(("http:", "https:", "//", "/")), link
+        assert (report_dir / link).is_file(), link
+    assert not any(tag == "img" and attributes.get("src") == "x" for tag, attributes in parser.tags)
+    assert not any(tag == "b" for tag, _ in parser.tags)  # the <b> in a file name stays text
+    text = "".join(parser.text)
+    assert NASTY in text and "broken <b>bold.png" in text
+    assert "not an image Pillow can read" in text
+    cards = [attributes for tag, attributes in parser.tags if tag == "article"]
+    assert len(cards) == 8
+    summary = json.loads(page.split('id="summary">')[1].split("</script>")[0])
+    assert summary == {"images": 8, "failed": 1, "methods": ["gradcam"]}
+
+
+def test_report_command_rebuilds_from_the_manifest(report_dir):
+    (report_dir / "index.html").unlink()
+    result = run("report", report_dir)
+    assert result.exit_code == 0 and (report_dir / "index.html").exists()
+    thumbs = list((report_dir / "thumbs").glob("*.jpg"))
+    assert thumbs and all(max(Image.open(t).size) <= 256 for t in thumbs)
+
+
+def test_report_without_manifest_fails_cleanly(tmp_path):
+    result = run("report", tmp_path)
+    assert result.exit_code == 3 and "manifest.jsonl" in result.output
+
+
+def test_compare_sheet_has_a_row_per_image_and_a_column_per_method(tmp_path):
+    sheet = tmp_path / "sheet.png"
+    images = [SHAPES / "01_single_cross.png", SHAPES / "05_pair_circle_triangle.png"]
+    result = run("compare", *images, "--methods", "gradcam,gradcam++,scorecam", "-o", sheet)
+    assert result.exit_code == 0, result.output
+    picture = Image.open(sheet)
+    assert picture.size == (4 * 224, 2 * (224 + 22) + 22)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_in_a_real_headless_browser(report_dir, tmp_path):
+    """Opens index.html over file:// in Debian's Chromium (installed by .ci/run)."""
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium (see .ci/run)")
+        pytest.skip("no chromium on this machine: apt-get install chromium")
+    playwright = pytest.importorskip("playwright.sync_api")
+    errors: list[str] = []
+    with playwright.sync_playwright() as driver:
+        chrome = driver.chromium.launch(executable_path=browser, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = chrome.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((report_dir / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
+        assert widths and all(w > 0 for w in widths), widths
+        classes = page.eval_on_selector_all("#class-filter option", "options => options.map(o => o.value)")
+        wanted = next(value for value in classes if value)
+        page.select_option("#class-filter", wanted)
+        visible = page.eval_on_selector_all("article.card:not([hidden])", "cards => cards.map(c => c.dataset.class)")
+        assert visible and set(visible) == {wanted}
+        assert page.inner_text("#shown") == str(len(visible))
+        page.select_option("#class-filter", "")
+        page.select_option("#sort", "asc")
+        confidences = page.eval_on_selector_all("article.card", "cards => cards.map(c => parseFloat(c.dataset.confidence))")
+        assert confidences == sorted(confidences)
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        chrome.close()
+    assert not errors, errors
+    assert (tmp_path / "report.png").stat().st_size > 10_000
