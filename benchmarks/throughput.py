@@ -169,7 +169,26 @@ def measure_model(model_name: str, folder: Path, paths: list[Path], work: Path, 
         explainer = Explainer(spec, method=method, batch_size=BATCH)
         explainer.run(raw[:BATCH])
         figures[f"ours maps {method}"] = count / timed(lambda e=explainer: e.run(raw), repeat=2)
+    xla = Explainer(spec, method="gradcam", batch_size=BATCH, xla=True)
+    try:
+        xla.run(raw[:BATCH])
+        figures["ours maps gradcam --xla"] = count / timed(lambda: xla.run(raw), repeat=2)
+    except Exception as error:  # XLA cannot compile some graphs on some builds
+        print(f"  --xla failed on {model_name}: {type(error).__name__}", flush=True)
 
+    items = collect_inputs([str(folder)])
+    for method in ("gradcam", "gradcam++"):
+        options = RunOptions(method=method, batch_size=BATCH, output_dir=work / f"warm_{model_name}_{method}",
+                             overwrite=True)
+        explainer = Explainer(spec, method=method, batch_size=BATCH)
+        run_explain(items[:BATCH], spec, options, explainer=explainer)  # compile
+        options.output_dir = work / f"ours_{model_name}_{method}"
+        figures[f"ours e2e {method}"] = count / timed(
+            lambda o=options, e=explainer: run_explain(items, spec, o, explainer=e), repeat=2)
+        command = [sys.executable, "-m", "gradcam_cli", "explain", str(folder), "--model", model_name,
+                   "--weights", "none", "-q", "-o", str(work / f"sub_{model_name}_{method}"), "--method", method]
+        seconds = timed(lambda c=command: subprocess.run(c, check=True, capture_output=True))
+        figures[f"ours subprocess {method}"] = count / seconds
     if not skip_peers:
         try:
             from tf_keras_vis.gradcam import Gradcam
@@ -192,19 +211,6 @@ def measure_model(model_name: str, folder: Path, paths: list[Path], work: Path, 
             print("  tf-keras-vis is not installed (pip install -e '.[bench]'): skipped", flush=True)
         figures["keras-example"] = keras_example_recipe(model_name, paths, work / f"keras_{model_name}", size)
 
-    items = collect_inputs([str(folder)])
-    for method in ("gradcam", "gradcam++"):
-        options = RunOptions(method=method, batch_size=BATCH, output_dir=work / f"warm_{model_name}_{method}",
-                             overwrite=True)
-        explainer = Explainer(spec, method=method, batch_size=BATCH)
-        run_explain(items[:BATCH], spec, options, explainer=explainer)  # compile
-        options.output_dir = work / f"ours_{model_name}_{method}"
-        figures[f"ours e2e {method}"] = count / timed(
-            lambda o=options, e=explainer: run_explain(items, spec, o, explainer=e), repeat=2)
-        command = [sys.executable, "-m", "gradcam_cli", "explain", str(folder), "--model", model_name,
-                   "--weights", "none", "-q", "-o", str(work / f"sub_{model_name}_{method}"), "--method", method]
-        seconds = timed(lambda c=command: subprocess.run(c, check=True, capture_output=True))
-        figures[f"ours subprocess {method}"] = count / seconds
     keras.backend.clear_session()
     return figures
 

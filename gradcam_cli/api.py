@@ -100,11 +100,7 @@ def explain(
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
     """
-    if isinstance(labels, list) and not isinstance(model, (str, os.PathLike, ModelSpec)):
-        spec = resolve_model(model, weights=weights, preprocess=preprocess)
-        spec.labels = labels
-    else:
-        spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels)
+    spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels)
     explainer = Explainer(spec, method=method, layer=layer, batch_size=batch_size, smooth=smooth,
                           chunk_size=chunk_size, max_channels=max_channels)
     arrays, paths = _as_images(images)

@@ -181,7 +181,7 @@ def make_preprocess(mode: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
-    """One class name per line; blank lines are kept as class names only at the end."""
+    """One class name per line (trailing blank lines ignored)."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
@@ -403,7 +403,7 @@ def resolve_model(
     model: str | Any,
     weights: str | None = "imagenet",
     preprocess: str | None = None,
-    labels: str | None = None,
+    labels: str | list[str] | None = None,
     input_size: tuple[int, int] | None = None,
     safe_mode: bool = True,
 ) -> ModelSpec:
@@ -426,5 +426,5 @@ def resolve_model(
     if preprocess:
         spec.preprocess, spec.preprocess_name = make_preprocess(preprocess)
     if labels:
-        spec.labels = read_labels(labels)
+        spec.labels = list(labels) if isinstance(labels, list) else read_labels(labels)
     return spec

@@ -52,7 +52,7 @@ class RunOptions:
     smooth: str | None = None
     chunk_size: int = 32
     max_channels: int | None = None
-    workers: int = 4
+    workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 
 
 @dataclass

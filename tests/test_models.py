@@ -80,6 +80,8 @@ def test_lambda_layer_is_refused_in_safe_mode(keras, tmp_path):
     model.save(path)
     with pytest.raises(ModelLoadError, match="--unsafe-model-code"):
         resolve_model(str(path))
+    trusted = resolve_model(str(path), safe_mode=False)  # what --unsafe-model-code asks for
+    assert any(type(layer).__name__ == "Lambda" for layer in trusted.model.layers)
 
 
 def test_not_a_model_file_and_non_image_models(keras, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from references import Reference, deep_head_model
 
 from gradcam_cli.engine import Explainer
 from gradcam_cli.errors import MethodError
@@ -19,12 +20,7 @@ def maps(model, images, method, classes=None, **options):
 
 @pytest.fixture(scope="module")
 def deep_model(keras):
-    """target conv -> conv -> GAP -> Dense(softmax): gradients vary over positions."""
-    inputs = keras.Input((20, 20, 3))
-    x = keras.layers.Conv2D(6, 3, activation="relu", name="target")(inputs)
-    x = keras.layers.Conv2D(5, 3, activation="tanh", name="after")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="head")(x))
+    return deep_head_model(keras)
 
 
 @pytest.fixture(scope="module")
@@ -34,26 +30,9 @@ def images():
 
 @pytest.fixture(scope="module")
 def reference(keras, deep_model, images):
-    """Activations, gradients of logit 1, and numpy helpers, computed without the tool's probe."""
-    import tensorflow as tf
-
-    target = deep_model.get_layer("target")
-    head = deep_model.get_layer("head")
-    to_activations = keras.Model(deep_model.inputs, target.output)
-    tail = keras.Model(target.output, head.input)
-
-    def logits_of_activations(activations):
-        return tail(activations).numpy() @ head.kernel.numpy() + head.bias.numpy()
-
-    def logits_of_images(batch):
-        return logits_of_activations(to_activations(batch))
-
-    activations = tf.constant(to_activations(images))
-    with tf.GradientTape() as tape:
-        tape.watch(activations)
-        score = tf.reduce_sum(tf.matmul(tail(activations), head.kernel)[:, 1])
-    gradients = tape.gradient(score, activations).numpy().astype(np.float64)
-    return activations.numpy().astype(np.float64), gradients, logits_of_images, logits_of_activations
+    """Activations, gradients of logit 1 and logit functions, computed without the tool's probe."""
+    ref = Reference(keras, deep_model, images, class_index=1)
+    return ref.a, ref.g, ref.logits_of_images, ref.logits_of_activations
 
 
 def relu(x):
