@@ -232,9 +232,11 @@ def peak_rss_mb(folder: Path, out: Path) -> float:
 def start_up_figures(work: Path, photo: Path) -> dict:
     gradcam = shutil.which("gradcam", path=os.path.dirname(sys.executable)) or "gradcam"
     help_seconds = timed(lambda: subprocess.run([gradcam, "--help"], check=True, capture_output=True), repeat=5)
+    import_seconds = timed(lambda: subprocess.run([sys.executable, "-c", "import tensorflow, keras"], check=True,
+                                                  capture_output=True), repeat=3)
     first = timed(lambda: subprocess.run([gradcam, "explain", str(photo), "--model", "demo", "-q", "--overwrite",
                                           "-o", str(work / "first")], check=True, capture_output=True), repeat=3)
-    return {"help_seconds": help_seconds, "first_heatmap_seconds": first}
+    return {"help_seconds": help_seconds, "first_heatmap_seconds": first, "tensorflow_import_seconds": import_seconds}
 
 
 def main() -> None:
@@ -243,7 +245,7 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenetv2,resnet50,xception")
     parser.add_argument("--memory", default="200,2000", help="image counts for the peak-RSS runs ('' to skip)")
     parser.add_argument("--skip-peers", action="store_true")
-    parser.add_argument("--json", default=None)
+    parser.add_argument("--json", default=None, help="write (merge) the figures into this JSON file")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
@@ -293,9 +295,14 @@ def main() -> None:
         report["peak_rss_mb"] = memory
     report["start_up"] = start_up_figures(work, paths[0])
     print(f"gradcam --help: {report['start_up']['help_seconds']:.3f} s; first heatmap (demo, one image, "
-          f"start-up included): {report['start_up']['first_heatmap_seconds']:.2f} s (best of 5 and 3)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+          f"start-up included): {report['start_up']['first_heatmap_seconds']:.2f} s, of which importing "
+          f"TensorFlow alone: {report['start_up']['tensorflow_import_seconds']:.2f} s (best of 5, 3, 3)")
+    if args.json:  # merged into an earlier report, so parts can be re-measured alone
+        path = Path(args.json)
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        models = {**merged.get("models", {}), **report.pop("models")}
+        merged.update(report, models=models)
+        path.write_text(json.dumps(merged, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
 
 
