@@ -26,17 +26,16 @@ def _quiet_tensorflow() -> None:
     pointed at /dev/null for the import only; Python exceptions still surface normally.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    if "tensorflow" not in sys.modules:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notes for compare's methods
 
@@ -161,7 +160,11 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
 
     items = collect_inputs(list(inputs), recursive=recursive)
     if not items:
-        _fail(GradcamError("no image files found in the given inputs."))
+        from .images import IMAGE_EXTENSIONS
+
+        hint = "" if recursive else " (add -r to look in sub-folders)"
+        _fail(GradcamError(f"{', '.join(inputs)}: no image files found{hint}; looked for "
+                           f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
     try:
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from .pipeline import RunOptions

@@ -69,10 +69,10 @@ def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classe
 
 
 class Explainer:
-    """Computes class activation maps for batches of model-ready images.
+    """Computes class activation maps for batches of RGB pixels at the model's input size.
 
     >>> explainer = Explainer(spec, method="gradcam++")            # doctest: +SKIP
-    >>> result = explainer.run(batch, top_k=1)                      # doctest: +SKIP
+    >>> result = explainer.run(pixels, top_k=1)                     # doctest: +SKIP
     """
 
     def __init__(

@@ -141,3 +141,9 @@ def test_methods_command_lists_every_method():
 
     listing = run("methods")
     assert all(name in listing.output for name in METHODS)
+
+
+def test_empty_folder_says_what_was_looked_for(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    result = run("explain", tmp_path / "empty", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "no image files found" in result.output and "-r" in result.output
