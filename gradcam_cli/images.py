@@ -124,6 +124,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Decode ``path`` to an (H, W, 3) uint8 RGB array, EXIF orientation applied, first frame only."""
+    return np.asarray(open_rgb(path))
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode ``path`` to a loaded 8-bit RGB Pillow image (see :func:`load_image`)."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file.")
@@ -141,7 +146,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(image)
                 rgb.load()
-                return np.asarray(rgb, dtype=np.uint8)
+                return rgb
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -159,10 +164,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: damaged or truncated image ({detail}); re-export or remove it.") from None
 
 
-def model_input(rgb: np.ndarray, size: tuple[int, int], channels: int = 3) -> np.ndarray:
+def model_input(rgb: np.ndarray | Image.Image, size: tuple[int, int], channels: int = 3) -> np.ndarray:
     """Resize (stretch, bilinear) to the model's (height, width); float32 in [0, 255]."""
     height, width = size
-    image = Image.fromarray(rgb)
+    image = rgb if isinstance(rgb, Image.Image) else Image.fromarray(rgb)
     if image.size != (width, height):
         image = image.resize((width, height), Image.BILINEAR)
     if channels == 1:

@@ -30,7 +30,7 @@ import numpy as np
 from . import render
 from .engine import Explainer, resolve_classes
 from .errors import ImageError, OutputError, TargetError
-from .images import InputItem, load_image, model_input
+from .images import InputItem, model_input, open_rgb
 from .models import ModelSpec
 
 MANIFEST = "manifest.jsonl"
@@ -162,10 +162,11 @@ def _check_output_dir(output_dir: Path) -> None:
         ) from None
 
 
-def _decode(item: InputItem, spec: ModelSpec, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _decode(item: InputItem, spec: ModelSpec, channels: int):
+    """(original as a Pillow RGB image, model-size float32 pixels)."""
     if item.error:
         raise ImageError(f"{item.path}: {item.error}.")
-    original = load_image(item.path)
+    original = open_rgb(item.path)
     return original, model_input(original, spec.input_size, channels)
 
 
@@ -218,15 +219,16 @@ def run_explain(
         return {**base_row, "input": item.path, "status": "error", "error": message,
                 "class_index": None, "label": None, "probability": None, "overlay": None, "heatmap": None}
 
-    def write_outputs(item: InputItem, original: np.ndarray, heatmap: np.ndarray, saliency, row: dict) -> dict:
+    def write_outputs(item: InputItem, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
         overlay_path, heatmap_path = render.output_paths(output_dir, stems[item.path], explainer.method.name, row["class_index"])
-        image = render.overlay(original, heatmap, options.alpha, lut)
+        image = render.overlay_image(original, heatmap, options.alpha, lut)
         render.atomic_write_bytes(overlay_path, render.jpeg_bytes(image))
         render.atomic_write_bytes(heatmap_path, render.npy_bytes(heatmap))
         row = {**row, "overlay": str(overlay_path), "heatmap": str(heatmap_path)}
         if saliency is not None:
             saliency_path = overlay_path.with_name(overlay_path.name[: -len(".jpg")] + ".guided.png")
-            render.atomic_write_bytes(saliency_path, render.png_bytes(render.saliency_image(saliency, original.shape[:2])))
+            saliency_picture = render.saliency_image(saliency, (original.height, original.width))
+            render.atomic_write_bytes(saliency_path, render.png_bytes(saliency_picture))
             row["saliency"] = str(saliency_path)
         return row
 
@@ -271,7 +273,7 @@ def run_explain(
         for index, batch in enumerate(batches):
             decodes, next_decodes = next_decodes, (submit_decodes(batches[index + 1]) if index + 1 < len(batches) else [])
             rows: list[Future | dict] = []
-            good: list[tuple[InputItem, np.ndarray, np.ndarray]] = []
+            good: list[tuple[InputItem, Any, np.ndarray]] = []
             for item, future in zip(batch, decodes, strict=True):
                 try:
                     original, prepared = future.result()
@@ -289,7 +291,7 @@ def run_explain(
                         row = {**base_row, "input": item.path, "status": "ok", "error": None, "rank": rank,
                                "class_index": int(class_index), "label": spec.label(int(class_index)),
                                "probability": round(float(probabilities[class_index]), 6), "top": top,
-                               "image_size": [int(original.shape[1]), int(original.shape[0])],
+                               "image_size": [original.width, original.height],
                                "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
                         saliency = None if result.saliency is None else result.saliency[position, rank]
                         rows.append(writers.submit(write_outputs, item, original, heatmap, saliency, row))

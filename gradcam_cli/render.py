@@ -118,9 +118,15 @@ def colorize(levels: np.ndarray, lut: np.ndarray) -> Image.Image:
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str | np.ndarray = "jet") -> np.ndarray:
     """Blend the coloured map onto ``image`` (H, W, 3) uint8; returns uint8 RGB."""
+    return np.asarray(overlay_image(Image.fromarray(image), heatmap, alpha, colormap))
+
+
+def overlay_image(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.4,
+                  colormap: str | np.ndarray = "jet") -> Image.Image:
+    """:func:`overlay` on Pillow images, without array copies (the batch pipeline's path)."""
     lut = colormap_lut(colormap) if isinstance(colormap, str) else colormap
-    coloured = colorize(to_levels(display_heatmap(heatmap, image.shape[:2])), lut)
-    return np.asarray(Image.blend(Image.fromarray(image), coloured, float(alpha)))
+    coloured = colorize(to_levels(display_heatmap(heatmap, (image.height, image.width))), lut)
+    return Image.blend(image, coloured, float(alpha))
 
 
 def saliency_image(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -224,9 +230,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
+def jpeg_bytes(image: np.ndarray | Image.Image, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from . import render
 from .errors import GradcamError, OutputError
-from .images import load_image
+from .images import open_rgb
 from .pipeline import MANIFEST, Manifest
 
 THUMB_SIZE = 256
@@ -34,7 +34,7 @@ def _thumbnail(source: Path, target: Path, from_input: bool) -> bool:
     if target.exists():
         return True
     try:
-        image = Image.fromarray(load_image(source)) if from_input else Image.open(source).convert("RGB")
+        image = open_rgb(source) if from_input else Image.open(source).convert("RGB")
     except (GradcamError, OSError):
         return False
     image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.BILINEAR)
