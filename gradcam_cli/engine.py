@@ -142,7 +142,9 @@ class Explainer:
             tf.TensorSpec((self.batch_size, height, width, channels), tf.float32),
             tf.TensorSpec((self.batch_size, count), tf.int32),
         ]
-        return tf.function(step, input_signature=signature, jit_compile=self.xla or None, reduce_retracing=True)
+        # No AutoGraph: the step's loops are over fixed Python ranges, and tracing is 2-3x faster
+        # without it. (Keras layers are never converted by AutoGraph anyway.)
+        return tf.function(step, input_signature=signature, jit_compile=self.xla or None, autograph=False)
 
     def run(
         self,
@@ -192,7 +194,6 @@ class Explainer:
         count = per_image.shape[1] if per_image is not None else len(classes) if explicit else int(top_k)
         if not explicit and not 1 <= count <= self.num_classes:
             raise TargetError(f"--top-k {count} is out of range: the model has {self.num_classes} classes.")
-        step = self._step(explicit, count)
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
@@ -205,5 +206,6 @@ class Explainer:
                 class_ids[:filled] = per_image[start : start + filled]
             elif explicit:
                 class_ids[:] = np.asarray(classes, np.int32)
-            results.append([output.numpy()[:filled] for output in step(chunk, class_ids)])
+            outputs = self._step(explicit, count)(chunk, class_ids)
+            results.append([output.numpy()[:filled] for output in outputs])
         return BatchResult(*(np.concatenate(parts) for parts in zip(*results, strict=True)))

@@ -191,8 +191,9 @@ def run_explain(
     :class:`OutputError` when writing fails mid-run (the manifest is flushed first).
     """
     started = time.perf_counter()
-    if explainer is None:
-        explainer = Explainer(spec, options.method, options.layer, options.batch_size, options.xla,
+    if explainer is None:  # a run of 3 images compiles for 3, not for a padded batch of 16
+        batch_size = max(1, min(options.batch_size, len(items)))
+        explainer = Explainer(spec, options.method, options.layer, batch_size, options.xla,
                               options.smooth, options.chunk_size, options.max_channels)
     classes = resolve_classes(spec, options.classes, explainer.num_classes)
     if classes is None and not 1 <= options.top_k <= explainer.num_classes:
@@ -266,7 +267,7 @@ def run_explain(
     def submit_decodes(batch: list[InputItem]) -> list[Future]:
         return [decoders.submit(_decode, item, spec, channels) for item in batch]
 
-    batches = list(_batches(todo, options.batch_size))
+    batches = list(_batches(todo, explainer.batch_size))
     next_decodes: list[Future] = []
     try:
         next_decodes = submit_decodes(batches[0]) if batches else []

@@ -95,3 +95,4 @@ def test_cam_refuses_model_without_gap_dense_head(keras):
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
     with pytest.raises(MethodError, match="GlobalAveragePooling2D.*gradcam"):
         Explainer(spec_for_model(model), method="cam")
+
