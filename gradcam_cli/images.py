@@ -1,7 +1,8 @@
 """Finding inputs and decoding them into RGB arrays.
 
 Every decode problem becomes an :class:`ImageError` with a one-line reason, so a batch can record
-it and move on. Pillow's decompression-bomb guard is turned into such an error too.
+it and move on. Pillow's decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, 89 MP by default) is
+turned into such an error too, at its warning level rather than only at twice the limit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from .errors import ImageError
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 )
-MAX_PIXELS = 100_000_000  # 100 MP: larger images are refused instead of taking gigabytes
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -136,12 +136,6 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise ImageError(
-                        f"{path}: {width}x{height} is over the {MAX_PIXELS // 1_000_000} MP limit "
-                        "(a possible decompression bomb); downscale it first."
-                    )
                 image.seek(0)
                 image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(image)
@@ -150,7 +144,11 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: too many pixels (a possible decompression bomb); downscale it first.") from None
+        limit = (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ImageError(
+            f"{path}: over Pillow's {limit:.0f} MP limit (a possible decompression bomb, which would take "
+            "gigabytes of memory); downscale it first."
+        ) from None
     except UnidentifiedImageError:
         size = path.stat().st_size if path.exists() else 0
         what = "an empty file" if size == 0 else "not an image Pillow can read"
