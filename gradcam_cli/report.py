@@ -31,8 +31,12 @@ def _relative(path: str | Path, output_dir: Path) -> str:
 
 
 def _thumbnail(source: Path, target: Path, from_input: bool) -> bool:
-    if target.exists():
-        return True
+    """Write a thumbnail of ``source`` unless an up-to-date one exists; False if unreadable."""
+    try:
+        if target.stat().st_mtime >= source.stat().st_mtime:
+            return True
+    except OSError:
+        pass
     try:
         image = open_rgb(source) if from_input else Image.open(source).convert("RGB")
     except (GradcamError, OSError):
@@ -71,14 +75,12 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     jobs = []
     for card in cards:
         if card["targets"]:
-            stem = stems[card["input"]]
-            card["thumb"] = thumbs / f"{stem}.original.jpg"
+            card["thumb"] = thumbs / "originals" / f"{stems[card['input']]}.jpg"
             jobs.append((Path(card["input"]), card["thumb"], True))
-            for target in card["targets"]:
-                target["thumb"] = thumbs / (Path(target["overlay"]).stem + ".jpg")
+            for target in card["targets"]:  # overlays keep their (unique) place under the output dir
+                target["thumb"] = thumbs / _relative(target["overlay"], output_dir)
                 jobs.append((Path(target["overlay"]), target["thumb"], False))
     try:
-        thumbs.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             done = list(pool.map(lambda job: _thumbnail(*job), jobs))
     except OSError as error:

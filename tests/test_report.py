@@ -131,3 +131,18 @@ def test_report_in_a_real_headless_browser(report_dir, tmp_path):
         chrome.close()
     assert not errors, errors
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_thumbnails_of_same_named_files_in_different_folders_stay_apart(tmp_path):
+    source = tmp_path / "in"
+    for folder, picture in (("a", "01_single_cross.png"), ("b", "03_single_triangle.png")):
+        (source / folder).mkdir(parents=True)
+        shutil.copy(SHAPES / picture, source / folder / "x.png")
+    out = tmp_path / "out"
+    assert run("explain", source, "-r", "-o", out, "--report", "-q").exit_code == 0
+    parser = Links()
+    parser.feed((out / "index.html").read_text(encoding="utf-8"))
+    thumbs = [link for link in parser.links if link.startswith("thumbs/")]
+    assert len(thumbs) == len(set(thumbs)) == 4
+    originals = sorted(Image.open(out / link).getpixel((40, 40)) for link in thumbs if "originals" in link)
+    assert originals[0] != originals[1]
