@@ -45,7 +45,7 @@ class Explanation:
         return render.overlay(self.images[image], self.heatmaps[image, target], alpha, colormap)
 
 
-def _as_images(images: Any) -> tuple[list[np.ndarray], list[str | None]]:
+def as_images(images: Any) -> tuple[list[np.ndarray], list[str | None]]:
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -103,7 +103,7 @@ def explain(
     spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels)
     explainer = Explainer(spec, method=method, layer=layer, batch_size=batch_size, smooth=smooth,
                           chunk_size=chunk_size, max_channels=max_channels)
-    arrays, paths = _as_images(images)
+    arrays, paths = as_images(images)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
     if target is None or isinstance(target, np.ndarray):

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import render
-from .api import explain
+from .api import as_images, explain
 from .models import ModelSpec
 
 TILE = 224
@@ -35,7 +35,8 @@ def compare_sheet(
     **method_options,
 ) -> Path:
     """Explain ``images`` with every method and write the comparison sheet to ``output``."""
-    results = [explain(spec, images, method=m, target=target, layer=layer, batch_size=batch_size, **method_options)
+    arrays, paths = as_images(images)  # decoded once, shared by every method
+    results = [explain(spec, arrays, method=m, target=target, layer=layer, batch_size=batch_size, **method_options)
                for m in methods]
     first = results[0]
     rows = len(first.images)
@@ -49,7 +50,7 @@ def compare_sheet(
     for row in range(rows):
         top = CAPTION + row * (TILE + CAPTION)
         original = first.images[row]
-        name = Path(first.paths[row]).name if first.paths[row] else f"image {row}"
+        name = Path(paths[row]).name if paths[row] else f"image {row}"
         draw.text((4, top + 3), f"{name[:28]}", fill="black", font=font)
         for column, result in enumerate([None, *results]):
             picture = original if result is None else result.overlay(row, 0, alpha=alpha, colormap=colormap)

@@ -101,6 +101,14 @@ class Explainer:
         self._compiled: dict[tuple, Any] = {}
         log.info("target layer: %s %s", self.target.path, self.target.output_shape)
 
+    def resolve_targets(self, classes: list[int | str] | None, top_k: int) -> list[int] | None:
+        """Check ``--class`` values (to indices) or, without them, ``--top-k`` against the model."""
+        if classes:
+            return resolve_classes(self.spec, list(classes), self.num_classes)
+        if not 1 <= int(top_k) <= self.num_classes:
+            raise TargetError(f"--top-k {top_k} is out of range: the model has {self.num_classes} classes.")
+        return None
+
     @property
     def layer_name(self) -> str:
         return self.target.path
@@ -188,12 +196,10 @@ class Explainer:
             per_image = np.asarray(classes, np.int32)
             if per_image.min(initial=0) < 0 or per_image.max(initial=0) >= self.num_classes:
                 raise TargetError(f"class indices must lie in 0..{self.num_classes - 1}.")
-        elif classes is not None:
-            classes = resolve_classes(self.spec, list(classes), self.num_classes)
+        else:
+            classes = self.resolve_targets(classes, top_k)
         explicit = classes is not None
         count = per_image.shape[1] if per_image is not None else len(classes) if explicit else int(top_k)
-        if not explicit and not 1 <= count <= self.num_classes:
-            raise TargetError(f"--top-k {count} is out of range: the model has {self.num_classes} classes.")
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]

@@ -106,9 +106,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB: 16-bit and float greys are scaled, transparency goes on white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
+        # 16-bit by its full range; 32-bit integer and float by their own maximum (at least 1)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
-        if image.mode == "F":
-            top = max(float(array.max()), 1e-12) if array.max() > 1.0 else 1.0
         grey = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from . import render
-from .engine import Explainer, resolve_classes
-from .errors import ImageError, OutputError, TargetError
+from .engine import Explainer
+from .errors import ImageError, OutputError
 from .images import InputItem, model_input, open_rgb
 from .models import ModelSpec
 
@@ -85,11 +85,11 @@ class Manifest:
 
     def __init__(self, path: Path):
         self.path = path
-        self.previous = self._read(path)
+        self.previous = self.read_rows(path)
         self._stream = None
 
     @staticmethod
-    def _read(path: Path) -> list[dict]:
+    def read_rows(path: Path) -> list[dict]:
         rows = []
         try:
             with open(path, encoding="utf-8") as stream:
@@ -139,7 +139,7 @@ class Manifest:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
-        rows = self._read(self.path)
+        rows = self.read_rows(self.path)
         latest_run: dict[tuple, Any] = {}
         for row in rows:
             latest_run[self.group(row)] = row.get("run")
@@ -195,9 +195,7 @@ def run_explain(
         batch_size = max(1, min(options.batch_size, len(items)))
         explainer = Explainer(spec, options.method, options.layer, batch_size, options.xla,
                               options.smooth, options.chunk_size, options.max_channels)
-    classes = resolve_classes(spec, options.classes, explainer.num_classes)
-    if classes is None and not 1 <= options.top_k <= explainer.num_classes:
-        raise TargetError(f"--top-k {options.top_k} is out of range: the model has {explainer.num_classes} classes.")
+    classes = explainer.resolve_targets(options.classes, options.top_k)
     targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
     output_dir = Path(options.output_dir)
     _check_output_dir(output_dir)

@@ -67,7 +67,7 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     manifest_path = output_dir / MANIFEST
     if not manifest_path.exists():
         raise OutputError(f"{output_dir}: no {MANIFEST} here; run 'gradcam explain ... -o {output_dir}' first.")
-    rows = Manifest._read(manifest_path)
+    rows = Manifest.read_rows(manifest_path)
     cards = _cards(rows)
     thumbs = output_dir / "thumbs"
     stems = dict(zip([c["input"] for c in cards], render.unique_stems(Path(c["input"]).name for c in cards), strict=True))
