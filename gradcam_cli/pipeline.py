@@ -26,12 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from . import render
 from .engine import Explainer
 from .errors import ImageError, OutputError
-from .images import InputItem, model_input, open_rgb
+from .images import (
+    InputItem,
+    PixelBudget,
+    decode,
+    fit_longest_side,
+    model_input,
+)
 from .models import ModelSpec
+from .sizes import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
 
 MANIFEST = "manifest.jsonl"
 TOP_PREDICTIONS = 3
@@ -52,6 +60,8 @@ class RunOptions:
     smooth: str | None = None
     chunk_size: int = 32
     max_channels: int | None = None
+    overlay_size: int | None = DEFAULT_OVERLAY_SIZE  # longest side; None: the original's size
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS  # largest decode allowed (and held at once)
     workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 
 
@@ -76,7 +86,7 @@ class RunSummary:
 def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
     settings = [spec.source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
                 targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
-                str(options.smooth), str(options.max_channels)]
+                str(options.smooth), str(options.max_channels), str(options.overlay_size)]
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
@@ -162,12 +172,16 @@ def _check_output_dir(output_dir: Path) -> None:
         ) from None
 
 
-def _decode(item: InputItem, spec: ModelSpec, channels: int):
-    """(original as a Pillow RGB image, model-size float32 pixels)."""
+def decode_item(item: InputItem, spec: ModelSpec, channels: int, overlay_size: int | None,
+                max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS, budget: PixelBudget | None = None,
+                ) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
+    """Decode one input once, at the scale needed: (the picture at the overlay's size, the model's
+    float32 input, the original (width, height)). Raises :class:`ImageError`."""
     if item.error:
         raise ImageError(f"{item.path}: {item.error}.")
-    original = open_rgb(item.path)
-    return original, model_input(original, spec.input_size, channels)
+    decoded = decode(item.path, spec.input_size, overlay_size, max_megapixels, budget)
+    prepared = model_input(decoded.image, spec.input_size, channels)
+    return fit_longest_side(decoded.image, overlay_size), prepared, decoded.original_size
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -210,6 +224,7 @@ def run_explain(
         progress(summary.images_skipped)
     lut = render.colormap_lut(options.colormap)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
+    budget = PixelBudget(options.max_megapixels) if options.max_megapixels else None
     run_id = f"{time.time():.6f}-{os.getpid()}"
     base_row = {"run": run_id, "method": explainer.method.name, "layer": explainer.layer_name,
                 "model": spec.name, "targets": targets, "config": config}
@@ -263,7 +278,8 @@ def run_explain(
                 progress(image_count)
 
     def submit_decodes(batch: list[InputItem]) -> list[Future]:
-        return [decoders.submit(_decode, item, spec, channels) for item in batch]
+        return [decoders.submit(decode_item, item, spec, channels, options.overlay_size, options.max_megapixels, budget)
+                for item in batch]
 
     batches = list(_batches(todo, explainer.batch_size))
     next_decodes: list[Future] = []
@@ -272,16 +288,15 @@ def run_explain(
         for index, batch in enumerate(batches):
             decodes, next_decodes = next_decodes, (submit_decodes(batches[index + 1]) if index + 1 < len(batches) else [])
             rows: list[Future | dict] = []
-            good: list[tuple[InputItem, Any, np.ndarray]] = []
+            good: list[tuple[InputItem, Any, np.ndarray, tuple[int, int]]] = []
             for item, future in zip(batch, decodes, strict=True):
                 try:
-                    original, prepared = future.result()
-                    good.append((item, original, prepared))
+                    good.append((item, *future.result()))
                 except ImageError as error:
                     rows.append(error_row(item, str(error)))
             if good:
                 result = explainer.run(np.stack([g[2] for g in good]), classes, options.top_k)
-                for position, (item, original, _) in enumerate(good):
+                for position, (item, original, _, original_size) in enumerate(good):
                     probabilities = result.probabilities[position]
                     best = np.argsort(-probabilities)[:TOP_PREDICTIONS]
                     top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
@@ -290,7 +305,7 @@ def run_explain(
                         row = {**base_row, "input": item.path, "status": "ok", "error": None, "rank": rank,
                                "class_index": int(class_index), "label": spec.label(int(class_index)),
                                "probability": round(float(probabilities[class_index]), 6), "top": top,
-                               "image_size": [original.width, original.height],
+                               "image_size": list(original_size),
                                "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
                         saliency = None if result.saliency is None else result.saliency[position, rank]
                         rows.append(writers.submit(write_outputs, item, original, heatmap, saliency, row))

@@ -68,8 +68,11 @@ def test_bad_files_fail_one_line_each_and_good_ones_all_get_outputs(corpus, tmp_
         if verdict == GOOD:
             assert row["status"] == "ok", (name, row["error"])
             assert Path(row["overlay"]).exists() and Path(row["heatmap"]).exists()
-            original = load_image(folder / name)
-            assert Image.open(row["overlay"]).size == (original.shape[1], original.shape[0])
+            height, width = load_image(folder / name).shape[:2]
+            shrink = min(1.0, 1000 / max(width, height))  # the default --overlay-size, never enlarged
+            expected_size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+            assert Image.open(row["overlay"]).size == expected_size, name
+            assert row["image_size"] == [width, height]
         else:
             assert row["status"] == "error" and name.split(".")[0] in row["error"], row
             error_lines = [line for line in result.output.splitlines() if name in line]
