@@ -140,6 +140,9 @@ def cli() -> None:
               help="Heatmap opacity in the overlay.")
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Leave out files and folders whose name, path relative to the argument, or absolute "
+                   "path matches GLOB (repeatable). OUTPUT_DIR is always left out.")
 @click.option("--overwrite", is_flag=True,
               help="Redo inputs already explained in OUTPUT_DIR (by default a rerun resumes, skipping them).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-image predictions.")
@@ -151,20 +154,13 @@ def cli() -> None:
 @input_size_option
 @unsafe_option
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, overwrite, quiet, as_json, xla, report, preprocess, labels, input_size, unsafe_model_code):
+            recursive, excludes, overwrite, quiet, as_json, xla, report, preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
-    INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns.
+    INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
+    ** matches any number of folders). Each file is explained once, however it was reached.
     """
-    from .images import collect_inputs
-
-    items = collect_inputs(list(inputs), recursive=recursive)
-    if not items:
-        from .images import IMAGE_EXTENSIONS
-
-        hint = "" if recursive else " (add -r to look in sub-folders)"
-        _fail(GradcamError(f"{', '.join(inputs)}: no image files found{hint}; looked for "
-                           f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
+    items = _collect(inputs, recursive, excludes, output_dir)
     try:
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from .pipeline import RunOptions
@@ -186,11 +182,31 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
     sys.exit(summary.exit_code)
 
 
+def _collect(inputs, recursive, excludes, output_dir):
+    """List the inputs before any model loads: arguments that name nothing are reported at once,
+    and a run with nothing left to explain stops here (exit 2, nothing written)."""
+    from .images import IMAGE_EXTENSIONS, collect_inputs
+
+    items = collect_inputs(list(inputs), recursive=recursive, exclude=excludes, output_dir=output_dir)
+    arguments = {str(Path(argument)) for argument in inputs}
+    bad_arguments = [item for item in items if item.error and item.path in arguments]
+    for item in bad_arguments:
+        click.echo(f"gradcam: {item.path}: {item.error}.", err=True)
+    if not items:
+        hint = "" if recursive else " (add -r to look in sub-folders)"
+        _fail(GradcamError(f"{', '.join(inputs)}: no image files found{hint}; looked for "
+                           f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
+    if len(bad_arguments) == len(items):
+        _fail(GradcamError("nothing to explain: every input above is missing or refused."))
+    return items
+
+
 def _run_with_progress(items, spec, options, quiet, as_json):
     from tqdm import tqdm
 
     from .pipeline import run_explain
 
+    shown = {item.real: item.path for item in items}  # rows name inputs by real path; show them as found
     show_bar = not quiet and sys.stderr.isatty()
     bar = tqdm(total=len(items), unit="img", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
 
@@ -199,7 +215,7 @@ def _run_with_progress(items, spec, options, quiet, as_json):
             click.echo(json.dumps(row, ensure_ascii=False))
         elif not quiet and row["status"] == "ok" and row["rank"] == 0:
             top = ", ".join(f"{label} {probability:.1%}" for _, label, probability in row["top"])
-            tqdm.write(f"{row['input']}: {top}", file=sys.stdout)
+            tqdm.write(f"{shown.get(row['input'], row['input'])}: {top}", file=sys.stdout)
 
     try:
         return run_explain(items, spec, options, on_row=on_row, progress=bar.update)

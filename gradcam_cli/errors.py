@@ -42,6 +42,10 @@ class TargetError(GradcamError):
     """``--class`` is out of range or names an unknown label."""
 
 
+class ManifestNotFound(GradcamError):
+    """A command needs an earlier run's ``manifest.jsonl`` and the folder has none."""
+
+
 class OutputError(GradcamError):
     """The output folder cannot be created or written (permissions, full disk)."""
 
