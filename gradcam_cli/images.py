@@ -242,7 +242,7 @@ def collect_inputs(
     return items
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB: 16-bit and float greys are scaled, transparency goes on white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
@@ -261,6 +261,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
+_to_rgb = to_rgb  # the former private name, for code written against it
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Decode ``path`` to an (H, W, 3) uint8 RGB array, EXIF orientation applied, first frame only."""
     return np.asarray(open_rgb(path))
@@ -277,7 +280,7 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
             with Image.open(path) as image:
                 image.seek(0)
                 image = ImageOps.exif_transpose(image)
-                rgb = _to_rgb(image)
+                rgb = to_rgb(image)
                 rgb.load()
                 return rgb
     except ImageError:

@@ -49,7 +49,7 @@ class RunOptions:
     overwrite: bool = False
     xla: bool = False
     smooth: str | None = None
-    chunk_size: int = 32
+    chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
     max_channels: int | None = None
     workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 

@@ -191,3 +191,198 @@ def test_older_manifests_are_still_read(tmp_path, inn, monkeypatch):
                for row in rows)
     assert run("report", tmp_path / "out").exit_code == 0
     assert (tmp_path / "out" / "index.html").read_text().count("<img") >= 3
+
+
+# --- one input, one set of rows; no option silently ignored --------------------------------------
+
+PAIR = SHAPES / "05_pair_circle_triangle.png"
+
+
+def test_a_class_named_twice_is_explained_once(tmp_path):
+    result = run("explain", PAIR, "-o", tmp_path, "--class", "circle", "--class", "0")
+    assert result.exit_code == 0, result.output
+    assert [row["class_index"] for row in stored_rows(tmp_path)] == [0]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--top-k", "2", "--class", "square"], "--top-k 2 and --class"),
+    (["--max-channels", "4"], "--max-channels does not apply to gradcam"),
+    (["--chunk-size", "8", "--method", "gradcam++"], "--chunk-size does not apply to gradcam++"),
+    (["--max-channels", "4", "--method", "ablationcam"], "--max-channels does not apply to ablationcam"),
+    (["--weights", "none"], "--weights none: the demo model carries its own weights"),
+    (["--alpha", "nan"], "not a finite number"),
+    (["--alpha", "inf"], "alpha"),
+])
+def test_options_that_would_be_ignored_are_refused_before_any_image(tmp_path, extra, message):
+    result = run("explain", PAIR, "-o", tmp_path / "out", *extra)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out" / MANIFEST).exists()
+
+
+def test_weights_with_a_model_file_and_nan_alpha_in_compare_are_refused(tmp_path):
+    model = ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras"
+    result = run("explain", PAIR, "--model", model, "--weights", tmp_path / "w.weights.h5", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "carries its own weights" in result.output
+    result = run("compare", PAIR, "--alpha", "nan", "-o", tmp_path / "s.png")
+    assert result.exit_code == 2 and "finite" in result.output
+
+
+def test_api_refuses_target_with_top_k():
+    from gradcam_cli import explain
+    from gradcam_cli.errors import OptionConflict
+
+    with pytest.raises(OptionConflict, match="top-k"):
+        explain("demo", str(PAIR), target="square", top_k=2)
+
+
+# --- labels files ------------------------------------------------------------------------------
+
+NAMES = ["circle", "square", "triangle", "star", "cross"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("\n".join(NAMES[:4]).encode(), "4 labels for a model with 5 classes"),
+    ("\n".join(["circle", "", *NAMES[1:]]).encode(), "line 2 is blank"),
+    ("\n".join(["circle", "circle", *NAMES[2:]]).encode(), "line 2 repeats 'circle'"),
+    ("\n".join(NAMES).encode("utf-16"), "not UTF-8"),
+    ("\n".join(["circl\xe9", *NAMES[1:]]).encode("latin-1"), "not UTF-8 text (line 1)"),
+])
+def test_bad_labels_files_fail_with_one_line(tmp_path, content, message):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(content)
+    result = run("explain", PAIR, "--labels", labels, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and str(labels) in result.output
+
+
+def test_labels_with_a_byte_order_mark_and_trailing_blank_lines_work(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("\n".join(NAMES + ["", ""]).encode("utf-8-sig"))
+    result = run("explain", PAIR, "--labels", labels, "--class", "circle", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert stored_rows(tmp_path / "out")[0]["label"] == "circle"
+
+
+def test_imagenet_names_come_with_the_architecture_not_the_weights(keras, tmp_path, monkeypatch):
+    from gradcam_cli import models
+
+    names = [f"imagenet_{i}" for i in range(1000)]
+    monkeypatch.setattr(models, "imagenet_labels", lambda: names)
+    weights = tmp_path / "mobilenet.weights.h5"
+    keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+    spec = models.resolve_model("mobilenet_v2", weights=str(weights), input_size=(32, 32))
+    assert spec.label(7) == "imagenet_7"
+
+
+# --- exit codes --------------------------------------------------------------------------------
+
+def test_a_bad_sidecar_is_a_model_error_not_a_crash(tmp_path):
+    model = tmp_path / "m.keras"
+    shutil.copy(ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras", model)
+    for content in ('{"preprocess": 5}', '{"labels": 3}', "[1, 2]"):
+        (tmp_path / "m.keras.gradcam.json").write_text(content)
+        result = run("explain", PAIR, "--model", model, "-o", tmp_path / "out")
+        assert result.exit_code == 2 and "m.keras.gradcam.json" in result.output, (content, result.output)
+
+
+def test_compare_without_methods_is_a_usage_error(tmp_path):
+    result = run("compare", PAIR, "--methods", ",", "-o", tmp_path / "s.png")
+    assert result.exit_code == 2 and "--methods" in result.output
+
+
+def test_an_unexpected_exception_exits_4_not_1(monkeypatch, capsys):
+    import gradcam_cli.cli as cli_module
+
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli_module, "cli", broken)
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.main()
+    assert stopped.value.code == cli_module.INTERNAL_ERROR == 4
+    assert "internal error (RuntimeError: boom)" in capsys.readouterr().err
+
+
+# --- the Python API takes what notebooks hold ----------------------------------------------------
+
+def test_api_takes_single_pil_images_float_grey_and_rgba_arrays(tmp_path):
+    from gradcam_cli import explain
+    from gradcam_cli.errors import ImageError
+
+    picture = Image.open(PAIR)
+    reference = explain("demo", picture.convert("RGB"), alpha=0.3)
+    assert reference.heatmaps.shape[:2] == (1, 1) and reference.alpha == 0.3
+    pixels = np.asarray(picture.convert("RGB"))
+    as_float = explain("demo", pixels.astype(np.float32) / 255.0)
+    np.testing.assert_allclose(as_float.probabilities, reference.probabilities, atol=1e-5)
+    with pytest.raises(ImageError, match=r"\[0, 1\]"):
+        explain("demo", pixels.astype(np.float32))
+    grey = np.asarray(picture.convert("L"))
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    result = explain("demo", [grey, grey[..., None], rgba, Image.fromarray(rgba)])
+    assert result.heatmaps.shape[0] == 4
+    np.testing.assert_allclose(result.probabilities[0], result.probabilities[1], atol=1e-6)
+    np.testing.assert_allclose(result.probabilities[2], reference.probabilities[0], atol=1e-5)
+    with pytest.raises(ImageError, match="no image"):
+        explain("demo", [])
+
+
+def test_api_skips_unreadable_files_and_takes_input_size(keras, tmp_path, gap_dense_model):
+    from gradcam_cli import explain
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    shutil.copy(PAIR, folder / "good.png")
+    (folder / "bad.png").write_bytes(b"not an image")
+    result = explain("demo", folder)
+    assert len(result.images) == 1 and len(result.failures) == 1 and "bad.png" in result.failures[0][1]
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    any_size = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    assert explain(any_size, folder / "good.png", input_size=40).heatmaps.shape[2:] == (38, 38)
+
+
+# --- compare -----------------------------------------------------------------------------------
+
+def test_compare_writes_the_named_format_keeps_aspect_shows_guided_and_all_classes(tmp_path):
+    wide = tmp_path / "wide.png"
+    Image.open(PAIR).convert("RGB").resize((320, 160)).save(wide)
+    sheet = tmp_path / "sheet.jpg"
+    result = run("compare", wide, "--methods", "gradcam,guided-gradcam", "--class", "circle", "--class",
+                 "triangle", "-o", sheet)
+    assert result.exit_code == 0, result.output
+    picture = Image.open(sheet)
+    assert picture.format == "JPEG"
+    assert picture.size == (3 * 224, 2 * (224 + 22) + 22)  # a row per class
+    pixels = np.asarray(picture.convert("RGB")).astype(int)
+    original_tile = pixels[44:44 + 224, 0:224]
+    assert original_tile[:40].min() > 240 and original_tile[-40:].min() > 240  # white bands: aspect kept
+    from gradcam_cli import explain
+    from gradcam_cli.compare import fit_tile
+
+    guided = explain("demo", wide, method="guided-gradcam", target="circle")
+    expected = np.asarray(fit_tile(guided.guided(0))).astype(int)
+    overlay = np.asarray(fit_tile(guided.overlay(0, alpha=0.5))).astype(int)
+    tile = pixels[44:44 + 224, 2 * 224:3 * 224]
+    assert np.abs(tile - expected).mean() < 4 < np.abs(tile - overlay).mean()
+    assert run("compare", wide, "-o", tmp_path / "sheet.gif").exit_code == 2
+
+
+# --- documentation and layers --------------------------------------------------------------------
+
+def test_explain_help_lists_every_method_and_xla_is_not_sold_as_faster():
+    from gradcam_cli.methods import METHODS
+
+    text = " ".join(run("explain", "--help").output.split())
+    assert all(name in text for name in METHODS)
+    assert "faster on some models" not in text and "slower on CPU" in text
+
+
+def test_layer_may_name_a_nested_backbone(keras):
+    from gradcam_cli import explain
+
+    backbone = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(64, 64, 3))
+    model = keras.Sequential([keras.Input((64, 64, 3)), backbone, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    result = explain(model, str(PAIR), layer=backbone.name)
+    assert result.layer == backbone.name and result.heatmaps.shape == (1, 1, 2, 2)
