@@ -297,11 +297,14 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
 
         sheet_format(output)
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
-        sheet = compare_sheet(spec, list(images), methods, output, layer=layer, target=list(classes) or None,
-                              alpha=alpha, colormap=colormap)
+        sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
+                                        target=list(classes) or None, alpha=alpha, colormap=colormap)
     except GradcamError as error:
         _fail(error)
+    for _, message in failures:
+        click.echo(f"gradcam: left out: {message}", err=True)
     click.echo(f"gradcam: comparison sheet written to {sheet}", err=True)
+    sys.exit(1 if failures else 0)
 
 
 @cli.command()

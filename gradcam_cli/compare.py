@@ -53,8 +53,9 @@ def compare_sheet(
     colormap: str = "jet",
     batch_size: int = 16,
     **method_options,
-) -> Path:
-    """Explain ``images`` with every method and write the comparison sheet to ``output``.
+) -> tuple[Path, list[tuple[str, str]]]:
+    """Explain ``images`` with every method and write the comparison sheet to ``output``; return its
+    path and the (path, reason) of files that could not be read (left out of the sheet).
 
     One row per image and explained class (each ``target``, or the top-1 class); guided-gradcam's
     column shows its guided saliency image, every other method its overlay.
@@ -62,7 +63,7 @@ def compare_sheet(
     if not methods:
         raise OptionConflict("--methods names no method; give one or more, comma-separated.")
     file_format = sheet_format(output)
-    arrays, paths, _ = as_images(images)  # decoded once, shared by every method
+    arrays, paths, failures = as_images(images)  # decoded once, shared by every method
     results = [explain(spec, arrays, method=m, target=target, layer=layer, batch_size=batch_size, alpha=alpha,
                        **method_options) for m in methods]
     first = results[0]
@@ -91,4 +92,4 @@ def compare_sheet(
     output = Path(output)
     data = render.png_bytes(np.asarray(sheet)) if file_format == "PNG" else render.jpeg_bytes(sheet, quality=92)
     render.atomic_write_bytes(output, data)
-    return output
+    return output, failures

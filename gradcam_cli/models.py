@@ -491,6 +491,9 @@ def resolve_model(
             f"--weights {weights}: {what} carries its own weights; --weights applies to keras.applications "
             "names only (load the weights into your model and save it, or drop --weights)."
         )
+    if not safe_mode and (text is None or is_application):
+        raise OptionConflict("--unsafe-model-code applies to model files only (it lets Keras load Python code "
+                             "from them); drop it.")
     if text is None:
         return spec_for_model(model, preprocess=preprocess or "none", labels=labels, input_size=input_size)
     if normalize_name(text) == "demo" and not os.path.exists(text):

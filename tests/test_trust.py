@@ -55,8 +55,23 @@ def _loop_tree(root: Path) -> Path:
 
 # --- input listing -----------------------------------------------------------------------------
 
+@pytest.fixture
+def deadline():
+    """Fail instead of hanging (or eating memory) when a listing explodes, as glob.glob does on loops."""
+    import signal
+
+    def stop(signum, frame):
+        raise AssertionError("input listing did not finish in 30 s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize("pattern", ["tree/**/*.png", "tree/*/*.png", "tree/*/*/*/*/*.png", "tree/**", "**/b.png"])
-def test_glob_patterns_visit_each_real_folder_once_through_symlink_loops(tmp_path, pattern, monkeypatch):
+def test_glob_patterns_visit_each_real_folder_once_through_symlink_loops(tmp_path, pattern, monkeypatch, deadline):
     _loop_tree(tmp_path)
     monkeypatch.chdir(tmp_path)
     items = collect_inputs([pattern], recursive=True)
@@ -79,7 +94,7 @@ def test_a_run_over_a_symlink_loop_ends_with_each_image_explained_once(tmp_path)
     assert sorted(row["input"] for row in rows) == sorted(os.path.realpath(p) for p in (tree / "a.png", tree / "sub" / "b.png"))
 
 
-def test_recursive_walk_keeps_the_real_path_not_the_symlinked_copy(tmp_path):
+def test_recursive_walk_keeps_the_real_path_not_the_symlinked_copy(tmp_path, deadline):
     tree = _loop_tree(tmp_path)
     items = collect_inputs([str(tree)], recursive=True)
     assert sorted(item.relative for item in items) == ["a.png", "sub/b.png"]
@@ -212,6 +227,7 @@ def test_a_class_named_twice_is_explained_once(tmp_path):
     (["--weights", "none"], "--weights none: the demo model carries its own weights"),
     (["--alpha", "nan"], "not a finite number"),
     (["--alpha", "inf"], "alpha"),
+    (["--model", "mobilenet_v2", "--unsafe-model-code"], "--unsafe-model-code applies to model files only"),
 ])
 def test_options_that_would_be_ignored_are_refused_before_any_image(tmp_path, extra, message):
     result = run("explain", PAIR, "-o", tmp_path / "out", *extra)
@@ -366,6 +382,13 @@ def test_compare_writes_the_named_format_keeps_aspect_shows_guided_and_all_class
     tile = pixels[44:44 + 224, 2 * 224:3 * 224]
     assert np.abs(tile - expected).mean() < 4 < np.abs(tile - overlay).mean()
     assert run("compare", wide, "-o", tmp_path / "sheet.gif").exit_code == 2
+
+
+def test_compare_lists_unreadable_images_and_exits_1(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    result = run("compare", PAIR, broken, "--methods", "gradcam", "-o", tmp_path / "sheet.png")
+    assert result.exit_code == 1 and "broken.png" in result.output and (tmp_path / "sheet.png").exists()
 
 
 # --- documentation and layers --------------------------------------------------------------------
