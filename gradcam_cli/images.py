@@ -49,10 +49,10 @@ class InputItem:
 
 @dataclass
 class _Found:
-    """What one folder search found: files (path, relative, reached through a symlinked folder),
-    folders a pattern matched, and folders that could not be listed."""
+    """What one folder search found: files (path, relative, reached through a symlinked folder, real
+    path), folders a pattern matched, and folders that could not be listed."""
 
-    files: list[tuple[Path, str, bool]] = field(default_factory=list)
+    files: list[tuple[Path, str, bool, str]] = field(default_factory=list)
     folders: list[tuple[Path, str]] = field(default_factory=list)
     problems: list[InputItem] = field(default_factory=list)
 
@@ -108,7 +108,8 @@ def _search(base: Path, parts: list[str], wanted: Callable[[str], bool], skip: _
             status = os.stat(folder)
         except OSError:
             continue
-        if (status.st_dev, status.st_ino, index) in visited or skip.in_output(os.path.realpath(folder)):
+        folder_real = os.path.realpath(folder)
+        if (status.st_dev, status.st_ino, index) in visited or skip.in_output(folder_real):
             continue
         visited.add((status.st_dev, status.st_ino, index))
         part = parts[index]
@@ -135,7 +136,9 @@ def _search(base: Path, parts: list[str], wanted: Callable[[str], bool], skip: _
                     if skip.matches(child, child_relative):
                         continue
                     if _is_file(entry) and wanted(entry.name):
-                        found.files.append((child, child_relative, through_link or entry.is_symlink()))
+                        symlink = entry.is_symlink()
+                        real = os.path.realpath(child) if symlink else os.path.join(folder_real, entry.name)
+                        found.files.append((child, child_relative, through_link or symlink, real))
                     elif _is_dir(entry):
                         found.folders.append((child, child_relative))
                     continue
@@ -195,8 +198,8 @@ def collect_inputs(
     position: dict[str, int] = {}  # real path -> index in items
     through_link: dict[str, bool] = {}
 
-    def add(path: Path, relative: str, linked: bool = False) -> None:
-        real = os.path.realpath(path)
+    def add(path: Path, relative: str, linked: bool = False, real: str | None = None) -> None:
+        real = real or os.path.realpath(path)
         if skip.in_output(real):
             return
         if real not in position:
@@ -213,8 +216,8 @@ def collect_inputs(
                                    "outputs are never inputs"))
             return
         found = _search(folder, ["**", "*"] if recursive else ["*"], _is_image_name, skip, hidden=True)
-        for file, relative, linked in sorted(found.files, key=lambda f: f[1].split("/")):
-            add(file, relative, linked)
+        for file, relative, linked, real in sorted(found.files, key=lambda f: f[1].split("/")):
+            add(file, relative, linked, real)
         items.extend(found.problems)
 
     for argument in arguments:
@@ -232,8 +235,8 @@ def collect_inputs(
             found = _search(base, parts, lambda name: True, skip, hidden=False)
             if not found.files and not found.folders:
                 items.append(InputItem(str(path), path.name, "no file matches this pattern"))
-            for file, relative, linked in sorted(found.files, key=lambda f: f[1].split("/")):
-                add(file, relative, linked)
+            for file, relative, linked, real in sorted(found.files, key=lambda f: f[1].split("/")):
+                add(file, relative, linked, real)
             for folder, _ in sorted(found.folders, key=lambda f: f[1].split("/")):
                 add_folder(folder)
             items.extend(found.problems)
