@@ -6,7 +6,7 @@ a bounded number of batches is ever in memory. Each (image, target) gets a manif
 image gets an error row and the batch goes on.
 
 Rows go to ``manifest.jsonl`` through :class:`~.manifest.Manifest` (its docstring has the format and
-which rows are kept). A rerun skips inputs whose current rows are all ``ok`` with the same settings
+which rows are kept). A rerun skips inputs whose current rows are complete, all ``ok``, with the same settings
 and whose files exist, unless ``overwrite`` is set. An input is its resolved real path.
 """
 
