@@ -38,7 +38,7 @@ def get_method(name: str | CamMethod, **options) -> CamMethod:
         return name
     cls = METHODS[canonical_name(name)]
     if options.get("eigen_smooth") and not cls.supports_eigen_smooth:
-        raise OptionConflict(f"--smooth eigen does not apply to {cls.name}, which has no channel weights.")
+        raise MethodError(f"--smooth eigen does not apply to {cls.name}, which has no channel weights.")
     if options.get("max_channels") is not None and not cls.uses_max_channels:
         users = ", ".join(c.name for c in METHODS.values() if c.uses_max_channels)
         raise OptionConflict(f"--max-channels does not apply to {cls.name}; it bounds {users} only.")
