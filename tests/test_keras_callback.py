@@ -1,17 +1,18 @@
-"""The training callback (gradcam_cli.keras) and the notebook display of API results."""
+"""The training callback, gradcam_cli.keras.GradCAMCallback: fitted two epochs, read back from TensorBoard."""
 
 from __future__ import annotations
 
-import base64
+import importlib.util
 import io
-import re
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("tensorboard")
+if importlib.util.find_spec("tensorboard") is None and not os.environ.get("CI"):
+    pytest.skip("tensorboard is not installed (pip install -e '.[test]')", allow_module_level=True)
 
 IMAGES = 6
 SIZE = 32
@@ -79,7 +80,7 @@ def trained(keras, tmp_path_factory):
 
     class RecordTraces(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            traces_after_epoch.append(dict(callback.tracing_count))
+            traces_after_epoch.append((dict(callback.tracing_count), dict(callback.explainers)))
             heatmaps_after_epoch.append(callback.last_results["gradcam"].heatmaps.copy())
 
     heatmaps_after_epoch: list[np.ndarray] = []
@@ -99,7 +100,9 @@ def test_callback_writes_one_grid_per_method_and_epoch(trained):
 
 def test_callback_step_is_traced_once_and_reused_every_epoch(trained):
     _, _, _, callback, _, _, traces, _ = trained
-    assert traces == [{"gradcam": 1, "gradcam++": 1}, {"gradcam": 1, "gradcam++": 1}]
+    (counts_1, explainers_1), (counts_2, explainers_2) = traces
+    assert counts_1 == counts_2 == {"gradcam": 1, "gradcam++": 1}
+    assert all(explainers_2[name] is explainers_1[name] for name in explainers_1)  # not rebuilt either
 
 
 def test_callback_explains_the_trained_model_itself_with_the_true_labels(trained):
@@ -114,6 +117,18 @@ def test_callback_explains_the_trained_model_itself_with_the_true_labels(trained
     assert not np.allclose(heatmaps[0], heatmaps[1])  # the weights changed between epochs ...
     fresh = Explainer(spec_for_model(model), "gradcam", batch_size=IMAGES).run(images[:IMAGES], labels[:IMAGES, None])
     np.testing.assert_allclose(heatmaps[1], fresh.heatmaps, rtol=1e-5, atol=1e-6)  # ... and the step saw the last
+
+
+def test_callback_grid_tiles_are_the_overlays_in_image_order(trained):
+    from gradcam_cli import render
+
+    _, images, _, _, log_dir, _, _, heatmaps = trained
+    grid = _image_events(log_dir)["gradcam/gradcam"][1][2]  # epoch 2
+    for index, (top, left) in [(0, (0, 0)), (2, (0, 68)), (4, (34, 34))]:
+        shown = render.to_levels(render.normalize(images[index]))  # float input: stretched to its range
+        expected = render.overlay(shown, heatmaps[1][index, 0])
+        np.testing.assert_array_equal(grid[top : top + SIZE, left : left + SIZE], expected)
+    assert (grid[SIZE : SIZE + 2] == 255).all()  # the white gap between rows
 
 
 def test_callback_png_files_match_the_tensorboard_grids(trained):
@@ -160,49 +175,27 @@ def test_callback_rejects_mismatched_inputs_before_training(keras):
         callback.explain(0)
 
 
-# -- notebook display ------------------------------------------------------------------------------
+def test_callback_on_a_model_of_any_input_size_uses_the_images_size(keras, tmp_path):
+    from gradcam_cli.keras import GradCAMCallback
 
-def _decoded_images(markup: str) -> list[Image.Image]:
-    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', markup)
-    return [Image.open(io.BytesIO(base64.b64decode(uri))) for uri in uris]
-
-
-def test_notebook_representation_shows_every_image_and_class(gap_dense_model, random_images):
-    import gradcam_cli
-    from gradcam_cli.notebook import thumbnail_overlay
-
-    originals = [image.astype(np.uint8) for image in random_images]
-    originals[1] = np.asarray(Image.fromarray(originals[1]).resize((400, 200)))  # a larger, wide one
-    result = gradcam_cli.explain(gap_dense_model, originals, top_k=2, labels=list("abcde"))
-    markup = result._repr_html_()
-    pictures = _decoded_images(markup)
-    assert len(pictures) == 5 * 2  # every (image, class)
-    assert pictures[0].size == (32, 32) and pictures[2].size == (192, 96)  # thumbnails keep the aspect
-    for image in range(5):
-        for target in range(2):
-            label = result.label(image, target)
-            probability = result.probabilities[image, result.class_ids[image, target]]
-            assert f"image {image}<br>{label} {probability:.1%}" in markup
-    np.testing.assert_array_equal(np.asarray(pictures[3]),
-                                  np.asarray(thumbnail_overlay(originals[1], result.heatmaps[1, 1])))
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    images = np.random.default_rng(0).integers(0, 256, (3, 24, 40, 3)).astype(np.uint8)
+    callback = GradCAMCallback(images, log_dir=None, png_dir=tmp_path, columns=1)
+    callback.set_model(keras.Model(inputs, outputs))
+    grid = callback.explain(4)["gradcam"]
+    assert grid.shape == (3 * 24 + 2 * 2, 40, 3)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "gradcam.epoch005.png")), grid)
 
 
-def test_notebook_representation_caps_the_page_and_escapes_names(gap_dense_model, random_images, tmp_path):
-    import gradcam_cli
+def test_callback_without_tensorboard_says_what_to_install(monkeypatch):
+    import sys
 
-    for index in range(18):
-        Image.fromarray(random_images[index % 5].astype(np.uint8)).save(tmp_path / f"<b>{index:02d}.png")
-    result = gradcam_cli.explain(gap_dense_model, str(tmp_path))
-    markup = result._repr_html_()
-    assert len(_decoded_images(markup)) == 16
-    assert "18 image(s); the first 16 shown" in markup
-    assert "&lt;b&gt;00.png" in markup and "<b>00" not in markup
+    from gradcam_cli.errors import GradcamError
+    from gradcam_cli.keras import GradCAMCallback
 
-
-def test_show_returns_the_overlay_as_a_pil_image(gap_dense_model, random_images):
-    import gradcam_cli
-
-    result = gradcam_cli.explain(gap_dense_model, random_images.astype(np.uint8))
-    picture = result.show(2)
-    assert isinstance(picture, Image.Image) and picture.size == (32, 32) and picture.mode == "RGB"
-    np.testing.assert_array_equal(np.asarray(picture), result.overlay(2))
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
+    with pytest.raises(GradcamError, match="pip install tensorboard"):
+        GradCAMCallback(np.zeros((1, SIZE, SIZE, 3)))
+    GradCAMCallback(np.zeros((1, SIZE, SIZE, 3)), log_dir=None, png_dir="unused")  # PNG only: fine
