@@ -112,6 +112,9 @@ class GradCAMCallback(keras.callbacks.Callback):
         self._writer = None
 
     # -- Keras hooks --------------------------------------------------------------------------
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._build()  # a wrong shape, label, layer or method fails now, not after the first epoch
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if (epoch + 1) % self.every == 0:
             self.explain(epoch)

@@ -169,10 +169,17 @@ def test_callback_rejects_mismatched_inputs_before_training(keras):
         GradCAMCallback(np.zeros((2, SIZE, SIZE, 3)), method="gradcamm")
     with pytest.raises(GradcamError, match="no such file"):
         GradCAMCallback(["missing_image.png"])
-    callback = GradCAMCallback(np.zeros((2, 16, 16, 3), np.float32), log_dir=None, png_dir="unused")
-    callback.set_model(_tiny_classifier(keras))
+    images, labels = _training_data(16)
+    epochs_ended = []
+    recorder = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs_ended.append(epoch))
+    model = _tiny_classifier(keras)
+    wrong_size = GradCAMCallback(np.zeros((2, 16, 16, 3), np.float32), log_dir=None, png_dir="unused")
     with pytest.raises(GradcamError, match="do not fit the model's input"):
-        callback.explain(0)
+        model.fit(images, labels, epochs=1, verbose=0, callbacks=[recorder, wrong_size])
+    wrong_labels = GradCAMCallback(images[:2], classes=[0, 7], log_dir=None, png_dir="unused")
+    with pytest.raises(GradcamError, match="labels must lie in 0..2"):
+        model.fit(images, labels, epochs=1, verbose=0, callbacks=[recorder, wrong_labels])
+    assert epochs_ended == []  # both failed before the first epoch
 
 
 def test_callback_on_a_model_of_any_input_size_uses_the_images_size(keras, tmp_path):
