@@ -143,6 +143,8 @@ def test_hard_case_is_a_filled_circle_square_or_triangle_of_radius_11_to_19_perc
     for scene in hard:
         (obj,) = scene.objects
         assert obj.label in (0, 1, 2) and obj.filled
+        distance = np.linalg.norm(scene.background[obj.ink].astype(float) - np.array(obj.colour, float), axis=1)
+        assert np.mean(distance >= heldout.HARD_CASE_MIN_CONTRAST) >= 0.8
         x0, y0, x1, y1 = obj.box
         assert 2 * 0.11 * 96 * 0.7 - 2 <= max(x1 - x0, y1 - y0) <= 2 * 0.19 * 96 + 2
         # strong sensor noise: the image departs from the clean background away from the object

@@ -29,7 +29,8 @@ Backgrounds (``TEXTURES``): Voronoi cells, interference ripples, marble, wood, h
 cross-hatching, a radial gradient with salt-and-pepper noise, multicoloured rectangular blocks,
 plasma clouds, a plain linear gradient, and ``blocks_noisy``: the hard case of a user's report,
 busy multicoloured blocks under strong gaussian sensor noise with one filled circle, square or
-triangle of radius 11-19 % of the side. Post-effects at random: brightness/contrast change,
+triangle of radius 11-19 % of the side, whose colour is at least ``HARD_CASE_MIN_CONTRAST`` from the
+blocks under 80 % of it so that it stays visible through the noise. Post-effects at random: brightness/contrast change,
 gaussian blur, gaussian sensor noise.
 
 Run ``python -m gradcam_cli.demo.heldout sheet.png`` to measure the speed and write a contact
@@ -65,6 +66,7 @@ HARD_CASE_CLASSES = (0, 1, 2)  # circle, square, triangle: the shapes of the use
 MIN_INK_CONTRAST = 48.0
 LOW_CONTRAST_BAND = (48.0, 80.0)
 HIGH_CONTRAST_MIN = 110.0
+HARD_CASE_MIN_CONTRAST = 90.0  # under sigma 22-32 noise a 48 contrast shape all but vanishes
 INK_CONTRAST_QUANTILE = 0.2  # the guarantee holds for the 80 % of ink pixels farthest from it
 MAX_OCCLUDED_FRACTION = 0.25
 
@@ -395,8 +397,10 @@ def _ink_contrast(colours: np.ndarray, under: np.ndarray) -> np.ndarray:
 _CUBE_CORNERS = np.array([[r, g, b] for r in (0, 255) for g in (0, 255) for b in (0, 255)], np.float32)
 
 
-def _pick_colour(rng: np.random.Generator, under: np.ndarray, low_contrast: bool) -> np.ndarray | None:
-    """An ink colour meeting the contrast band against the pixels ``under`` it, or None.
+def _pick_colour(rng: np.random.Generator, under: np.ndarray, low_contrast: bool,
+                 floor: float = MIN_INK_CONTRAST) -> np.ndarray | None:
+    """An ink colour meeting the contrast band (never below ``floor``) against the pixels
+    ``under`` it, or None.
 
     Candidates are screened on a subsample of ``under``; the one returned is checked on all of it.
     """
@@ -411,10 +415,11 @@ def _pick_colour(rng: np.random.Generator, under: np.ndarray, low_contrast: bool
         fits = (contrast >= LOW_CONTRAST_BAND[0]) & (contrast <= LOW_CONTRAST_BAND[1])
     else:
         fits = contrast >= HIGH_CONTRAST_MIN
+    fits &= contrast >= floor
     if not fits.any():
-        fits = contrast >= MIN_INK_CONTRAST
+        fits = contrast >= floor
     for index in rng.permutation(np.flatnonzero(fits))[:4]:
-        if _ink_contrast(candidates[index : index + 1], under)[0] >= MIN_INK_CONTRAST:
+        if _ink_contrast(candidates[index : index + 1], under)[0] >= floor:
             return candidates[index]
     return None
 
@@ -459,13 +464,13 @@ def _sample_placement(rng: np.random.Generator, size: int, label: int, radius_ra
 
 
 def _draw_object(rng: np.random.Generator, canvas: np.ndarray, placement: _Placement,
-                 low_contrast: bool) -> _Drawn | None:
+                 low_contrast: bool, floor: float) -> _Drawn | None:
     crop, ink_sdf, region_sdf = _shape_fields(placement, canvas.shape[0])
     ink_coverage = _coverage(ink_sdf)
     ink = ink_coverage >= 0.5
     if not ink.any():
         return None
-    colour = _pick_colour(rng, canvas[crop][ink], low_contrast)
+    colour = _pick_colour(rng, canvas[crop][ink], low_contrast, floor)
     if colour is None:
         return None
     coverage = ink_coverage[..., None]
@@ -600,7 +605,10 @@ def _try_scene(rng: np.random.Generator, size: int, kind: str, label: int | None
                                       texture=family)
         if placement is None:
             return None
-        obj = _draw_object(rng, canvas, placement, low_contrast=rng.random() < 0.35)
+        if hard_case:
+            obj = _draw_object(rng, canvas, placement, low_contrast=False, floor=HARD_CASE_MIN_CONTRAST)
+        else:
+            obj = _draw_object(rng, canvas, placement, low_contrast=rng.random() < 0.35, floor=MIN_INK_CONTRAST)
         if obj is None:
             return None
         drawn.append(obj)
