@@ -60,6 +60,16 @@ class Explanation:
             raise MethodError(f"{self.method} makes no saliency image; use method='guided-gradcam'.")
         return render.saliency_image(self.saliency[image, target], self.images[image].shape[:2])
 
+    def show(self, image: int = 0, target: int = 0, alpha: float | None = None, colormap: str = "jet") -> Image.Image:
+        """The overlay as a PIL image (a notebook displays it inline)."""
+        return Image.fromarray(self.overlay(image, target, alpha, colormap))
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the overlays when a result is a cell's last expression."""
+        from .notebook import explanation_html
+
+        return explanation_html(self)
+
 
 def check_alpha(alpha: float) -> float:
     """An overlay opacity: a finite number in [0, 1]."""
