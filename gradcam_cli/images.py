@@ -58,7 +58,9 @@ class _Found:
 
 
 class _Skip:
-    """The listing's exclusions: ``--exclude`` patterns and the output folder, which is never an input.
+    """The listing's exclusions: ``--exclude`` patterns and the output folder, which is never an input:
+    no walk or pattern enters it. (An output folder that holds the inputs' folders, such as ``-o .``,
+    is not searched as such, so those inputs stay.)
 
     A pattern (fnmatch rules: ``*`` also crosses ``/``) excludes a file or folder when it matches its
     name, its path relative to the argument it was found under, or its absolute path.
@@ -74,11 +76,9 @@ class _Skip:
         names = (path.name, relative, os.path.abspath(path))
         return any(fnmatch.fnmatch(name, pattern) for pattern in self.patterns for name in names)
 
-    def in_output(self, real: str) -> bool:
-        """True when the resolved path ``real`` is the output folder or lies inside it."""
-        if self.output_real is None:
-            return False
-        return real == self.output_real or real.startswith(self.output_real.rstrip(os.sep) + os.sep)
+    def is_output(self, real: str) -> bool:
+        """True when the resolved path ``real`` is the output folder."""
+        return self.output_real is not None and real == self.output_real
 
 
 def _name_matches(name: str, part: str, hidden: bool) -> bool:
@@ -109,7 +109,7 @@ def _search(base: Path, parts: list[str], wanted: Callable[[str], bool], skip: _
         except OSError:
             continue
         folder_real = os.path.realpath(folder)
-        if (status.st_dev, status.st_ino, index) in visited or skip.in_output(folder_real):
+        if (status.st_dev, status.st_ino, index) in visited or skip.is_output(folder_real):
             continue
         visited.add((status.st_dev, status.st_ino, index))
         part = parts[index]
@@ -189,9 +189,9 @@ def collect_inputs(
     are always tried. ``**`` in a pattern matches any number of folders (with or without
     ``recursive``); a folder a pattern matches is listed like a folder argument. An input is its
     resolved real path: reached twice (two spellings, a symlink), it is kept once, under the spelling
-    that crosses no symlinked folder. ``exclude`` patterns and ``output_dir`` (the tool's own outputs)
-    are left out. Missing paths, patterns matching nothing, unlistable folders and files inside
-    ``output_dir`` come back as items with ``error`` set.
+    that crosses no symlinked folder. ``exclude`` patterns are left out, and no walk or pattern enters
+    ``output_dir`` (the tool's own outputs). Missing paths, patterns matching nothing, unlistable
+    folders and ``output_dir`` given as a folder come back as items with ``error`` set.
     """
     skip = _Skip(tuple(exclude), output_dir)
     items: list[InputItem] = []
@@ -200,8 +200,6 @@ def collect_inputs(
 
     def add(path: Path, relative: str, linked: bool = False, real: str | None = None) -> None:
         real = real or os.path.realpath(path)
-        if skip.in_output(real):
-            return
         if real not in position:
             position[real] = len(items)
             through_link[real] = linked
@@ -211,9 +209,9 @@ def collect_inputs(
             through_link[real] = False
 
     def add_folder(folder: Path) -> None:
-        if skip.in_output(os.path.realpath(folder)):
-            items.append(InputItem(str(folder), folder.name, "is the output folder (-o) or inside it; "
-                                   "outputs are never inputs"))
+        if skip.is_output(os.path.realpath(folder)):
+            items.append(InputItem(str(folder), folder.name, "is the output folder (-o), whose files are never "
+                                   "inputs; pick another -o"))
             return
         found = _search(folder, ["**", "*"] if recursive else ["*"], _is_image_name, skip, hidden=True)
         for file, relative, linked, real in sorted(found.files, key=lambda f: f[1].split("/")):
@@ -225,10 +223,7 @@ def collect_inputs(
         if path.is_dir():
             add_folder(path)
         elif path.exists() or path.is_symlink():
-            if skip.in_output(os.path.realpath(path)):
-                items.append(InputItem(str(path), path.name, "is inside the output folder (-o); outputs are "
-                                       "never inputs"))
-            elif not skip.matches(path, path.name):
+            if not skip.matches(path, path.name):
                 add(path, path.name)
         elif glob.has_magic(argument):
             base, parts = _split_pattern(argument)

@@ -122,6 +122,13 @@ def test_the_output_folder_is_never_an_input(tmp_path, inn):
         rows = stored_rows(inn / "out")
         assert len(rows) == 3 and not any("/out/" in row["input"] for row in rows), rows
     assert not (inn / "out" / "out").exists()
+    refused = run("explain", inn, "-o", inn)
+    assert refused.exit_code == 2 and "is the output folder" in refused.output
+
+
+def test_an_output_folder_above_the_inputs_leaves_them_inputs(tmp_path, inn):
+    items = collect_inputs([str(inn), str(inn / "*.png")], output_dir=tmp_path)
+    assert len(items) == 3 and not any(item.error for item in items)
 
 
 def test_exclude_patterns_leave_out_files_and_folders(tmp_path, inn):
