@@ -232,8 +232,9 @@ def collect_inputs(
                 items.append(InputItem(str(path), path.name, "no file matches this pattern"))
             for file, relative, linked, real in sorted(found.files, key=lambda f: f[1].split("/")):
                 add(file, relative, linked, real)
-            for folder, _ in sorted(found.folders, key=lambda f: f[1].split("/")):
-                add_folder(folder)
+            if parts[-1] != "**":  # a trailing ** has already descended into every folder it matched
+                for folder, _ in sorted(found.folders, key=lambda f: f[1].split("/")):
+                    add_folder(folder)
             items.extend(found.problems)
         else:
             items.append(InputItem(str(path), path.name, "no such file or folder"))
