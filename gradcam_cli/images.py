@@ -227,7 +227,9 @@ def collect_inputs(
                 add(path, path.name)
         elif glob.has_magic(argument):
             base, parts = _split_pattern(argument)
-            found = _search(base, parts, lambda name: True, skip, hidden=False)
+            # 'photos/**' walks like a folder (image files); a pattern naming files takes what it names
+            wanted = _is_image_name if parts[-1] == "**" else (lambda name: True)
+            found = _search(base, parts, wanted, skip, hidden=False)
             if not found.files and not found.folders:
                 items.append(InputItem(str(path), path.name, "no file matches this pattern"))
             for file, relative, linked, real in sorted(found.files, key=lambda f: f[1].split("/")):
