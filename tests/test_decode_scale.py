@@ -18,6 +18,7 @@ from gradcam_cli import images as images_module
 from gradcam_cli.cli import cli
 from gradcam_cli.errors import ImageError
 from gradcam_cli.images import PixelBudget, decode
+from gradcam_cli.manifest import Manifest
 
 
 def run(*args):
@@ -135,9 +136,9 @@ def test_overlay_size_option_sets_the_longest_side_and_keeps_raw_heatmaps(tmp_pa
         out = tmp_path / f"out_{value}"
         extra = [] if value is None else ["--overlay-size", value]
         assert run("explain", source, "-o", out, "-q", *extra).exit_code == 0
-        row = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
+        row = Manifest.read_rows(out / "manifest.jsonl")[0]  # paths made absolute
         sizes[value] = Image.open(row["overlay"]).size
-        assert row["image_size"] == [1600, 1200]
+        assert row["image_size"] == [1200, 1600]  # height, width
         assert np.load(row["heatmap"]).shape == tuple(row["heatmap_shape"]) and max(row["heatmap_shape"]) < 64
     assert sizes == {"500": (500, 375), "original": (1600, 1200), None: (1000, 750)}
     result = run("explain", source, "-o", tmp_path / "bad", "--overlay-size", "huge")

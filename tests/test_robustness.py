@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from gradcam_cli import images as images_module
 from gradcam_cli import render
 from gradcam_cli.cli import cli
 from gradcam_cli.images import load_image
+from gradcam_cli.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = ROOT / "sample_images" / "shapes" / "01_single_cross.png"
@@ -31,7 +31,8 @@ def run(*args):
 
 
 def manifest(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    """The rows with absolute paths (stored relative to the manifest's folder)."""
+    return Manifest.read_rows(folder / "manifest.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_bad_files_fail_one_line_each_and_good_ones_all_get_outputs(corpus, tmp_
             shrink = min(1.0, 1000 / max(width, height))  # the default --overlay-size, never enlarged
             expected_size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
             assert Image.open(row["overlay"]).size == expected_size, name
-            assert row["image_size"] == [width, height]
+            assert row["image_size"] == [height, width]
         else:
             assert row["status"] == "error" and name.split(".")[0] in row["error"], row
             error_lines = [line for line in result.output.splitlines() if name in line]
