@@ -123,15 +123,41 @@ def test_ablationcam_formula(deep_model, images, reference):
         close(maps(deep_model, images, "ablationcam", classes=[1], chunk_size=chunk_size), expected, rtol=5e-3)
 
 
-def test_ablationcam_refuses_a_layer_bypassed_by_a_skip_connection(keras):
+def test_ablationcam_on_a_nested_backbone_with_a_skip_around_the_layer(keras):
+    """The target sits inside a nested backbone and a skip connection bypasses it (issue 15): the
+    ablated maps are substituted inside the full forward pass; checked against eq. 3 computed by
+    calling the layers by hand."""
     inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="first")(inputs)
-    y = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="inner")(x)
-    x = keras.layers.Add(name="skip")([x, keras.layers.Conv2D(4, 1, name="proj")(y)])
-    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
-    with pytest.raises(MethodError, match="depend on this layer alone"):
-        Explainer(spec_for_model(model), method="ablationcam", layer="inner")
-    Explainer(spec_for_model(model), method="ablationcam", layer="skip")  # the block output works
+    first = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="first")(inputs)
+    inner = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="inner")(first)
+    merged = keras.layers.Add(name="skip")([first, keras.layers.Conv2D(4, 1, name="proj")(inner)])
+    backbone = keras.Model(inputs, merged, name="backbone")
+    outer_inputs = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(outer_inputs))
+    model = keras.Model(outer_inputs, keras.layers.Dense(3, activation="softmax", name="head")(pooled))
+    images = np.random.default_rng(5).uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)
+
+    head = model.get_layer("head")
+    kernel, bias = head.kernel.numpy(), head.bias.numpy()
+    first_maps = backbone.get_layer("first")(images).numpy()
+    a = backbone.get_layer("inner")(first_maps).numpy()
+
+    def logits(activations):
+        merged_maps = first_maps + backbone.get_layer("proj")(activations).numpy()
+        return merged_maps.mean(axis=(1, 2)) @ kernel + bias
+
+    base = logits(a)[:, 2]
+    drops = []
+    for k in range(5):
+        ablated = a.copy()
+        ablated[..., k] = 0
+        drops.append(base - logits(ablated)[:, 2])
+    weights = np.stack(drops, axis=1) / np.abs(base)[:, None]
+    expected = relu(np.einsum("bhwk,bk->bhw", a, weights))
+    for chunk_size in (2, 5):
+        explainer = Explainer(spec_for_model(model), method="ablationcam", layer="backbone/inner",
+                              batch_size=2, chunk_size=chunk_size)
+        close(explainer.run(images, classes=[2]).heatmaps[:, 0], expected, rtol=5e-3)
 
 
 def test_identities_on_a_gap_dense_head(gap_dense_model, random_images):

@@ -102,13 +102,9 @@ def gap_dense_head(probe):
     import keras
 
     head = probe.head
-    dense = head.layer if head.kind == "dense" else None
-    if head.kind == "input":
+    dense = head.layer
+    if head.source == "input":
         dense = _resolve_model_output(_producer(head.layer.input))
-    if head.kind == "output":
-        from ..layers import _output_layer
-
-        dense = _output_layer(probe.model)
     reason = None
     if not isinstance(dense, keras.layers.Dense):
         reason = "the model does not end in a Dense layer"

@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelLoadError, ModelNotFound, UnsupportedModel, WeightsUnavailable
+from ..errors import ModelLoadError, ModelNotFound, UnsupportedModel, WeightsUnavailable
+from .heads import Head, class_labels, detect_head, select_output
 
 PREPROCESS_MODES = ("none", "scale01", "tf", "caffe", "torch")
 DEFAULT_SIZE = 224
 SIDECAR_SUFFIX = ".gradcam.json"
+HUB_PREFIX = "hub:"
 
 
 def normalize_name(name: str) -> str:
@@ -44,11 +46,39 @@ class ModelSpec:
     preprocess_name: str = "none"
     source: str = ""
     extra: dict = field(default_factory=dict)
+    output: str | int | None = None  # --output: which output of a multi-output model to explain
+    _head: Head | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def head(self) -> Head:
+        """The explained output's head, detected once (:mod:`.heads`). Raises
+        :class:`UnsupportedModel` for a multi-output model without ``output``."""
+        if self._head is None or self._head.output_index != select_output(self.model, self.output):
+            self._head = detect_head(self.model, select_output(self.model, self.output))
+        return self._head
+
+    @property
+    def known_head(self) -> Head | None:
+        """:attr:`head`, or None where it cannot be known yet (a multi-output model, no ``output``)."""
+        try:
+            return self.head
+        except UnsupportedModel:
+            return None
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes a target may name: the labels, or a binary head's two defaults."""
+        return class_labels(self.head, self.labels)
 
     def label(self, class_index: int) -> str:
-        if self.labels is not None and 0 <= class_index < len(self.labels):
-            return self.labels[class_index]
-        return f"class_{class_index}"
+        labels = self.class_names
+        if labels is not None and 0 <= class_index < len(labels):
+            return labels[class_index]
+        return self.head.default_label(class_index)
 
 
 @dataclass(frozen=True)
@@ -304,6 +334,7 @@ def load_model_file(
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a folder, not a .keras/.h5 model file.")
     sidecar = _read_sidecar(path)
+    _register_keras_hub_if_needed(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except ValueError as error:
@@ -329,6 +360,26 @@ def load_model_file(
         input_size=input_size,
         source=str(path),
     )
+
+
+def _register_keras_hub_if_needed(path: Path) -> None:
+    """keras-hub's classes deserialise only once ``keras_hub`` is imported; import it for a
+    ``.keras`` file whose configuration names it (and say how to get it when it is missing)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            mentions_hub = b"keras_hub" in archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return
+    if not mentions_hub:
+        return
+    try:
+        import keras_hub  # noqa: F401  (registers its serialisable classes)
+    except ImportError:
+        raise ModelLoadError(
+            f"{path}: is a keras-hub model; install keras-hub (pip install 'gradcam-cli[hub]')."
+        ) from None
 
 
 def _first_line(text: str) -> str:
@@ -406,17 +457,35 @@ def resolve_model(
     labels: str | list[str] | None = None,
     input_size: tuple[int, int] | None = None,
     safe_mode: bool = True,
+    output: str | int | None = None,
 ) -> ModelSpec:
-    """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, or an application name."""
+    """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, ``hub:PRESET`` (a keras-hub
+    image classifier) or an application name. ``output``: ``--output`` for multi-output models."""
+    spec = _resolve(model, weights, preprocess, labels, input_size, safe_mode)
+    if output is not None:
+        spec.output = output
+    return spec
+
+
+def _resolve(model, weights, preprocess, labels, input_size, safe_mode) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
     if not isinstance(model, (str, os.PathLike)):
         return spec_for_model(model, preprocess=preprocess or "none", labels=labels, input_size=input_size)
     text = str(model)
     if normalize_name(text) == "demo" and not os.path.exists(text):
-        from .demo import demo_model_path
+        from ..demo import demo_model_path
 
         return load_model_file(demo_model_path(), preprocess=preprocess, labels=labels, input_size=input_size)
+    if text.lower().startswith(HUB_PREFIX) and not os.path.exists(text):
+        from .hub import load_hub_preset
+
+        spec = load_hub_preset(text[len(HUB_PREFIX):], input_size=input_size)
+        if preprocess:
+            spec.preprocess, spec.preprocess_name = make_preprocess(preprocess)
+        if labels:
+            spec.labels = list(labels) if isinstance(labels, list) else read_labels(labels)
+        return spec
     looks_like_path = os.sep in text or text.endswith((".keras", ".h5")) or os.path.exists(text)
     if looks_like_path:
         if not os.path.exists(text):
