@@ -37,7 +37,7 @@ from .errors import LayerNotFound, UnsupportedModel
 PATH_SEP = "/"
 
 
-MAX_PREFIX_TOKENS = 8  # class, distillation and register tokens before the patch tokens
+MAX_PREFIX_TOKENS = 5  # class, distillation and up to 4 register tokens before the patches
 
 
 @dataclass(frozen=True)
