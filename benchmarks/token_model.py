@@ -28,6 +28,12 @@ from gradcam_cli.images import model_input  # noqa: E402
 from gradcam_cli.models import resolve_model, spec_for_model  # noqa: E402
 
 SIZE = 64
+LEARNING_RATE = 5e-4
+
+
+def preprocess(images: np.ndarray) -> np.ndarray:
+    """[0, 255] -> [-1, 1] (the tool's ``--preprocess tf``)."""
+    return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
 def train_vit(seed: int, train: int, test: int, epochs: int):
@@ -40,13 +46,14 @@ def train_vit(seed: int, train: int, test: int, epochs: int):
     backbone = keras_hub.models.ViTBackbone(image_shape=(SIZE, SIZE, 3), patch_size=8, num_layers=4, num_heads=4,
                                             hidden_dim=64, mlp_dim=128)
     model = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=len(CLASSES), activation="softmax")
-    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=epochs * (train // 64))
-    model.compile(keras.optimizers.AdamW(schedule, weight_decay=0.05), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
+    steps = epochs * (train // 64)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - steps // 10, warmup_target=LEARNING_RATE,
+                                                      warmup_steps=steps // 10)
+    model.compile(keras.optimizers.Adam(schedule), loss="categorical_crossentropy", metrics=["accuracy"])
     started = time.perf_counter()
-    model.fit(train_x / np.float32(255), train_y, batch_size=64, epochs=epochs, verbose=2)
+    model.fit(preprocess(train_x), train_y, batch_size=64, epochs=epochs, verbose=2)
     seconds = time.perf_counter() - started
-    accuracy = float(np.mean(model.predict(test_x / np.float32(255), batch_size=256, verbose=0).argmax(1)
+    accuracy = float(np.mean(model.predict(preprocess(test_x), batch_size=256, verbose=0).argmax(1)
                              == test_y.argmax(1)))
     return model, accuracy, seconds
 
@@ -80,7 +87,7 @@ def main() -> None:
     print(f"ViT: {vit.count_params():,} parameters, trained {args.epochs} epochs on {args.train} images in "
           f"{seconds:.0f} s; held-out accuracy {accuracy:.3f} ({args.test} single-object images)")
     cnn = resolve_model("demo")
-    models = {"vit": spec_for_model(vit, name="shapes_vit", preprocess="scale01"), "demo_cnn": cnn}
+    models = {"vit": spec_for_model(vit, name="shapes_vit", preprocess="tf"), "demo_cnn": cnn}
     scenes = make_scenes(args.scene_seed, args.per_kind)
     results = {"vit": {"parameters": int(vit.count_params()), "held_out_accuracy": accuracy,
                        "train_seconds": round(seconds), "train_images": args.train, "epochs": args.epochs},

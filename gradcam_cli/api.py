@@ -87,6 +87,8 @@ def explain(
     smooth: str | None = None,
     max_channels: int | None = None,
     chunk_size: int = 32,
+    output: str | int | None = None,
+    region: str | None = None,
 ) -> Explanation:
     """Explain ``images`` with ``model``.
 
@@ -96,13 +98,15 @@ def explain(
     ``chunk_size`` bound Score-CAM / Ablation-CAM's extra passes.
     ``target``: class index/label or a list of them, explained for every image, or an (N, T)
     integer array with each image's own classes; default: each image's ``top_k`` best classes.
+    ``output``: the output to explain, by name or index, for a multi-output model; ``region``:
+    for a segmentation model, 'pred' (default), 'all' or a mask image path.
 
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
     """
-    spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels)
+    spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels, output=output)
     explainer = Explainer(spec, method=method, layer=layer, batch_size=batch_size, smooth=smooth,
-                          chunk_size=chunk_size, max_channels=max_channels)
+                          chunk_size=chunk_size, max_channels=max_channels, region=region)
     arrays, paths = as_images(images)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])

@@ -100,6 +100,22 @@ def test_binary_head_explains_both_classes(keras, models, images):
     np.testing.assert_array_equal(top1, (probability > 0.5).astype(int))
 
 
+def test_cam_on_a_binary_head_negates_the_weights_for_the_negative_class(models, images):
+    spec = spec_for_model(models["binary"])
+    cam = Explainer(spec, method="cam", batch_size=3).run(images, classes=[0, 1]).heatmaps
+    gradcam = Explainer(spec, method="gradcam", batch_size=3).run(images, classes=[0, 1]).heatmaps
+    positions = gradcam.shape[-1] * gradcam.shape[-2]  # CAM = Grad-CAM * h * w on a GAP -> Dense head
+    assert gradcam[:, 0].max() > 0 and gradcam[:, 1].max() > 0
+    np.testing.assert_allclose(cam, gradcam * positions, rtol=2e-3, atol=1e-5 * cam.max())
+
+
+def test_api_explains_a_chosen_output(two_output_model, images):
+    from gradcam_cli.api import explain
+
+    result = explain(two_output_model, images.astype(np.uint8), output="age", layer="target")
+    assert result.spec.head.kind == "regression" and result.label(0) == "value"
+
+
 def test_binary_labels_file_names_both_classes(models):
     spec = spec_for_model(models["binary"], labels=["cat", "dog"])
     assert [spec.label(0), spec.label(1)] == ["cat", "dog"]
