@@ -1,13 +1,18 @@
 """A small Vision Transformer trained briefly on the demo shapes; its pointing game next to the demo CNN's.
 
-    python benchmarks/token_model.py [--train 8000] [--epochs 8] [--per-kind 200] [--json out.json]
+    python benchmarks/token_model.py [--train 6000] [--epochs 5] [--per-kind 200] [--json out.json]
 
-Trains a keras-hub ViT classifier (64 px input, patch 8 -> an 8 x 8 token grid plus a class token,
-class-token pooling) on scenes from :mod:`gradcam_cli.demo.shapes` (the demo model's training mix,
-another seed), reports its held-out accuracy, then scores the tool's maps for it and for the bundled
-demo CNN on the same fresh scenes as ``benchmarks/localization.py`` (pointing game with the paper's
-tolerance, and strict). The ViT's maps come from the tokens entering its last block (an 8 x 8
-grid); the CNN's from ``block3_relu2`` (16 x 16). Both at the model sizes printed.
+Trains a small hybrid Vision Transformer (:func:`build_vit`: the demo CNN's first two blocks,
+frozen, as the stem; 64 px input -> an 8 x 8 token grid plus a class token, class-token pooling) on
+scenes from :mod:`gradcam_cli.demo.shapes` (the demo model's training mix, another seed), reports its
+held-out accuracy, then scores the tool's maps for it and for the bundled demo CNN on the same fresh
+scenes as ``benchmarks/localization.py`` (pointing game with the paper's tolerance, and strict).
+
+Trained from scratch for a few CPU minutes, ViTs of this size stayed near chance (a keras-hub ViT,
+patch 8, 4 blocks of width 64: 31% after 7 epochs on 8,000 images; a ViT on a fresh conv stem: 38%
+after 4 epochs on 6,000), hence the pretrained stem. The ViT's maps come from the tokens entering
+its last block (an 8 x 8 grid, the tool's automatic pick); the CNN's from ``block3_relu2``
+(16 x 16); the model sizes are printed.
 """
 
 from __future__ import annotations
@@ -28,24 +33,76 @@ from gradcam_cli.images import model_input  # noqa: E402
 from gradcam_cli.models import resolve_model, spec_for_model  # noqa: E402
 
 SIZE = 64
-LEARNING_RATE = 5e-4
+LEARNING_RATE = 1e-3
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
-    """[0, 255] -> [-1, 1] (the tool's ``--preprocess tf``)."""
-    return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    """[0, 255] -> [0, 1], as the demo CNN whose stem the ViT reuses (``--preprocess scale01``)."""
+    return images.astype(np.float32) / np.float32(255.0)
 
 
-def train_vit(seed: int, train: int, test: int, epochs: int):
+def build_vit(stem, size: int = SIZE, classes: int = len(CLASSES), width: int = 64, blocks: int = 2, heads: int = 4):
+    """A hybrid ViT (as ViT-R50 hybrids, Dosovitskiy et al. 2021, on a pretrained CNN stem): the demo
+    CNN's first two blocks, frozen, as the stem (16 x 16 x 32); 2x2 patches of it -> 8 x 8 = 64
+    tokens, a class token and learned position embeddings, pre-norm transformer blocks, class-token
+    pooling."""
     import keras
-    import keras_hub
+    from keras import layers
+
+    class ClassTokenAndPositions(layers.Layer):
+        def build(self, input_shape):
+            self.class_token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="zeros", name="cls")
+            self.positions = self.add_weight(shape=(1, input_shape[1] + 1, input_shape[-1]),
+                                             initializer=keras.initializers.RandomNormal(stddev=0.02), name="pos")
+
+        def call(self, tokens):
+            batch = keras.ops.shape(tokens)[0]
+            cls = keras.ops.broadcast_to(self.class_token, (batch, 1, tokens.shape[-1]))
+            return keras.ops.concatenate([cls, tokens], axis=1) + self.positions
+
+    class TransformerBlock(layers.Layer):
+        def __init__(self, width, heads, **kwargs):
+            super().__init__(**kwargs)
+            self.norm1 = layers.LayerNormalization(epsilon=1e-6)
+            self.attention = layers.MultiHeadAttention(heads, width // heads)
+            self.norm2 = layers.LayerNormalization(epsilon=1e-6)
+            self.mlp_in = layers.Dense(2 * width, activation="gelu")
+            self.mlp_out = layers.Dense(width)
+
+        def call(self, tokens):
+            normed = self.norm1(tokens)
+            tokens = tokens + self.attention(normed, normed)
+            return tokens + self.mlp_out(self.mlp_in(self.norm2(tokens)))
+
+    inputs = keras.Input((size, size, 3), name="image")
+    x = stem(inputs)
+    x = layers.Conv2D(width, 2, strides=2, name="patchify")(x)
+    tokens = layers.Reshape((-1, width), name="tokens")(x)
+    tokens = ClassTokenAndPositions(name="cls_and_positions")(tokens)
+    for index in range(1, blocks + 1):
+        tokens = TransformerBlock(width, heads, name=f"block{index}")(tokens)
+    tokens = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(tokens)
+    class_token = layers.Lambda(lambda t: t[:, 0], name="class_token")(tokens)
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(class_token)
+    return keras.Model(inputs, outputs, name="shapes_vit")
+
+
+def cnn_stem(cnn):
+    """The demo CNN up to ``block2_pool`` (16 x 16 x 32 at 64 px), frozen."""
+    import keras
+
+    stem = keras.Model(cnn.inputs, cnn.get_layer("block2_pool").output, name="cnn_stem")
+    stem.trainable = False
+    return stem
+
+
+def train_vit(seed: int, train: int, test: int, epochs: int, cnn):
+    import keras
 
     keras.utils.set_random_seed(seed)
     train_x, train_y, _ = make_dataset(seed + 500, train, SIZE)
     test_x, test_y, _ = make_dataset(seed + 20_000, test, SIZE, mix={"single": 1.0})
-    backbone = keras_hub.models.ViTBackbone(image_shape=(SIZE, SIZE, 3), patch_size=8, num_layers=4, num_heads=4,
-                                            hidden_dim=64, mlp_dim=128)
-    model = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=len(CLASSES), activation="softmax")
+    model = build_vit(cnn_stem(cnn))
     steps = epochs * (train // 64)
     schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - steps // 10, warmup_target=LEARNING_RATE,
                                                       warmup_steps=steps // 10)
@@ -74,22 +131,25 @@ def pointing(spec, scenes, method: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", type=int, default=8000)
+    parser.add_argument("--train", type=int, default=6000)
     parser.add_argument("--test", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--per-kind", type=int, default=200)
     parser.add_argument("--scene-seed", type=int, default=777)
     parser.add_argument("--methods", default="gradcam,gradcam++,layercam,eigencam")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    vit, accuracy, seconds = train_vit(args.seed, args.train, args.test, args.epochs)
+    cnn = resolve_model("demo")
+    vit, accuracy, seconds = train_vit(args.seed, args.train, args.test, args.epochs, cnn.model)
     print(f"ViT: {vit.count_params():,} parameters, trained {args.epochs} epochs on {args.train} images in "
           f"{seconds:.0f} s; held-out accuracy {accuracy:.3f} ({args.test} single-object images)")
-    cnn = resolve_model("demo")
-    models = {"vit": spec_for_model(vit, name="shapes_vit", preprocess="tf"), "demo_cnn": cnn}
+    models = {"vit": spec_for_model(vit, name="shapes_vit", preprocess="scale01"), "demo_cnn": cnn}
     scenes = make_scenes(args.scene_seed, args.per_kind)
-    results = {"vit": {"parameters": int(vit.count_params()), "held_out_accuracy": accuracy,
+    trainable = int(sum(np.prod(w.shape) for w in vit.trainable_weights))
+    print(f"ViT parameters: {vit.count_params():,} in all, {trainable:,} trained (the rest: the frozen CNN stem)")
+    results = {"vit": {"parameters": int(vit.count_params()), "trained_parameters": trainable,
+                       "held_out_accuracy": accuracy,
                        "train_seconds": round(seconds), "train_images": args.train, "epochs": args.epochs},
                "demo_cnn": {"parameters": int(cnn.model.count_params())}}
     print(f"{'model':<10}{'params':>10}{'method':>12}{'pointing':>10}{'strict':>8}{'two-class':>11}  layer")

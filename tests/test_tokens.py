@@ -195,3 +195,20 @@ def test_hub_presets_fail_offline_with_a_clear_message(monkeypatch):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "could not get keras-hub preset 'vit_base_patch16_224_imagenet': ConnectionError" in result.output
     assert "needs internet" in result.output and "--model model.keras" in result.output
+
+
+def test_keras_hub_cnn_classifier_uses_the_shape_rule(keras, images, tmp_path):
+    """A keras-hub ResNet (no attention): the last spatial layer of its nested backbone, by file."""
+    keras.utils.set_random_seed(9)
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(SIZE, SIZE, 3))
+    classifier = keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=3)
+    classifier.save(tmp_path / "resnet.keras")
+    spec = resolve_model(str(tmp_path / "resnet.keras"))
+    explainer = Explainer(spec, batch_size=3)
+    assert explainer.target.tap == "output" and len(explainer.target.output_shape) == 4
+    assert explainer.target.path.startswith(backbone.name + "/")
+    maps = explainer.run(images).heatmaps
+    assert np.isfinite(maps).all() and maps.shape[:2] == (3, 1)
