@@ -227,7 +227,8 @@ def _is_candidate(info: LayerInfo) -> bool:
     )
 
 
-def _model_outputs(model) -> list:
+def model_outputs(model) -> list:
+    """The model's symbolic outputs, in order (a subclassed model's functional twin if it has one)."""
     outputs = getattr(model, "outputs", None)
     if not outputs:
         functional = getattr(model, "_functional", None)
@@ -242,7 +243,7 @@ def walk_back(model, prefix: str = "") -> Iterator[LayerInfo]:
     from collections import deque
 
     seen: set[int] = set()
-    queue = deque(getattr(t, "_keras_history", None) for t in _model_outputs(model))
+    queue = deque(getattr(t, "_keras_history", None) for t in model_outputs(model))
     while queue:
         history = queue.popleft()
         if history is None:
@@ -437,6 +438,7 @@ class Probe:
         self.target = target
         self.head = head
         self.grid = None
+        self._tail = None
         if target.is_tokens:
             size = _input_size(model)
             self.grid = token_grid(target.output_shape[1], size)
@@ -470,7 +472,25 @@ class Probe:
 
         return spatial, rebuild
 
-    def _run(self, images, watch, keep_activations: bool, replace=None):
+    def tail(self):
+        """``tail(activations) -> logits``: the model after the target layer as a sub-model, or None
+        where that part reads other tensors too (a skip connection around the layer, a layer inside
+        a nested model, the tokens entering a block). Where it exists it spares Ablation-CAM the
+        forward passes through the layers before the target."""
+        if self._tail is None:
+            import keras
+
+            if PATH_SEP in self.target.path or self.target.tap != "output" or self.grid is not None:
+                return None
+            end = model_outputs(self.model)[self.head.output_index]
+            try:
+                sub_model = keras.Model(self.target.layer.output, end)
+            except (ValueError, AttributeError, TypeError):
+                return None
+            self._tail = lambda activations: self._run(activations, None, False, model=sub_model)[1]
+        return self._tail
+
+    def _run(self, images, watch, keep_activations: bool, replace=None, model=None):
         import keras
 
         captured: dict[str, Any] = {}
@@ -497,10 +517,10 @@ class Probe:
                 stack.enter_context(bypass_activation(self.head.layer, lambda pre: captured.update(head_input=pre)))
             elif self.head.source == "input":
                 stack.enter_context(intercept(self.head.layer, keep_head_input))
-            output = self.model(images, training=False)
+            output = (model or self.model)(images, training=False)
         if keep_activations and "activations" not in captured:
             raise LayerNotFound(f"layer '{self.target.path}' was not run by the model's forward pass.")
-        if isinstance(output, (list, tuple, dict)):
+        if isinstance(output, (list, tuple, dict)) and model is None:
             output = keras.tree.flatten(output)[self.head.output_index]
         return captured.get("activations"), self._logits(captured.get("head_input"), output)
 

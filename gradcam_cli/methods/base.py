@@ -36,14 +36,18 @@ class CamContext:
     def class_scores(self, images, replace=None):
         """(N, C) class scores of ``images`` (N = B * n, each image's copies consecutive), with the
         target layer's map replaced by ``replace(map)`` if given; segmentation regions stay fixed."""
+        return self.scores_of_logits(self.probe.logits(images, replace=replace))
+
+    def scores_of_logits(self, logits):
+        """(N, C) class scores of pre-activation outputs of N = B * n inputs (see ``class_scores``)."""
         import tensorflow as tf
 
         from ..targets import class_scores
 
         regions = self.regions
         if regions is not None:
-            regions = tf.repeat(regions, images.shape[0] // regions.shape[0], axis=0)
-        return class_scores(self.probe.head, self.probe.logits(images, replace=replace), regions)
+            regions = tf.repeat(regions, logits.shape[0] // regions.shape[0], axis=0)
+        return class_scores(self.probe.head, logits, regions)
 
 
 class CamMethod:

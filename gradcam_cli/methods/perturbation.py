@@ -88,7 +88,9 @@ class AblationCAM(CamMethod):
 
     ``y^c_k`` comes from the full model run on copies of the images while the probe substitutes the
     ablated map for the layer's own output (for tokens, the ablated grid goes back into the token
-    sequence), so the layer may sit inside a nested backbone or under a skip connection. Each pass
+    sequence), so the layer may sit inside a nested backbone or under a skip connection. Where the
+    part of the model after the layer depends on it alone (:meth:`Probe.tail`), only that part is
+    run on the ablated maps, which skips the layers before it; the scores are the same. Each pass
     holds ``chunk_size`` ablated copies per image, never all channels at once.
     """
 
@@ -97,9 +99,13 @@ class AblationCAM(CamMethod):
     uses_gradients = False
     description = "gradient-free: score drop when each channel is zeroed (Desai 2020)"
 
+    def prepare(self, spec, probe):
+        return probe.tail()  # None: substitute inside the full forward pass
+
     def channel_weights(self, context: CamContext):
         import tensorflow as tf
 
+        tail = context.method_state
         activations = context.activations
         batch, channels = activations.shape[0], activations.shape[-1]
         base = tf.gather(context.logits, context.targets, batch_dims=1)
@@ -110,12 +116,11 @@ class AblationCAM(CamMethod):
             keep = 1.0 - tf.one_hot(indices, channels)  # rows past the last channel keep all
             ablated = activations[:, None] * keep[None, :, None, None, :]
             ablated = tf.reshape(ablated, (-1, *activations.shape[1:]))
-            repeated = tf.repeat(images, copies, axis=0)
-
-            def substitute(computed):
-                return tf.cast(ablated, computed.dtype)
-
-            logits = context.class_scores(repeated, replace=substitute)
+            if tail is not None:
+                logits = context.scores_of_logits(tail(ablated))
+            else:
+                logits = context.class_scores(tf.repeat(images, copies, axis=0),
+                                              replace=lambda computed: tf.cast(ablated, computed.dtype))
             return _target_scores(tf.reshape(logits, (batch, copies, -1)), context.targets)
 
         scores = _chunked_scores(score_chunk, channels, self.chunk_size, batch)

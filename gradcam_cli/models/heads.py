@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UnsupportedModel
+from ..layers import model_outputs
 
 HEAD_KINDS = ("softmax", "binary", "multilabel", "regression", "segmentation")
 BINARY_CLASSES = ("negative", "positive")
@@ -74,15 +75,6 @@ class Head:
                 "regression": f"{self.units} linear unit{'s' if self.units > 1 else ''} (regression)",
                 "segmentation": f"segmentation, {self.units} classes per pixel"}[self.kind]
         return text
-
-
-def model_outputs(model) -> list:
-    """The model's symbolic outputs, in order (a subclassed model's functional twin if it has one)."""
-    outputs = getattr(model, "outputs", None)
-    if not outputs:
-        functional = getattr(model, "_functional", None)
-        outputs = getattr(functional, "outputs", None) or []
-    return list(outputs)
 
 
 def _producer(tensor):
