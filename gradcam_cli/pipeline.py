@@ -77,7 +77,9 @@ class RunSummary:
 def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
     settings = [spec.source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
                 targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
-                str(options.smooth), str(options.max_channels), str(spec.output), str(options.region)]
+                str(options.smooth), str(options.max_channels)]
+    if spec.output is not None or options.region is not None:  # older runs' fingerprints stay valid
+        settings += [str(spec.output), str(options.region)]
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
