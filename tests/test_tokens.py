@@ -212,3 +212,19 @@ def test_keras_hub_cnn_classifier_uses_the_shape_rule(keras, images, tmp_path):
     assert explainer.target.path.startswith(backbone.name + "/")
     maps = explainer.run(images).heatmaps
     assert np.isfinite(maps).all() and maps.shape[:2] == (3, 1)
+
+
+def test_hub_preset_path_uses_the_preset_converter(vit, monkeypatch):
+    """The online path with the download replaced by a classifier built here: the converter's size
+    and scale/offset become the spec's input size and preprocessing."""
+    converter = keras_hub.layers.ViTImageConverter(image_size=(SIZE, SIZE), scale=1 / 127.5, offset=-1.0)
+    vit.preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
+    monkeypatch.setattr(keras_hub.models.ImageClassifier, "from_preset", lambda preset: vit)
+    try:
+        spec = resolve_model("hub:vit_base_patch16_224_imagenet")
+    finally:
+        vit.preprocessor = None
+    assert spec.input_size == (SIZE, SIZE) and spec.source == "hub:vit_base_patch16_224_imagenet"
+    pixels = np.array([[[[0.0, 127.5, 255.0]]]], np.float32)
+    np.testing.assert_allclose(spec.preprocess(pixels), [[[[-1.0, 0.0, 1.0]]]], atol=1e-6)
+    assert spec.head.kind == "softmax" and spec.labels is None
