@@ -199,6 +199,15 @@ def iter_layers(model, prefix: str = "") -> Iterator[LayerInfo]:
             yield LayerInfo(path, layer, _output_shape(layer))
 
 
+def nested_models(model, prefix: str = "") -> Iterator[LayerInfo]:
+    """The models nested in ``model`` (a backbone inside a Sequential ...), at any depth, as layers."""
+    for layer in model.layers:
+        if _is_model(layer):
+            path = f"{prefix}{layer.name}"
+            yield LayerInfo(path, layer, _output_shape(layer))
+            yield from nested_models(layer, prefix=path + PATH_SEP)
+
+
 def candidate_layers(model) -> list[LayerInfo]:
     """Layers that may serve as a CAM target (spatial, not pooling; token layers whose tokens form
     a grid; the tokens entering each transformer block), in forward order."""
@@ -299,12 +308,12 @@ def _segmentation_head_layers(head) -> set[int]:
 
 
 def find_layer(model, name: str) -> LayerInfo:
-    """``--layer``: a layer name (searched in nested models too) or a nested path ``outer/inner``;
-    a transformer block's name taps the tokens entering it."""
-    graph_layers = list(iter_layers(model))
+    """``--layer``: a layer name (searched in nested models too), a nested path ``outer/inner``, a
+    nested model itself (its output is then the target, e.g. a MobileNetV2 backbone's 3x3x1280), or
+    a transformer block's name (the tokens entering it)."""
     taps = transformer_taps(model)
     tapped = {id(tap.layer) for tap in taps}
-    layers = taps + [info for info in graph_layers if id(info.layer) not in tapped]
+    layers = taps + [info for info in [*iter_layers(model), *nested_models(model)] if id(info.layer) not in tapped]
     matches = [info for info in layers if name in (info.path, info.name)]
     if not matches:
         names = [info.path for info in layers]
@@ -480,7 +489,8 @@ class Probe:
         if self._tail is None:
             import keras
 
-            if PATH_SEP in self.target.path or self.target.tap != "output" or self.grid is not None:
+            if (PATH_SEP in self.target.path or _is_model(self.target.layer) or self.target.tap != "output"
+                    or self.grid is not None):
                 return None
             end = model_outputs(self.model)[self.head.output_index]
             try:

@@ -44,6 +44,9 @@ class ScoreCAM(CamMethod):
     follow-up); ``chunk_size`` channels are masked and scored per forward pass.
     """
 
+    uses_chunks = True
+    uses_max_channels = True
+
     name = "scorecam"
     aliases = ("score-cam", "score_cam")
     uses_gradients = False
@@ -93,6 +96,8 @@ class AblationCAM(CamMethod):
     run on the ablated maps, which skips the layers before it; the scores are the same. Each pass
     holds ``chunk_size`` ablated copies per image, never all channels at once.
     """
+
+    uses_chunks = True
 
     name = "ablationcam"
     aliases = ("ablation-cam", "ablation_cam")
