@@ -121,7 +121,7 @@ def test_cli_records_pixel_counts_and_reports_an_empty_region_per_image(unet, im
     assert "of pixels" in result.output
     rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert all(row["head"] == "segmentation" and row["region"] == "pred" and row["region_pixels"] > 0 for row in rows)
-    overlay = np.asarray(Image.open(rows[0]["overlay"])).astype(int)
+    overlay = np.asarray(Image.open(tmp_path / "out" / rows[0]["overlay"])).astype(int)  # relative to the manifest
     assert overlay[0].max() < 60 and overlay[:14].max() > 150  # a dark caption strip with white text
     result = runner.invoke(cli, ["explain", *inputs, "--model", str(model_path), "--class", str(NEVER),
                                  "-o", str(tmp_path / "never")], catch_exceptions=False)
