@@ -118,7 +118,8 @@ def train_vit(seed: int, train: int, test: int, epochs: int, cnn):
 
 
 def pointing(spec, scenes, method: str) -> dict:
-    explainer = Explainer(spec, method=method, batch_size=32, max_channels=32)
+    options = {"max_channels": 32} if method == "scorecam" else {}
+    explainer = Explainer(spec, method=method, batch_size=32, **options)
 
     def explain_fn(images, classes):
         batch = np.stack([model_input(image, spec.input_size) for image in images])
