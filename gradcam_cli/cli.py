@@ -193,7 +193,7 @@ def cli() -> None:
                    "all (every pixel) or MASK.png (its nonzero pixels).")
 @click.option("--overlay-size", type=OverlaySize(), default=str(DEFAULT_OVERLAY_SIZE), show_default=True,
               help="Longest side of each overlay JPEG in pixels, or 'original' for the input's own size.")
-@click.option("--max-megapixels", type=click.FloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
+@click.option("--max-megapixels", type=FiniteFloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
               help="Refuse inputs that would decode to more pixels than this (PNG, TIFF, progressive "
                    "JPEG and --overlay-size original are decoded at full size); bounds memory.")
 @preprocess_option
