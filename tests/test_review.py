@@ -23,3 +23,24 @@ def test_non_finite_max_megapixels_is_a_usage_error(tmp_path, value):
     assert result.exit_code == 2, result.output
     assert "--max-megapixels" in result.output and "finite" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def two_output_model(tmp_path_factory, keras):
+    layers = keras.layers
+    inputs = keras.Input((32, 32, 3))
+    features = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu", name="conv")(inputs))
+    model = keras.Model(inputs, [layers.Dense(3, activation="softmax", name="kind")(features),
+                                 layers.Dense(1, name="age")(features)])
+    path = tmp_path_factory.mktemp("two") / "two.keras"
+    model.save(path)
+    return path
+
+
+def test_compare_on_a_multi_output_model_names_its_own_option(tmp_path, two_output_model):
+    result = run("compare", PAIR, "--model", two_output_model, "--methods", "gradcam", "-o", tmp_path / "s.png")
+    assert result.exit_code == 2, result.output
+    assert "--model-output" in result.output, result.output
+    result = run("compare", PAIR, "--model", two_output_model, "--model-output", "age", "--methods", "gradcam",
+                 "-o", tmp_path / "s.png")
+    assert result.exit_code == 0 and (tmp_path / "s.png").exists(), result.output
