@@ -142,7 +142,7 @@ def _load_spec(model, weights, preprocess, labels, input_size, unsafe, output=No
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gradcam")
 def cli() -> None:
-    """Show where a Keras image classifier looks: CAM, Grad-CAM, Grad-CAM++ and six more class
+    """Show where a Keras image classifier looks: CAM, Grad-CAM, Grad-CAM++ and seven more class
     activation methods, for one image or whole folders.
 
     \b

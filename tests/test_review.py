@@ -44,3 +44,11 @@ def test_compare_on_a_multi_output_model_names_its_own_option(tmp_path, two_outp
     result = run("compare", PAIR, "--model", two_output_model, "--model-output", "age", "--methods", "gradcam",
                  "-o", tmp_path / "s.png")
     assert result.exit_code == 0 and (tmp_path / "s.png").exists(), result.output
+
+
+def test_top_level_help_counts_the_methods_right():
+    from gradcam_cli.methods import METHODS
+
+    words = {7: "seven"}
+    result = run("--help")
+    assert f"Grad-CAM++ and {words[len(METHODS) - 3]} more" in " ".join(result.output.split()), result.output
