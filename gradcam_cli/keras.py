@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from . import render
-from .api import as_images
+from .api import as_images, check_alpha
 from .engine import BatchResult, Explainer, resolve_classes
 from .errors import GradcamError, ImageError, TargetError
 from .images import model_input
@@ -95,7 +95,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         self.png_dir = None if png_dir is None else Path(png_dir)
         self.preprocess = preprocess
         self.labels = labels
-        self.alpha = float(alpha)
+        self.alpha = check_alpha(alpha)
         self.colormap = colormap
         self.columns = columns
         self.method_options = {"smooth": smooth, "chunk_size": chunk_size, "max_channels": max_channels}

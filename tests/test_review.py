@@ -52,3 +52,14 @@ def test_top_level_help_counts_the_methods_right():
     words = {7: "seven"}
     result = run("--help")
     assert f"Grad-CAM++ and {words[len(METHODS) - 3]} more" in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), 1.5])
+def test_callback_refuses_an_alpha_the_api_refuses(tmp_path, alpha):
+    import numpy as np
+
+    from gradcam_cli.errors import OptionConflict
+    from gradcam_cli.keras import GradCAMCallback
+
+    with pytest.raises(OptionConflict, match="alpha"):
+        GradCAMCallback(np.zeros((2, 32, 32, 3), np.float32), alpha=alpha, log_dir=None, png_dir=tmp_path)
