@@ -63,3 +63,18 @@ def test_callback_refuses_an_alpha_the_api_refuses(tmp_path, alpha):
 
     with pytest.raises(OptionConflict, match="alpha"):
         GradCAMCallback(np.zeros((2, 32, 32, 3), np.float32), alpha=alpha, log_dir=None, png_dir=tmp_path)
+
+
+def test_notebook_caption_of_a_regression_shows_the_value_not_a_percentage(keras):
+    import numpy as np
+
+    from gradcam_cli import explain
+
+    layers = keras.layers
+    inputs = keras.Input((32, 32, 3))
+    features = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu", name="conv")(inputs))
+    model = keras.Model(inputs, layers.Dense(1, name="age")(features))
+    result = explain(model, np.full((32, 32, 3), 0.5, np.float32))
+    value = float(result.probabilities[0, 0])
+    page = result._repr_html_()
+    assert f"value = {value:.4g}" in page and "%" not in page.split("<figcaption>")[1], page[-300:]
