@@ -78,3 +78,17 @@ def test_notebook_caption_of_a_regression_shows_the_value_not_a_percentage(keras
     value = float(result.probabilities[0, 0])
     page = result._repr_html_()
     assert f"value = {value:.4g}" in page and "%" not in page.split("<figcaption>")[1], page[-300:]
+
+
+def test_compare_tiles_show_a_regression_value_not_a_percentage(tmp_path, two_output_model, monkeypatch):
+    from PIL import ImageDraw
+
+    written = []
+    original = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text",
+                        lambda self, xy, text, *a, **k: (written.append(text), original(self, xy, text, *a, **k)))
+    result = run("compare", PAIR, "--model", two_output_model, "--model-output", "age", "--methods", "gradcam",
+                 "-o", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    captions = [text for text in written if text.startswith("value")]
+    assert captions and all("%" not in text and "value = " in text for text in captions), written
