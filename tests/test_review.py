@@ -92,3 +92,9 @@ def test_compare_tiles_show_a_regression_value_not_a_percentage(tmp_path, two_ou
     assert result.exit_code == 0, result.output
     captions = [text for text in written if text.startswith("value")]
     assert captions and all("%" not in text and "value = " in text for text in captions), written
+
+
+def test_output_taken_for_the_output_folder_points_to_output_dir(tmp_path):
+    result = run("explain", PAIR, "--output", tmp_path / "myout")
+    assert result.exit_code == 2 and "no such output" in result.output, result.output
+    assert "-o/--output-dir" in result.output, result.output

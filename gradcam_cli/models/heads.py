@@ -133,7 +133,8 @@ def select_output(model, output: str | int | None) -> int:
     if text.lstrip("-").isdigit() and 0 <= int(text) < max(count, 1):
         return int(text)
     raise UnsupportedModel(
-        f"--output {text}: no such output; {model.name} has {count}: {describe_outputs(model) or 'none'}."
+        f"--output {text}: no such output; {model.name} has {count}: {describe_outputs(model) or 'none'} "
+        "(the folder to write to is -o/--output-dir)."
     )
 
 
