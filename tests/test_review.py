@@ -98,3 +98,21 @@ def test_output_taken_for_the_output_folder_points_to_output_dir(tmp_path):
     result = run("explain", PAIR, "--output", tmp_path / "myout")
     assert result.exit_code == 2 and "no such output" in result.output, result.output
     assert "-o/--output-dir" in result.output, result.output
+
+
+def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
+    import numpy as np
+
+    from gradcam_cli.keras import GradCAMCallback
+
+    layers = keras.layers
+    inputs = keras.Input((32, 32, 3))
+    features = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu", name="conv")(inputs))
+    model = keras.Model(inputs, [layers.Dense(3, activation="softmax", name="kind")(features),
+                                 layers.Dense(1, name="age")(features)])
+    model.compile("adam", ["categorical_crossentropy", "mse"])
+    images = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+    watch = GradCAMCallback(images, output="kind", log_dir=None, png_dir=tmp_path)
+    model.fit(images, [np.eye(3)[[0, 1, 2, 0]], np.zeros(4)], epochs=1, verbose=0, callbacks=[watch])
+    assert (tmp_path / "gradcam.epoch001.png").exists()
+    assert watch.explainers["gradcam"].spec.head.output_name == "kind"

@@ -123,7 +123,7 @@ def select_output(model, output: str | int | None) -> int:
         if count > 1:
             raise UnsupportedModel(
                 f"{model.name} has {count} outputs: {describe_outputs(model)}; "
-                "pick the one to explain with --output NAME|INDEX (--model-output in gradcam compare)."
+                "pick the one to explain with --output NAME|INDEX (--model-output in gradcam compare, output= in Python)."
             )
         return 0
     text = str(output).strip()
