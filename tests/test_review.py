@@ -116,3 +116,12 @@ def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
     model.fit(images, [np.eye(3)[[0, 1, 2, 0]], np.zeros(4)], epochs=1, verbose=0, callbacks=[watch])
     assert (tmp_path / "gradcam.epoch001.png").exists()
     assert watch.explainers["gradcam"].spec.head.output_name == "kind"
+
+
+def test_api_error_for_a_missing_file_ends_with_one_full_stop():
+    from gradcam_cli.api import as_images
+    from gradcam_cli.errors import ImageError
+
+    with pytest.raises(ImageError) as caught:
+        as_images("no_such_file.png")
+    assert str(caught.value).endswith("no such file or folder."), str(caught.value)
