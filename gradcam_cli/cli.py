@@ -93,12 +93,17 @@ unsafe_option = click.option("--unsafe-model-code", is_flag=True,
                              help="Allow Lambda layers in a trusted model file (turns Keras safe_mode off).")
 
 
+def _model_arguments(model, weights, preprocess, labels, input_size, unsafe) -> dict:
+    """The keywords of ``resolve_model`` (Ray actors load the model from them too)."""
+    return {"model": model, "weights": weights, "preprocess": preprocess, "labels": labels,
+            "input_size": _parse_size(input_size), "safe_mode": not unsafe}
+
+
 def _load_spec(model, weights, preprocess, labels, input_size, unsafe):
     _quiet_tensorflow()
     from .models import resolve_model
 
-    return resolve_model(model, weights=weights, preprocess=preprocess, labels=labels,
-                         input_size=_parse_size(input_size), safe_mode=not unsafe)
+    return resolve_model(**_model_arguments(model, weights, preprocess, labels, input_size, unsafe))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -146,12 +151,21 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest rows as JSON lines on stdout.")
 @click.option("--xla", is_flag=True, help="Compile with XLA (jit_compile); faster on some models.")
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: a Ray cluster through Ray Data (the 'ray' extra).")
+@click.option("--ray-address", default=None,
+              help="--engine ray: join this cluster (HOST:PORT, ray://HOST:PORT, auto; default "
+                   "RAY_ADDRESS). Without one an embedded local Ray runs for the job.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="--engine ray: model actors, one CPU each (default: the cluster's CPUs; the "
+                   "embedded Ray gets this many CPUs). Local engine: decode and write threads.")
 @preprocess_option
 @labels_option
 @input_size_option
 @unsafe_option
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, overwrite, quiet, as_json, xla, report, preprocess, labels, input_size, unsafe_model_code):
+            recursive, overwrite, quiet, as_json, xla, report, engine, ray_address, workers, preprocess, labels, input_size,
+            unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns.
@@ -166,6 +180,11 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
         _fail(GradcamError(f"{', '.join(inputs)}: no image files found{hint}; looked for "
                            f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
     try:
+        if engine == "ray":
+            from .engines.ray import require_ray
+
+            require_ray()
+        model_arguments = _model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code)
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from .pipeline import RunOptions
 
@@ -173,7 +192,17 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
                              batch_size=batch_size, output_dir=Path(output_dir), alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
                              chunk_size=chunk_size, max_channels=max_channels)
-        summary = _run_with_progress(items, spec, options, quiet, as_json)
+        if workers and engine == "local":
+            options.workers = workers
+        engine_run = None
+        if engine == "ray":
+            from functools import partial
+
+            from .engines.ray import run_explain_ray
+
+            engine_run = partial(run_explain_ray, model_arguments=model_arguments, address=ray_address,
+                                 workers=workers)
+        summary = _run_with_progress(items, spec, options, quiet, as_json, engine_run)
         if report:
             from .report import write_report
 
@@ -186,11 +215,12 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
     sys.exit(summary.exit_code)
 
 
-def _run_with_progress(items, spec, options, quiet, as_json):
+def _run_with_progress(items, spec, options, quiet, as_json, engine_run=None):
     from tqdm import tqdm
 
     from .pipeline import run_explain
 
+    engine_run = engine_run or run_explain
     show_bar = not quiet and sys.stderr.isatty()
     bar = tqdm(total=len(items), unit="img", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
 
@@ -202,7 +232,7 @@ def _run_with_progress(items, spec, options, quiet, as_json):
             tqdm.write(f"{row['input']}: {top}", file=sys.stdout)
 
     try:
-        return run_explain(items, spec, options, on_row=on_row, progress=bar.update)
+        return engine_run(items, spec, options=options, on_row=on_row, progress=bar.update)
     finally:
         bar.close()
 
