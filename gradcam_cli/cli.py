@@ -181,9 +181,10 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
                            f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
     try:
         if engine == "ray":
-            from .engines.ray import require_ray
+            from .engines.ray import cluster_address, require_ray
 
             require_ray()
+            cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
         model_arguments = _model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code)
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from .pipeline import RunOptions

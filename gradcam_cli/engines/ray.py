@@ -118,9 +118,24 @@ class ExplainActor:
         return {"row": np.array([json.dumps(row, ensure_ascii=False) for row in rows], dtype=object)}
 
 
-def _check_reachable(address: str) -> None:
-    """Fail within seconds when ``host:port`` (or ``ray://host:port``) accepts no connection,
-    instead of Ray's own minute of retries."""
+def cluster_address(address: str | None) -> str | None:
+    """The cluster to join (``address``, else ``RAY_ADDRESS``), checked to answer; None for an
+    embedded local Ray."""
+    source = "--ray-address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _check_answers(address, source)
+    return address
+
+
+def _check_answers(address: str, source: str) -> None:
+    """Fail within seconds unless a Ray cluster answers at ``address``, instead of Ray's own half
+    a minute of retries.
+
+    A TCP connect is not proof (some networks accept every connection at a proxy), so for
+    ``HOST:PORT`` the check asks the GCS for its cluster id over gRPC, with a deadline; for a
+    ``ray://`` (Ray Client) address a TCP connect is checked.
+    """
     if address in ("auto", "local"):
         return
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
@@ -129,15 +144,37 @@ def _check_reachable(address: str) -> None:
     except ValueError:
         host, port = None, None
     if not host or not port:
-        raise EngineError(f"--ray-address {address}: not an address; use HOST:PORT (the head node's GCS "
+        raise EngineError(f"{source} {address}: not an address; use HOST:PORT (the head node's GCS "
                           "port, 6379 by default), ray://HOST:10001 or auto.")
+    problem = None
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             pass
+        if parts.scheme == "tcp":
+            problem = _gcs_problem(host, port)
     except OSError as error:
-        raise EngineError(f"--ray-address {address}: cannot reach a Ray cluster there "
-                          f"({error.strerror or error}); start it (ray start --head) or drop "
-                          "--ray-address to run an embedded local Ray.") from None
+        problem = error.strerror or str(error) or type(error).__name__
+    if problem:
+        raise EngineError(f"{source} {address}: cannot reach a Ray cluster there ({problem}); start it "
+                          "(ray start --head) or leave the address out to run an embedded local Ray.")
+
+
+def _gcs_problem(host: str, port: int) -> str | None:
+    """None when a Ray GCS answers ``GetClusterId`` at host:port within the deadline, else why not."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}", options=[("grpc.enable_http_proxy", 0)])
+    try:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=CONNECT_TIMEOUT_S)
+    except grpc.RpcError as error:
+        code = error.code()
+        return "no answer in time" if code == grpc.StatusCode.DEADLINE_EXCEEDED else \
+            f"something answers there, but not a Ray GCS: {code.name.lower()}"
+    finally:
+        channel.close()
+    return None
 
 
 @contextlib.contextmanager
@@ -162,17 +199,15 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
     (a notebook, a test) is used as it is and left running."""
     import ray
 
+    address = cluster_address(address)
     if ray.is_initialized():
         yield
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
     # the C++ core worker's notes (e.g. on constructor arguments kept in the object store) would
     # otherwise reach the terminal; Ray's session logs keep everything
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
-        if address:
-            _check_reachable(address)
         with _native_stderr_silenced():
             if address:
                 ray.init(address=address, **quiet)
