@@ -170,6 +170,8 @@ def _gcs_problem(host: str, port: int) -> str | None:
         stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=CONNECT_TIMEOUT_S)
     except grpc.RpcError as error:
         code = error.code()
+        if code == grpc.StatusCode.UNAUTHENTICATED:  # a GCS refusing a caller without its cluster id
+            return None
         return "no answer in time" if code == grpc.StatusCode.DEADLINE_EXCEEDED else \
             f"something answers there, but not a Ray GCS: {code.name.lower()}"
     finally:
@@ -222,6 +224,36 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _error_types(base: type = GradcamError) -> dict[str, type]:
+    types = {base.__name__: base}
+    for subclass in base.__subclasses__():
+        types.update(_error_types(subclass))
+    return types
+
+
+def _user_error(error: BaseException) -> GradcamError:
+    """The tool's own error behind a Ray failure (a model an actor could not load, ...), found in
+    the exception chain or, for an actor that died in its constructor, in Ray's rendered
+    traceback; else the failure's first line as an :class:`EngineError`."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, GradcamError):
+            return current
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__ or current.__context__
+    types = _error_types()
+    for line in reversed(str(error).splitlines()):
+        name, _, message = line.strip().partition(": ")
+        error_type = types.get(name.rsplit(".", 1)[-1])
+        if error_type is not None and message:
+            return error_type(message)
+    text = str(error).strip()
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return EngineError(f"the Ray job failed: {first_line}")
 
 
 def _input_table(items: list[InputItem], stems: dict[str, str]) -> list[dict[str, str]]:
@@ -291,11 +323,7 @@ def run_explain_ray(
     except KeyboardInterrupt:
         summary.interrupted = True
     except ray.exceptions.RayError as error:
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, GradcamError):
-            raise cause from None
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise EngineError(f"the Ray job failed: {first_line}") from None
+        raise _user_error(error) from None
     finally:
         if iterator is not None and hasattr(iterator, "close"):
             with contextlib.suppress(Exception):

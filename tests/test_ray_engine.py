@@ -1,0 +1,200 @@
+"""``--engine ray``: the local engine's outputs, file for file, from Ray Data actors.
+
+One embedded 2-CPU Ray serves the whole module (the engine uses a session its process already
+has); the Ctrl-C case runs the CLI in a subprocess that joins that cluster by its address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from click.testing import CliRunner
+from PIL import Image
+
+from gradcam_cli.cli import cli
+from gradcam_cli.engines.ray import run_explain_ray
+from gradcam_cli.errors import GradcamError
+from gradcam_cli.images import collect_inputs
+from gradcam_cli.pipeline import RunOptions, run_explain
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAPES = ROOT / "sample_images" / "shapes"
+DEMO = {"model": "demo"}
+ACTOR_TITLE = b"ExplainActor"  # Ray names an actor's process after its class: ray::MapWorker(MapBatches(ExplainActor))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """An embedded Ray with 2 CPUs for the module; yields its GCS address."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
+             logging_level="ERROR", log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Eight demo shapes and two files that are not images."""
+    folder = tmp_path_factory.mktemp("ray") / "in"
+    folder.mkdir()
+    for picture in sorted(SHAPES.glob("*.png"))[:8]:
+        (folder / picture.name).write_bytes(picture.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def rows_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def comparable(rows: list[dict], out: Path) -> list[dict]:
+    """Rows without the run id, output paths relative to their folder, in (input, rank) order."""
+    kept = []
+    for row in rows:
+        row = {key: value for key, value in row.items() if key != "run"}
+        for key in ("overlay", "heatmap"):
+            if row.get(key):
+                row[key] = os.path.relpath(row[key], out)
+        kept.append(row)
+    return sorted(kept, key=lambda r: (r["input"], r.get("rank") or 0))
+
+
+def files_of(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "manifest.jsonl"}
+
+
+def options(out: Path, **changes) -> RunOptions:
+    return RunOptions(output_dir=out, batch_size=4, top_k=2, **changes)
+
+
+def test_ray_outputs_are_the_local_engines_file_for_file(cluster, folder, demo_spec, tmp_path):
+    items = collect_inputs([str(folder)])
+    local = run_explain(items, demo_spec, options(tmp_path / "local"))
+    distributed = run_explain_ray(items, demo_spec, DEMO, options(tmp_path / "ray"))
+    assert (distributed.images_done, len(distributed.failures)) == (local.images_done, len(local.failures)) == (8, 2)
+    assert distributed.exit_code == local.exit_code == 1
+    local_files, ray_files = files_of(tmp_path / "local"), files_of(tmp_path / "ray")
+    assert sorted(ray_files) == sorted(local_files) and len(ray_files) == 8 * 2 * 2
+    for name, data in local_files.items():
+        if name.endswith(".npy"):
+            assert ray_files[name] == data, f"{name} differs between the engines"
+    assert comparable(rows_of(tmp_path / "ray"), tmp_path / "ray") == comparable(rows_of(tmp_path / "local"), tmp_path / "local")
+    errors = {Path(r["input"]).name: r["error"] for r in rows_of(tmp_path / "ray") if r["status"] == "error"}
+    assert sorted(errors) == ["broken.jpg", "empty.png"] and "empty file" in errors["empty.png"]
+
+
+def test_ray_resume_skips_done_inputs_and_overwrite_redoes_them(cluster, folder, demo_spec, tmp_path):
+    items = collect_inputs([str(folder)])
+    out = tmp_path / "out"
+    first = run_explain_ray(items, demo_spec, DEMO, options(out))
+    assert first.images_done == 8
+    again = run_explain_ray(items, demo_spec, DEMO, options(out))
+    assert (again.images_skipped, again.images_done, len(again.failures)) == (8, 0, 2)  # bad files retried
+    assert len(rows_of(out)) == 8 * 2 + 2  # compacted: one set of rows per input
+    redone = run_explain_ray(items, demo_spec, DEMO, options(out, overwrite=True))
+    assert (redone.images_skipped, redone.images_done) == (0, 8)
+    assert len({r["run"] for r in rows_of(out)}) == 1 and len(rows_of(out)) == 8 * 2 + 2
+
+
+def _actor_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if command.startswith(b"ray::") and ACTOR_TITLE in command:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_actor_is_retried_and_every_input_ends_with_one_set_of_outputs(cluster, demo_spec, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture = Image.open(SHAPES / "05_pair_circle_triangle.png")
+    for index in range(24):
+        picture.rotate(index * 11).save(folder / f"img_{index:02d}.png")
+    items = collect_inputs([str(folder)])
+    out = tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_one_actor(row: dict) -> None:
+        if not killed:
+            pids = _actor_pids()
+            assert pids, "no actor process found"
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    summary = run_explain_ray(items, demo_spec, DEMO, RunOptions(output_dir=out, batch_size=2), workers=2,
+                              on_row=kill_one_actor)
+    assert killed and not Path(f"/proc/{killed[0]}").exists()
+    assert summary.exit_code == 0 and summary.images_done == 24
+    rows = rows_of(out)
+    assert sorted(r["input"] for r in rows) == sorted(i.path for i in items)  # none lost, none twice
+    assert sorted(p.name for p in out.iterdir() if p.name != "manifest.jsonl") == sorted(
+        name for r in rows for name in (Path(r["overlay"]).name, Path(r["heatmap"]).name))
+    assert not list(out.rglob("*.tmp")), "a half-written file was left behind"
+    for row in rows:
+        Image.open(row["overlay"]).load()  # whole files
+
+
+def test_ctrl_c_flushes_the_manifest_exits_130_and_a_rerun_resumes(cluster, demo_spec, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture = Image.open(SHAPES / "01_single_cross.png")
+    for index in range(40):
+        picture.rotate(index * 7).save(folder / f"img_{index:02d}.png")
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gradcam_cli", "explain", str(folder), "-o", str(out), "-b", "2", "--json",
+         "--engine", "ray", "--ray-address", cluster, "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    first_row = process.stdout.readline()
+    assert first_row.startswith("{"), process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted after" in stderr and "Traceback" not in stderr
+    done = {r["input"] for r in rows_of(out)}  # every line parses
+    assert 0 < len(done) < 40
+    rerun = run_explain_ray(collect_inputs([str(folder)]), demo_spec, DEMO, RunOptions(output_dir=out, batch_size=8))
+    assert rerun.images_skipped == len(done) and rerun.images_done == 40 - len(done)
+    assert len(rows_of(out)) == 40
+
+
+def test_unreachable_ray_address_is_one_line_and_exit_2_within_seconds(tmp_path):
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["explain", str(SHAPES), "-o", str(tmp_path), "--engine", "ray",
+                                      "--ray-address", "127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "cannot reach a Ray cluster" in result.output
+    assert time.monotonic() - started < 10
+
+
+def test_missing_ray_extra_names_it_and_exits_2(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    result = CliRunner().invoke(cli, ["explain", str(SHAPES), "-o", str(tmp_path), "--engine", "ray"])
+    assert result.exit_code == 2
+    assert result.output.strip() == 'gradcam: error: --engine ray needs Ray Data, which is not installed: pip install "gradcam-cli[ray]"'
+
+
+def test_a_model_the_actors_cannot_load_ends_the_run_with_its_error(cluster, demo_spec, tmp_path):
+    """Here a file gone after the driver loaded its model: one error, not a hang or a retry loop."""
+    items = collect_inputs([str(SHAPES / "01_single_cross.png")])
+    with pytest.raises(GradcamError, match="no such model file"):
+        run_explain_ray(items, demo_spec, {"model": str(tmp_path / "gone.keras")}, RunOptions(output_dir=tmp_path / "out"))
+
