@@ -171,8 +171,17 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns.
     """
     from .images import collect_inputs
+    from .storage import collect_uri_inputs, is_uri, local_path
 
-    items = collect_inputs(list(inputs), recursive=recursive)
+    try:
+        items = collect_inputs([local_path(i) for i in inputs if not is_uri(i)], recursive=recursive)
+        for uri in (i for i in inputs if is_uri(i)):
+            items += collect_uri_inputs(uri, recursive=recursive)
+    except GradcamError as error:
+        _fail(error)
+    output_dir = output_dir if is_uri(output_dir) else local_path(output_dir)
+    if report and is_uri(output_dir):
+        _fail(GradcamError(f"--report writes a local gallery: use a local -o/--output-dir, not {output_dir}."))
     if not items:
         from .images import IMAGE_EXTENSIONS
 
@@ -190,7 +199,8 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
         from .pipeline import RunOptions
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
-                             batch_size=batch_size, output_dir=Path(output_dir), alpha=alpha,
+                             batch_size=batch_size, output_dir=output_dir if is_uri(output_dir) else Path(output_dir),
+                             alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
                              chunk_size=chunk_size, max_channels=max_channels)
         if workers and engine == "local":

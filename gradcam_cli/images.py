@@ -12,6 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -126,15 +127,18 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(open_rgb(path))
 
 
-def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode ``path`` to a loaded 8-bit RGB Pillow image (see :func:`load_image`)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file.")
+def open_rgb(path: str | os.PathLike | BinaryIO, name: str | None = None) -> Image.Image:
+    """Decode ``path`` to a loaded 8-bit RGB Pillow image (see :func:`load_image`). ``path`` may
+    be a binary stream (an object fetched from a store), named ``name`` in messages."""
+    stream = path if hasattr(path, "read") else None
+    path = Path(path) if stream is None else Path(name or "stream")
+    shown = str(path) if stream is None else (name or "stream")  # a URI keeps its '//'
+    if stream is None and path.is_dir():
+        raise ImageError(f"{shown}: is a folder, not an image file.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path if stream is None else stream) as image:
                 image.seek(0)
                 image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(image)
@@ -145,20 +149,23 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         limit = (Image.MAX_IMAGE_PIXELS or 0) / 1e6
         raise ImageError(
-            f"{path}: over Pillow's {limit:.0f} MP limit (a possible decompression bomb, which would take "
+            f"{shown}: over Pillow's {limit:.0f} MP limit (a possible decompression bomb, which would take "
             "gigabytes of memory); downscale it first."
         ) from None
     except UnidentifiedImageError:
-        size = path.stat().st_size if path.exists() else 0
+        if stream is not None:
+            size = stream.seek(0, os.SEEK_END)
+        else:
+            size = path.stat().st_size if path.exists() else 0
         what = "an empty file" if size == 0 else "not an image Pillow can read"
-        raise ImageError(f"{path}: {what}; pass jpg, png, bmp, gif, webp or tiff files.") from None
+        raise ImageError(f"{shown}: {what}; pass jpg, png, bmp, gif, webp or tiff files.") from None
     except PermissionError:
-        raise ImageError(f"{path}: permission denied; make it readable (chmod +r).") from None
+        raise ImageError(f"{shown}: permission denied; make it readable (chmod +r).") from None
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file.") from None
+        raise ImageError(f"{shown}: no such file.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ImageError(f"{path}: damaged or truncated image ({detail}); re-export or remove it.") from None
+        raise ImageError(f"{shown}: damaged or truncated image ({detail}); re-export or remove it.") from None
 
 
 def model_input(rgb: np.ndarray | Image.Image, size: tuple[int, int], channels: int = 3) -> np.ndarray:

@@ -17,8 +17,10 @@ import contextlib
 import errno
 import functools
 import hashlib
+import io
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +35,7 @@ from .engine import Explainer
 from .errors import ImageError, OutputError
 from .images import InputItem, model_input, open_rgb
 from .models import ModelSpec
+from .storage import OutputFolder, is_uri, read_bytes
 
 MANIFEST = "manifest.jsonl"
 TOP_PREDICTIONS = 3
@@ -45,7 +48,7 @@ class RunOptions:
     classes: list[str | int] | None = None
     top_k: int = 1
     batch_size: int = 16
-    output_dir: Path = Path("gradcam_out")
+    output_dir: Path | str = Path("gradcam_out")  # a folder, or an object-store URI (storage.py)
     alpha: float = 0.4
     colormap: str = "jet"
     overwrite: bool = False
@@ -84,10 +87,11 @@ def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, tar
 class Manifest:
     """Rows in ``manifest.jsonl``; see the module docstring for the resume and compaction rules."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, exists: Callable[[str], bool] = os.path.exists):
         self.path = path
         self.previous = self.read_rows(path)
         self._stream = None
+        self._exists = exists
 
     @staticmethod
     def read_rows(path: Path) -> list[dict]:
@@ -123,7 +127,7 @@ class Manifest:
             if all(
                 row.get("status") == "ok"
                 and row.get("config") == config
-                and all(os.path.exists(row[key]) for key in ("overlay", "heatmap", "saliency") if row.get(key))
+                and all(self._exists(row[key]) for key in ("overlay", "heatmap", "saliency") if row.get(key))
                 for row in rows
             ):
                 done.add(input_path)
@@ -150,17 +154,44 @@ class Manifest:
             render.atomic_write_bytes(self.path, data.encode("utf-8"))
 
 
-def _check_output_dir(output_dir: Path) -> None:
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        render.atomic_write_bytes(output_dir / ".gradcam-write-test", b"")
-        os.unlink(output_dir / ".gradcam-write-test")
-        render.remove_stale_temporaries(output_dir)
-    except OSError as error:
-        raise OutputError(
-            f"{output_dir}: cannot write the output folder ({error.strerror or error}); "
-            "pick another with -o/--output-dir."
-        ) from None
+class RemoteManifest(Manifest):
+    """The manifest of an object-store output: object stores cannot append, so rows go to a local
+    spool file that is put whole (one atomic put) at most every ``publish_seconds`` while the run
+    goes on, and at the end. A driver killed outright loses at most that much of the manifest; the
+    inputs of the lost rows are simply redone by the next run."""
+
+    publish_seconds = 10.0
+
+    def __init__(self, output: OutputFolder):
+        handle, spool = tempfile.mkstemp(prefix="gradcam-manifest-", suffix=".jsonl")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(output.read_text(MANIFEST))
+        super().__init__(Path(spool), exists=output.exists)
+        self.output = output
+        self._published = time.monotonic()
+
+    def publish(self) -> None:
+        self.output.write(MANIFEST, self.path.read_bytes())
+        self._published = time.monotonic()
+
+    def append(self, rows: list[dict]) -> None:
+        super().append(rows)
+        if time.monotonic() - self._published >= self.publish_seconds:
+            self.publish()
+
+    def close_and_compact(self) -> None:
+        super().close_and_compact()
+        try:
+            self.publish()
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+def open_manifest(output: OutputFolder) -> Manifest:
+    """The run's manifest: ``OUTPUT/manifest.jsonl``, wherever OUTPUT is."""
+    if output.local is not None:
+        return Manifest(output.local / MANIFEST)
+    return RemoteManifest(output)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -201,9 +232,9 @@ class BatchJob:
         return cls(spec, explainer, options, classes, targets, config,
                    run_id or f"{time.time():.6f}-{os.getpid()}")
 
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.options.output_dir)
+    @functools.cached_property
+    def output(self) -> OutputFolder:
+        return OutputFolder(self.options.output_dir)
 
     @property
     def method_name(self) -> str:
@@ -227,7 +258,11 @@ class BatchJob:
         the file when that differs from ``item.path`` (the name the rows record)."""
         if item.error:
             raise ImageError(f"{item.path}: {item.error}.")
-        original = open_rgb(source or item.path)
+        source = source or item.path
+        if is_uri(source):  # fetched whole, decoded from memory; messages name the URI
+            original = open_rgb(io.BytesIO(read_bytes(source)), name=item.path)
+        else:
+            original = open_rgb(source)
         return original, model_input(original, self.spec.input_size, self.channels)
 
     def error_row(self, item: InputItem, message: str) -> dict:
@@ -236,16 +271,15 @@ class BatchJob:
 
     def write_outputs(self, stem: str, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
         """Write one target's overlay JPEG, raw .npy (and guided PNG) atomically; the row names them."""
-        overlay_path, heatmap_path = render.output_paths(self.output_dir, stem, self.method_name, row["class_index"])
+        overlay_name, heatmap_name = (name.as_posix() for name in render.output_paths(
+            Path(), stem, self.method_name, row["class_index"]))
         image = render.overlay_image(original, heatmap, self.options.alpha, self.lut)
-        render.atomic_write_bytes(overlay_path, render.jpeg_bytes(image))
-        render.atomic_write_bytes(heatmap_path, render.npy_bytes(heatmap))
-        row = {**row, "overlay": str(overlay_path), "heatmap": str(heatmap_path)}
+        row = {**row, "overlay": self.output.write(overlay_name, render.jpeg_bytes(image)),
+               "heatmap": self.output.write(heatmap_name, render.npy_bytes(heatmap))}
         if saliency is not None:
-            saliency_path = overlay_path.with_name(overlay_path.name[: -len(".jpg")] + ".guided.png")
             saliency_picture = render.saliency_image(saliency, (original.height, original.width))
-            render.atomic_write_bytes(saliency_path, render.png_bytes(saliency_picture))
-            row["saliency"] = str(saliency_path)
+            row["saliency"] = self.output.write(overlay_name[: -len(".jpg")] + ".guided.png",
+                                                render.png_bytes(saliency_picture))
         return row
 
     def explain_batch(
@@ -293,7 +327,7 @@ class RowSink:
     caller's ``on_row`` and ``progress``. Both engines feed it; a write error ends the run with
     :class:`OutputError` after the rows already done are flushed."""
 
-    def __init__(self, manifest: Manifest, summary: RunSummary, output_dir: Path,
+    def __init__(self, manifest: Manifest, summary: RunSummary, output_dir: OutputFolder,
                  on_row: Callable[[dict], None] | None, progress: Callable[[int], None] | None):
         self.manifest, self.summary, self.output_dir = manifest, summary, output_dir
         self.on_row, self.progress = on_row, progress
@@ -348,8 +382,8 @@ def plan_run(items: list[InputItem], spec: ModelSpec, options: RunOptions,
     """Shared by the engines: check targets and the output folder, open the manifest, skip inputs
     a previous run finished with the same settings (unless ``options.overwrite``)."""
     job = BatchJob.create(spec, options, explainer, item_count=len(items))
-    _check_output_dir(job.output_dir)
-    manifest = Manifest(job.output_dir / MANIFEST)
+    job.output.check_writable()
+    manifest = open_manifest(job.output)
     summary = RunSummary(layer=job.explainer.layer_name, method=job.method_name)
     stems = dict(zip([i.path for i in items], render.unique_stems(i.relative for i in items), strict=True))
     done = set() if options.overwrite else manifest.finished_inputs(job.method_name, job.targets, job.config)
@@ -378,7 +412,7 @@ def run_explain(
     started = time.perf_counter()
     plan = plan_run(items, spec, options, explainer, progress)
     job, summary = plan.job, plan.summary
-    sink = RowSink(plan.manifest, summary, job.output_dir, on_row, progress)
+    sink = RowSink(plan.manifest, summary, job.output, on_row, progress)
     decoders = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode")
     writers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="write")
     pending: list[tuple[list[Future | dict], int]] = []  # rows of a batch being written, image count

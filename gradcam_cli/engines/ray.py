@@ -42,6 +42,7 @@ from ..errors import EngineError, GradcamError
 from ..images import InputItem
 from ..models import ModelSpec
 from ..pipeline import BatchJob, RowSink, RunOptions, RunSummary, plan_run
+from ..storage import is_uri
 
 EXTRA = 'pip install "gradcam-cli[ray]"'
 EMBEDDED_OBJECT_STORE_BYTES = 256 * 1024**2  # rows and paths only travel through it: small is plenty
@@ -258,7 +259,8 @@ def _user_error(error: BaseException) -> GradcamError:
 
 def _input_table(items: list[InputItem], stems: dict[str, str]) -> list[dict[str, str]]:
     """One row per input for Ray Data: the name recorded, where actors read it, its output stem."""
-    return [{"path": item.path, "source": os.path.abspath(item.path), "relative": item.relative,
+    return [{"path": item.path, "source": item.path if is_uri(item.path) else os.path.abspath(item.path),
+             "relative": item.relative,
              "error": item.error or "", "stem": stems[item.path]} for item in items]
 
 
@@ -285,7 +287,7 @@ def run_explain_ray(
     started = time.perf_counter()
     plan = plan_run(items, spec, options, progress=progress)
     job, summary = plan.job, plan.summary
-    sink = RowSink(plan.manifest, summary, job.output_dir, on_row, progress)
+    sink = RowSink(plan.manifest, summary, job.output, on_row, progress)
     iterator = None
     try:
         if plan.todo:
@@ -329,7 +331,7 @@ def run_explain_ray(
             with contextlib.suppress(Exception):
                 iterator.close()
         plan.manifest.close_and_compact()
-        # an actor killed mid-write leaves a temporary; its batch was redone elsewhere
-        render.remove_stale_temporaries(job.output_dir)
+        if job.output.local is not None:  # an actor killed mid-write leaves a temporary; its batch was redone
+            render.remove_stale_temporaries(job.output.local)
         summary.seconds = time.perf_counter() - started
     return summary
