@@ -1,7 +1,9 @@
 """``--engine ray``: the local engine's outputs, file for file, from Ray Data actors.
 
 One embedded 2-CPU Ray serves the whole module (the engine uses a session its process already
-has); the Ctrl-C case runs the CLI in a subprocess that joins that cluster by its address.
+has); the Ctrl-C case runs the CLI in a subprocess that joins that cluster by its address. The
+object-store case runs against moto's S3 server, started and stopped here; its endpoint and dummy
+credentials are in the environment before Ray starts, so the actors inherit them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,12 +21,14 @@ import pytest
 import ray
 from click.testing import CliRunner
 from PIL import Image
+from pyarrow import fs
 
 from gradcam_cli.cli import cli
 from gradcam_cli.engines.ray import run_explain_ray
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.images import collect_inputs
 from gradcam_cli.pipeline import RunOptions, run_explain
+from gradcam_cli.storage import collect_uri_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = ROOT / "sample_images" / "shapes"
@@ -31,8 +36,44 @@ DEMO = {"model": "demo"}
 ACTOR_TITLE = b"ExplainActor"  # Ray names an actor's process after its class: ray::MapWorker(MapBatches(ExplainActor))
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def cluster():
+def s3_server():
+    """moto's S3 server on a free local port; the AWS_* environment points at it meanwhile."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto's server did not start"
+                time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server):
     """An embedded Ray with 2 CPUs for the module; yields its GCS address."""
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
              logging_level="ERROR", log_to_driver=False)
@@ -198,3 +239,33 @@ def test_a_model_the_actors_cannot_load_ends_the_run_with_its_error(cluster, dem
     with pytest.raises(GradcamError, match="no such model file"):
         run_explain_ray(items, demo_spec, {"model": str(tmp_path / "gone.keras")}, RunOptions(output_dir=tmp_path / "out"))
 
+
+
+def test_s3_inputs_and_outputs_round_trip_and_match_the_local_engine(cluster, folder, demo_spec, tmp_path):
+    bucket, _ = fs.FileSystem.from_uri("s3://pictures?allow_bucket_creation=true")
+    bucket.create_dir("pictures")
+    pictures = [*sorted(folder.glob("0*.png"))[:4], folder / "broken.jpg"]
+    for picture in pictures:
+        with bucket.open_output_stream(f"pictures/in/{picture.name}") as stream:
+            stream.write(picture.read_bytes())
+    items = collect_uri_inputs("s3://pictures/in")
+    assert [i.path for i in items] == sorted(f"s3://pictures/in/{p.name}" for p in pictures)
+    summary = run_explain_ray(items, demo_spec, DEMO, options("s3://pictures/out"))
+    assert (summary.images_done, len(summary.failures)) == (4, 1)
+    local_items = collect_inputs([str(p) for p in pictures])
+    run_explain(local_items, demo_spec, options(tmp_path / "local"))
+    written = {Path(entry.path).name: entry for entry in bucket.get_file_info(fs.FileSelector("pictures/out"))}
+    local_files = files_of(tmp_path / "local")
+    assert sorted(written) == sorted([*local_files, "manifest.jsonl"])
+    for name, data in local_files.items():
+        if name.endswith(".npy"):
+            with bucket.open_input_stream(f"pictures/out/{name}") as stream:
+                assert stream.read() == data
+    with bucket.open_input_stream("pictures/out/manifest.jsonl") as stream:
+        rows = [json.loads(line) for line in stream.read().decode().splitlines()]
+    assert all(r["overlay"].startswith("s3://pictures/out/") for r in rows if r["status"] == "ok")
+    drop = ("run", "input", "overlay", "heatmap", "error")
+    assert sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows) == \
+        sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows_of(tmp_path / "local"))
+    again = run_explain_ray(items, demo_spec, DEMO, options("s3://pictures/out"))
+    assert (again.images_skipped, again.images_done) == (4, 0)
