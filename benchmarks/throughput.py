@@ -17,6 +17,12 @@ photo-like 640x480 JPEGs and measures images per second for:
    ``gradcam explain FOLDER`` end to end (decode, compute, overlay JPEG + .npy + manifest), both
    in-process (model built, graph compiled) and as a subprocess (start-up included).
 
+With ``--engine ray`` it measures instead the Ray engine against the local engine on one folder:
+the start-up of an embedded 2-CPU Ray, and for the local engine and for Ray with 1 and 2 actors
+both the end-to-end time of a run (start-up of actors and model loads included) and the marginal
+images/s (extra images over extra seconds between a run of N and of 2N images, so fixed costs
+cancel out).
+
 Then, with the bundled demo model, peak RSS of ``gradcam explain`` for 200 and 2000 images, the time
 of ``gradcam --help`` and the time to the first heatmap for one image. Prints tables; ``--json``
 writes the same figures.
@@ -239,6 +245,54 @@ def start_up_figures(work: Path, photo: Path) -> dict:
     return {"help_seconds": help_seconds, "first_heatmap_seconds": first, "tensorflow_import_seconds": import_seconds}
 
 
+def ray_figures(work: Path, count: int, model_name: str) -> dict:
+    """Local engine vs Ray engine (1 and 2 actors) on the same photos, in one embedded Ray."""
+    import ray
+
+    from gradcam_cli.engines.ray import EMBEDDED_OBJECT_STORE_BYTES, run_explain_ray
+    from gradcam_cli.images import collect_inputs
+    from gradcam_cli.models import resolve_model
+    from gradcam_cli.pipeline import RunOptions, run_explain
+
+    model_arguments = {"model": model_name, "weights": "none"}
+    spec = resolve_model(**model_arguments)
+    sizes = {n: collect_inputs([str(work / "photos")])[:n] for n in (count, 2 * count)}
+    figures: dict = {"model": model_name, "images": [count, 2 * count]}
+
+    def run_seconds(label: str, run) -> None:
+        seconds = {}
+        for n, items in sizes.items():
+            out = work / f"ray_{label}_{n}"
+            started = time.perf_counter()
+            summary = run(items, RunOptions(output_dir=out, batch_size=BATCH))
+            seconds[n] = time.perf_counter() - started
+            assert summary.images_done == n, summary
+            shutil.rmtree(out)
+        small, large = seconds[count], seconds[2 * count]
+        figures[label] = {"seconds": [round(small, 2), round(large, 2)],
+                          "images_per_s_e2e": round(2 * count / large, 2),
+                          "images_per_s_marginal": round(count / max(large - small, 1e-9), 2)}
+        print(f"  {label:<16} {small:7.1f} s / {large:7.1f} s for {count} / {2 * count} images: "
+              f"{2 * count / large:6.2f} images/s end to end, {count / max(large - small, 1e-9):6.2f} marginal",
+              flush=True)
+
+    run_seconds("local", lambda items, options: run_explain(items, spec, options))
+    started = time.perf_counter()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
+             logging_level="ERROR", log_to_driver=False)
+    figures["embedded_ray_start_s"] = round(time.perf_counter() - started, 2)
+    print(f"  embedded 2-CPU Ray start: {figures['embedded_ray_start_s']:.1f} s", flush=True)
+    try:
+        for workers in (1, 2):
+            run_seconds(f"ray {workers} actor{'s' if workers > 1 else ''}", lambda items, options, w=workers:
+                        run_explain_ray(items, spec, model_arguments, options, workers=w))
+    finally:
+        started = time.perf_counter()
+        ray.shutdown()
+        figures["embedded_ray_shutdown_s"] = round(time.perf_counter() - started, 2)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
@@ -246,6 +300,9 @@ def main() -> None:
     parser.add_argument("--memory", default="200,2000", help="image counts for the peak-RSS runs ('' to skip)")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--json", default=None, help="write (merge) the figures into this JSON file")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="ray: compare the Ray engine (1, 2 actors) with the local engine instead")
+    parser.add_argument("--ray-model", default="mobilenetv2", help="--engine ray: the model (random weights)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
@@ -257,7 +314,17 @@ def main() -> None:
     print(f"{args.images} photo-like 640x480 JPEGs, batch {BATCH}, {os.cpu_count()} CPUs, "
           f"GPUs: {report['machine']['gpus'] or 'none'}", flush=True)
     folder = work / "photos"
-    paths = make_folder(folder, args.images)
+    paths = make_folder(folder, args.images * (2 if args.engine == "ray" else 1))
+    if args.engine == "ray":
+        print(f"Ray engine vs local engine, {args.ray_model} (random weights):", flush=True)
+        report = {"machine": report["machine"], "batch": BATCH, "ray": ray_figures(work, args.images, args.ray_model)}
+        if args.json:
+            path = Path(args.json)
+            merged = json.loads(path.read_text()) if path.exists() else {}
+            merged["ray"] = {**report["ray"], "machine": report["machine"]}
+            path.write_text(json.dumps(merged, indent=2) + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     for model_name in [m for m in args.models.split(",") if m]:
         print(f"measuring {model_name} ...", flush=True)
         figures = measure_model(model_name, folder, paths, work, args.skip_peers)

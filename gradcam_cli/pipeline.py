@@ -168,15 +168,18 @@ class RemoteManifest(Manifest):
             stream.write(output.read_text(MANIFEST))
         super().__init__(Path(spool), exists=output.exists)
         self.output = output
-        self._published = time.monotonic()
+        self._published, self._put_seconds = time.monotonic(), 0.0
 
     def publish(self) -> None:
+        started = time.monotonic()
         self.output.write(MANIFEST, self.path.read_bytes())
         self._published = time.monotonic()
+        self._put_seconds = self._published - started
 
     def append(self, rows: list[dict]) -> None:
         super().append(rows)
-        if time.monotonic() - self._published >= self.publish_seconds:
+        # a put of the whole file grows with the run: keep its share of the time under 5 %
+        if time.monotonic() - self._published >= max(self.publish_seconds, 20 * self._put_seconds):
             self.publish()
 
     def close_and_compact(self) -> None:
