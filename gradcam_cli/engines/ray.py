@@ -41,7 +41,7 @@ from .. import render
 from ..errors import EngineError, GradcamError
 from ..images import InputItem
 from ..models import ModelSpec
-from ..pipeline import BatchJob, RowSink, RunOptions, RunSummary, plan_run
+from ..pipeline import BatchJob, RowSink, RunOptions, RunPlan, RunSummary, plan_run
 from ..storage import is_uri
 
 EXTRA = 'pip install "gradcam-cli[ray]"'
@@ -264,6 +264,50 @@ def _input_table(items: list[InputItem], stems: dict[str, str]) -> list[dict[str
              "error": item.error or "", "stem": stems[item.path]} for item in items]
 
 
+def _stream_rows(job: BatchJob, plan: RunPlan, sink: RowSink, model_arguments: dict[str, Any],
+                 workers: int | None) -> None:
+    """The Ray Data pipeline of one run, its rows streamed into ``sink`` as batches finish."""
+    import ray
+    import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # the model's batch (compiled, padded) stays the local engine's, for identical maps; Ray's
+    # batches are smaller when that keeps every actor busy on a small job
+    batch_size = job.explainer.batch_size
+    ray_batch = max(1, min(batch_size, -(-len(plan.todo) // actors)))
+    dataset = ray.data.from_items(
+        _input_table(plan.todo, plan.stems),
+        override_num_blocks=-(-len(plan.todo) // ray_batch),
+    ).map_batches(
+        ExplainActor,
+        fn_constructor_kwargs={
+            "model_arguments": absolute_model_arguments(model_arguments), "options": job.options,
+            "batch_size": batch_size, "run_id": job.run_id, "config": job.config,
+        },
+        batch_size=ray_batch,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=1,
+    )
+    blocks = dataset.iter_batches(batch_size=None, batch_format="numpy")
+    iterator = iter(blocks)
+    try:
+        for block in iterator:
+            rows = [json.loads(text) for text in block["row"]]
+            failure = next((row[WRITE_FAILURE] for row in rows if WRITE_FAILURE in row), None)
+            if failure is not None:
+                plan.manifest.append([row for row in rows if WRITE_FAILURE not in row])
+                raise sink.write_failure(OSError(failure[0], failure[1]))
+            sink.record(rows, len({row["input"] for row in rows}))
+    finally:  # stops the pipeline (and its actors) on Ctrl-C or an error, in a joined cluster too
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+
+
 def run_explain_ray(
     items: list[InputItem],
     spec: ModelSpec,
@@ -282,54 +326,21 @@ def run_explain_ray(
     """
     require_ray()
     import ray
-    import ray.data
 
     started = time.perf_counter()
     plan = plan_run(items, spec, options, progress=progress)
     job, summary = plan.job, plan.summary
     sink = RowSink(plan.manifest, summary, job.output, on_row, progress)
-    iterator = None
     try:
         if plan.todo:
-            with ray_session(address, workers):
-                logging.getLogger("ray.data").setLevel(logging.ERROR)
+            with ray_session(address, workers), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
-                ray.data.DataContext.get_current().enable_progress_bars = False
-                actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-                # the model's batch (compiled, padded) stays the local engine's, for identical maps;
-                # Ray's batches are smaller when that keeps every actor busy on a small job
-                batch_size = job.explainer.batch_size
-                ray_batch = max(1, min(batch_size, -(-len(plan.todo) // actors)))
-                dataset = ray.data.from_items(
-                    _input_table(plan.todo, plan.stems),
-                    override_num_blocks=-(-len(plan.todo) // ray_batch),
-                ).map_batches(
-                    ExplainActor,
-                    fn_constructor_kwargs={
-                        "model_arguments": absolute_model_arguments(model_arguments), "options": options,
-                        "batch_size": batch_size, "run_id": job.run_id, "config": job.config,
-                    },
-                    batch_size=ray_batch,
-                    batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(size=actors),
-                    num_cpus=1,
-                )
-                iterator = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
-                for block in iterator:
-                    rows = [json.loads(text) for text in block["row"]]
-                    failure = next((row[WRITE_FAILURE] for row in rows if WRITE_FAILURE in row), None)
-                    if failure is not None:
-                        plan.manifest.append([row for row in rows if WRITE_FAILURE not in row])
-                        raise sink.write_failure(OSError(failure[0], failure[1]))
-                    sink.record(rows, len({row["input"] for row in rows}))
+                _stream_rows(job, plan, sink, model_arguments, workers)
     except KeyboardInterrupt:
         summary.interrupted = True
     except ray.exceptions.RayError as error:
         raise _user_error(error) from None
     finally:
-        if iterator is not None and hasattr(iterator, "close"):
-            with contextlib.suppress(Exception):
-                iterator.close()
         plan.manifest.close_and_compact()
         if job.output.local is not None:  # an actor killed mid-write leaves a temporary; its batch was redone
             render.remove_stale_temporaries(job.output.local)
