@@ -20,7 +20,8 @@ photo-like 640x480 JPEGs and measures images per second for:
 With ``--engine ray`` it measures instead the Ray engine against the local engine on one folder:
 the start-up of an embedded 2-CPU Ray, and for the local engine and for Ray with 1 and 2 actors the
 wall time, the time to the first manifest row (actor start, model load, first compile) and the
-steady images/s between the first and the last row, where fixed costs no longer count.
+steady images/s between the first and the last row, where fixed costs no longer count. The local
+engine runs first and last, so that drifting load on a shared machine shows.
 
 Then, with the bundled demo model, peak RSS of ``gradcam explain`` for 200 and 2000 images, the time
 of ``gradcam --help`` and the time to the first heatmap for one image. Prints tables; ``--json``
@@ -288,6 +289,8 @@ def ray_figures(work: Path, count: int, model_name: str) -> dict:
                     run_explain_ray(items, spec, model_arguments, options, workers=w, on_row=on_row))
         stopping = time.perf_counter()
     figures["embedded_ray_shutdown_s"] = round(time.perf_counter() - stopping, 2)
+    # again at the end: on a shared machine the load drifts, and this shows by how much
+    measure("local again", lambda items, options, on_row: run_explain(items, spec, options, on_row=on_row))
     return figures
 
 

@@ -28,6 +28,7 @@ from gradcam_cli.engines.ray import run_explain_ray
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.images import collect_inputs
 from gradcam_cli.pipeline import RunOptions, run_explain
+from gradcam_cli.report import write_report
 from gradcam_cli.storage import collect_uri_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +101,7 @@ def rows_of(out: Path) -> list[dict]:
 
 
 def comparable(rows: list[dict], out: Path) -> list[dict]:
-    """Rows without the run id, output paths relative to their folder, in (input, rank) order."""
+    """Rows without the run id, output paths relative to their folder."""
     kept = []
     for row in rows:
         row = {key: value for key, value in row.items() if key != "run"}
@@ -108,7 +109,7 @@ def comparable(rows: list[dict], out: Path) -> list[dict]:
             if row.get(key):
                 row[key] = os.path.relpath(row[key], out)
         kept.append(row)
-    return sorted(kept, key=lambda r: (r["input"], r.get("rank") or 0))
+    return kept
 
 
 def files_of(out: Path) -> dict[str, bytes]:
@@ -132,6 +133,9 @@ def test_ray_outputs_are_the_local_engines_file_for_file(cluster, folder, demo_s
         if name.endswith(".npy"):
             assert ray_files[name] == data, f"{name} differs between the engines"
     assert comparable(rows_of(tmp_path / "ray"), tmp_path / "ray") == comparable(rows_of(tmp_path / "local"), tmp_path / "local")
+    assert [r["input"] for r in rows_of(tmp_path / "ray")] == [r["input"] for r in rows_of(tmp_path / "local")]
+    pages = [write_report(tmp_path / engine).read_text() for engine in ("local", "ray")]
+    assert pages[0] == pages[1]
     errors = {Path(r["input"]).name: r["error"] for r in rows_of(tmp_path / "ray") if r["status"] == "error"}
     assert sorted(errors) == ["broken.jpg", "empty.png"] and "empty file" in errors["empty.png"]
 

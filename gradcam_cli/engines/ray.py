@@ -271,7 +271,11 @@ def _stream_rows(job: BatchJob, plan: RunPlan, sink: RowSink, model_arguments: d
     import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # rows in input order, as the local engine writes them: the same manifest and report. Actors
+    # still run ahead; only finished rows (a few hundred bytes each) wait for their turn.
+    context.execution_options.preserve_order = True
     actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # the model's batch (compiled, padded) stays the local engine's, for identical maps; Ray's
     # batches are smaller when that keeps every actor busy on a small job
