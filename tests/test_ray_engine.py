@@ -123,20 +123,21 @@ def options(out: Path, **changes) -> RunOptions:
 
 def test_ray_outputs_are_the_local_engines_file_for_file(cluster, folder, demo_spec, tmp_path):
     items = collect_inputs([str(folder)])
-    local = run_explain(items, demo_spec, options(tmp_path / "local"))
-    distributed = run_explain_ray(items, demo_spec, DEMO, options(tmp_path / "ray"))
+    local_out, ray_out = tmp_path / "local" / "out", tmp_path / "ray" / "out"  # one folder name: one report title
+    local = run_explain(items, demo_spec, options(local_out))
+    distributed = run_explain_ray(items, demo_spec, DEMO, options(ray_out))
     assert (distributed.images_done, len(distributed.failures)) == (local.images_done, len(local.failures)) == (8, 2)
     assert distributed.exit_code == local.exit_code == 1
-    local_files, ray_files = files_of(tmp_path / "local"), files_of(tmp_path / "ray")
+    local_files, ray_files = files_of(local_out), files_of(ray_out)
     assert sorted(ray_files) == sorted(local_files) and len(ray_files) == 8 * 2 * 2
     for name, data in local_files.items():
         if name.endswith(".npy"):
             assert ray_files[name] == data, f"{name} differs between the engines"
-    assert comparable(rows_of(tmp_path / "ray"), tmp_path / "ray") == comparable(rows_of(tmp_path / "local"), tmp_path / "local")
-    assert [r["input"] for r in rows_of(tmp_path / "ray")] == [r["input"] for r in rows_of(tmp_path / "local")]
-    pages = [write_report(tmp_path / engine).read_text() for engine in ("local", "ray")]
+    assert comparable(rows_of(ray_out), ray_out) == comparable(rows_of(local_out), local_out)
+    assert [r["input"] for r in rows_of(ray_out)] == [r["input"] for r in rows_of(local_out)]
+    pages = [write_report(out).read_text() for out in (local_out, ray_out)]
     assert pages[0] == pages[1]
-    errors = {Path(r["input"]).name: r["error"] for r in rows_of(tmp_path / "ray") if r["status"] == "error"}
+    errors = {Path(r["input"]).name: r["error"] for r in rows_of(ray_out) if r["status"] == "error"}
     assert sorted(errors) == ["broken.jpg", "empty.png"] and "empty file" in errors["empty.png"]
 
 
