@@ -5,10 +5,12 @@ JPEG encoding and writing run in another pool behind it, so the model is rarely 
 a bounded number of batches is ever in memory. Each (image, target) gets a manifest row; a bad
 image gets an error row and the batch goes on.
 
-``manifest.jsonl`` is append-only while a run is going (flushed after every batch, so a killed run
-loses nothing already written) and compacted at the end: per (input, method, targets) only the rows
-of the latest run that handled that input are kept. A rerun skips inputs whose rows are all ``ok``
-with the same settings and whose files exist, unless ``overwrite`` is set.
+Rows go to ``manifest.jsonl`` through :class:`~.manifest.Manifest` (its docstring has the format and
+which rows are kept). A rerun skips inputs whose current rows are complete, all ``ok``, with the same settings
+and whose files exist, unless ``overwrite`` is set. An input is its resolved real path.
+
+The batch itself (decode -> explain -> render -> rows) is :meth:`BatchJob.explain_batch`, shared with
+the Ray engine (:mod:`gradcam_cli.engines.ray`), which runs it inside Ray Data actors.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ import errno
 import functools
 import hashlib
 import io
-import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,10 +34,11 @@ from . import render
 from .engine import Explainer
 from .errors import ImageError, OutputError
 from .images import InputItem, model_input, open_rgb
+from .manifest import MANIFEST, Manifest, RemoteManifest
 from .models import ModelSpec
 from .storage import OutputFolder, is_uri, read_bytes
 
-MANIFEST = "manifest.jsonl"
+__all__ = ["MANIFEST", "BatchJob", "Manifest", "RunOptions", "RunSummary", "plan_run", "run_explain"]
 TOP_PREDICTIONS = 3
 
 
@@ -54,7 +55,7 @@ class RunOptions:
     overwrite: bool = False
     xla: bool = False
     smooth: str | None = None
-    chunk_size: int = 32
+    chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
     max_channels: int | None = None
     workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 
@@ -82,112 +83,6 @@ def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, tar
                 targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
                 str(options.smooth), str(options.max_channels)]
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
-
-
-class Manifest:
-    """Rows in ``manifest.jsonl``; see the module docstring for the resume and compaction rules."""
-
-    def __init__(self, path: Path, exists: Callable[[str], bool] = os.path.exists):
-        self.path = path
-        self.previous = self.read_rows(path)
-        self._stream = None
-        self._exists = exists
-
-    @staticmethod
-    def read_rows(path: Path) -> list[dict]:
-        rows = []
-        try:
-            with open(path, encoding="utf-8") as stream:
-                for line in stream:
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:  # a line cut short by a killed run
-                        continue
-        except FileNotFoundError:
-            pass
-        return rows
-
-    @staticmethod
-    def group(row: dict) -> tuple:
-        return (row.get("input"), row.get("method"), row.get("targets"))
-
-    def finished_inputs(self, method: str, targets: str, config: str) -> set[str]:
-        """Inputs whose latest rows for (method, targets) are all ok, same config, files present."""
-        latest: dict[tuple, list[dict]] = {}
-        for row in self.previous:
-            key = self.group(row)
-            if key not in latest or latest[key][0].get("run") != row.get("run"):
-                latest[key] = [row]
-            else:
-                latest[key].append(row)
-        done = set()
-        for (input_path, row_method, row_targets), rows in latest.items():
-            if row_method != method or row_targets != targets:
-                continue
-            if all(
-                row.get("status") == "ok"
-                and row.get("config") == config
-                and all(self._exists(row[key]) for key in ("overlay", "heatmap", "saliency") if row.get(key))
-                for row in rows
-            ):
-                done.add(input_path)
-        return done
-
-    def append(self, rows: list[dict]) -> None:
-        if self._stream is None:
-            self._stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
-        for row in rows:
-            self._stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._stream.flush()
-
-    def close_and_compact(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-        rows = self.read_rows(self.path)
-        latest_run: dict[tuple, Any] = {}
-        for row in rows:
-            latest_run[self.group(row)] = row.get("run")
-        kept = [row for row in rows if latest_run[self.group(row)] == row.get("run")]
-        if len(kept) != len(rows):
-            data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept)
-            render.atomic_write_bytes(self.path, data.encode("utf-8"))
-
-
-class RemoteManifest(Manifest):
-    """The manifest of an object-store output: object stores cannot append, so rows go to a local
-    spool file that is put whole (one atomic put) at most every ``publish_seconds`` while the run
-    goes on, and at the end. A driver killed outright loses at most that much of the manifest; the
-    inputs of the lost rows are simply redone by the next run."""
-
-    publish_seconds = 10.0
-
-    def __init__(self, output: OutputFolder):
-        handle, spool = tempfile.mkstemp(prefix="gradcam-manifest-", suffix=".jsonl")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(output.read_text(MANIFEST))
-        super().__init__(Path(spool), exists=output.exists)
-        self.output = output
-        self._published, self._put_seconds = time.monotonic(), 0.0
-
-    def publish(self) -> None:
-        started = time.monotonic()
-        self.output.write(MANIFEST, self.path.read_bytes())
-        self._published = time.monotonic()
-        self._put_seconds = self._published - started
-
-    def append(self, rows: list[dict]) -> None:
-        super().append(rows)
-        # a put of the whole file grows with the run: keep its share of the time under 5 %
-        if time.monotonic() - self._published >= max(self.publish_seconds, 20 * self._put_seconds):
-            self.publish()
-
-    def close_and_compact(self) -> None:
-        super().close_and_compact()
-        try:
-            self.publish()
-        finally:
-            self.path.unlink(missing_ok=True)
 
 
 def open_manifest(output: OutputFolder) -> Manifest:
@@ -269,7 +164,7 @@ class BatchJob:
         return original, model_input(original, self.spec.input_size, self.channels)
 
     def error_row(self, item: InputItem, message: str) -> dict:
-        return {**self.base_row, "input": item.path, "status": "error", "error": message,
+        return {**self.base_row, "input": item.real, "status": "error", "error": message,
                 "class_index": None, "label": None, "probability": None, "overlay": None, "heatmap": None}
 
     def write_outputs(self, stem: str, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
@@ -315,10 +210,10 @@ class BatchJob:
             top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
             for rank, class_index in enumerate(result.class_ids[position]):
                 heatmap = result.heatmaps[position, rank]
-                row = {**self.base_row, "input": item.path, "status": "ok", "error": None, "rank": rank,
+                row = {**self.base_row, "input": item.real, "status": "ok", "error": None, "rank": rank,
                        "class_index": int(class_index), "label": spec.label(int(class_index)),
                        "probability": round(float(probabilities[class_index]), 6), "top": top,
-                       "image_size": [original.width, original.height],
+                       "image_size": [original.height, original.width],
                        "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
                 saliency = None if result.saliency is None else result.saliency[position, rank]
                 rows.append(submit_write(self.write_outputs, stem, original, heatmap, saliency, row))
@@ -388,9 +283,9 @@ def plan_run(items: list[InputItem], spec: ModelSpec, options: RunOptions,
     job.output.check_writable()
     manifest = open_manifest(job.output)
     summary = RunSummary(layer=job.explainer.layer_name, method=job.method_name)
-    stems = dict(zip([i.path for i in items], render.unique_stems(i.relative for i in items), strict=True))
+    stems = dict(zip([i.real for i in items], render.unique_stems(i.relative for i in items), strict=True))
     done = set() if options.overwrite else manifest.finished_inputs(job.method_name, job.targets, job.config)
-    todo = [item for item in items if item.path not in done]
+    todo = [item for item in items if item.real not in done]
     summary.images_skipped = len(items) - len(todo)
     if progress and summary.images_skipped:
         progress(summary.images_skipped)
@@ -427,7 +322,7 @@ def run_explain(
     def submit_decodes(batch: list[tuple[InputItem, str]]) -> list[Future]:
         return [decoders.submit(job.decode, item) for item, _ in batch]
 
-    batches = list(_batches([(item, plan.stems[item.path]) for item in plan.todo], job.explainer.batch_size))
+    batches = list(_batches([(item, plan.stems[item.real]) for item in plan.todo], job.explainer.batch_size))
     next_decodes: list[Future] = []
     try:
         next_decodes = submit_decodes(batches[0]) if batches else []
@@ -445,6 +340,6 @@ def run_explain(
     finally:
         decoders.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True)
-        plan.manifest.close_and_compact()
+        plan.manifest.close()
         summary.seconds = time.perf_counter() - started
     return summary

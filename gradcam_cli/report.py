@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 from . import render
-from .errors import GradcamError, OutputError
+from .errors import GradcamError, ManifestNotFound, OutputError
 from .images import open_rgb
-from .pipeline import MANIFEST, Manifest
+from .manifest import MANIFEST, Manifest
 
 THUMB_SIZE = 256
 REPORT = "index.html"
@@ -66,7 +66,7 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     output_dir = Path(output_dir)
     manifest_path = output_dir / MANIFEST
     if not manifest_path.exists():
-        raise OutputError(f"{output_dir}: no {MANIFEST} here; run 'gradcam explain ... -o {output_dir}' first.")
+        raise ManifestNotFound(f"{output_dir}: no {MANIFEST} here; run 'gradcam explain ... -o {output_dir}' first.")
     rows = Manifest.read_rows(manifest_path)
     cards = _cards(rows)
     thumbs = output_dir / "thumbs"

@@ -72,15 +72,20 @@ def collect_uri_inputs(uri: str, recursive: bool = False) -> list[InputItem]:
     try:
         info = filesystem.get_file_info(path)
         if info.type == fs.FileType.File:
-            return [InputItem(_join_uri(scheme, path), PurePosixPath(path).name)]
+            return [_item(_join_uri(scheme, path), PurePosixPath(path).name)]
         if info.type == fs.FileType.NotFound:
-            return [InputItem(uri, PurePosixPath(path).name or uri, "no such file or folder")]
+            return [_item(uri, PurePosixPath(path).name or uri, "no such file or folder")]
         listed = filesystem.get_file_info(fs.FileSelector(path, recursive=recursive))
     except OSError as error:
-        return [InputItem(uri, PurePosixPath(path).name or uri, f"cannot list ({_first_line(error)})")]
+        return [_item(uri, PurePosixPath(path).name or uri, f"cannot list ({_first_line(error)})")]
     files = sorted(entry.path for entry in listed if entry.type == fs.FileType.File
                    and PurePosixPath(entry.path).suffix.lower() in IMAGE_EXTENSIONS)
-    return [InputItem(_join_uri(scheme, file), PurePosixPath(file).relative_to(path).as_posix()) for file in files]
+    return [_item(_join_uri(scheme, file), PurePosixPath(file).relative_to(path).as_posix()) for file in files]
+
+
+def _item(uri: str, relative: str, error: str | None = None) -> InputItem:
+    """An object-store input: its URI is its identity (there is no real path to resolve)."""
+    return InputItem(uri, relative, error, real=uri)
 
 
 def read_bytes(uri: str) -> bytes:
@@ -98,8 +103,8 @@ def read_bytes(uri: str) -> bytes:
 class OutputFolder:
     """Where a run writes: a local folder or an object-store prefix.
 
-    Rows record ``path_of(relative)``: the local path as before (``output_dir/name``), or the
-    object's full URI.
+    Rows record ``path_of(relative)`` (in memory; the manifest stores it relative to itself): the
+    absolute local path, or the object's full URI.
     """
 
     def __init__(self, location: str | os.PathLike):
@@ -122,7 +127,7 @@ class OutputFolder:
 
     def path_of(self, relative: str) -> str:
         if self.local is not None:
-            return str(self.local / relative)
+            return os.path.abspath(self.local / relative)
         return f"{self.location}/{relative}"
 
     def _arrow_path(self, recorded: str) -> str:

@@ -27,6 +27,7 @@ from gradcam_cli.cli import cli
 from gradcam_cli.engines.ray import run_explain_ray
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.images import collect_inputs
+from gradcam_cli.manifest import MANIFEST, Manifest
 from gradcam_cli.pipeline import RunOptions, run_explain
 from gradcam_cli.report import write_report
 from gradcam_cli.storage import collect_uri_inputs
@@ -97,7 +98,9 @@ def folder(tmp_path_factory) -> Path:
 
 
 def rows_of(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    """Every line of the manifest (each must parse), in memory form: absolute paths."""
+    lines = (out / MANIFEST).read_text().splitlines()
+    return [Manifest.from_stored(json.loads(line), out) for line in lines]
 
 
 def comparable(rows: list[dict], out: Path) -> list[dict]:
@@ -189,7 +192,7 @@ def test_a_killed_actor_is_retried_and_every_input_ends_with_one_set_of_outputs(
     assert killed and not Path(f"/proc/{killed[0]}").exists()
     assert summary.exit_code == 0 and summary.images_done == 24
     rows = rows_of(out)
-    assert sorted(r["input"] for r in rows) == sorted(i.path for i in items)  # none lost, none twice
+    assert sorted(r["input"] for r in rows) == sorted(i.real for i in items)  # none lost, none twice
     assert sorted(p.name for p in out.iterdir() if p.name != "manifest.jsonl") == sorted(
         name for r in rows for name in (Path(r["overlay"]).name, Path(r["heatmap"]).name))
     assert not list(out.rglob("*.tmp")), "a half-written file was left behind"
@@ -270,7 +273,9 @@ def test_s3_inputs_and_outputs_round_trip_and_match_the_local_engine(cluster, fo
                 assert stream.read() == data
     with bucket.open_input_stream("pictures/out/manifest.jsonl") as stream:
         rows = [json.loads(line) for line in stream.read().decode().splitlines()]
-    assert all(r["overlay"].startswith("s3://pictures/out/") for r in rows if r["status"] == "ok")
+    assert all(r["input"].startswith("s3://pictures/in/") for r in rows)
+    assert {name for r in rows if r["status"] == "ok" for name in (r["overlay"], r["heatmap"])} == \
+        set(written) - {"manifest.jsonl"}  # stored relative to the manifest, as locally
     drop = ("run", "input", "overlay", "heatmap", "error")
     assert sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows) == \
         sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows_of(tmp_path / "local"))

@@ -104,9 +104,9 @@ class ExplainActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         entries = [
-            (InputItem(str(path), str(relative), str(error) or None), str(stem))
-            for path, relative, error, stem in zip(batch["path"], batch["relative"], batch["error"],
-                                                   batch["stem"], strict=True)
+            (InputItem(str(path), str(relative), str(error) or None, str(real)), str(stem))
+            for path, relative, error, real, stem in zip(batch["path"], batch["relative"], batch["error"],
+                                                         batch["real"], batch["stem"], strict=True)
         ]
         decodes = [self.pool.submit(self.job.decode, item, str(source))
                    for (item, _), source in zip(entries, batch["source"], strict=True)]
@@ -259,9 +259,9 @@ def _user_error(error: BaseException) -> GradcamError:
 
 def _input_table(items: list[InputItem], stems: dict[str, str]) -> list[dict[str, str]]:
     """One row per input for Ray Data: the name recorded, where actors read it, its output stem."""
-    return [{"path": item.path, "source": item.path if is_uri(item.path) else os.path.abspath(item.path),
-             "relative": item.relative,
-             "error": item.error or "", "stem": stems[item.path]} for item in items]
+    return [{"path": item.path, "real": item.real, "relative": item.relative, "error": item.error or "",
+             "source": item.path if is_uri(item.path) else os.path.abspath(item.path),
+             "stem": stems[item.real]} for item in items]
 
 
 def _stream_rows(job: BatchJob, plan: RunPlan, sink: RowSink, model_arguments: dict[str, Any],
