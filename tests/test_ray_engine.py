@@ -281,3 +281,18 @@ def test_s3_inputs_and_outputs_round_trip_and_match_the_local_engine(cluster, fo
         sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows_of(tmp_path / "local"))
     again = run_explain_ray(items, demo_spec, DEMO, options("s3://pictures/out"), workers=1)
     assert (again.images_skipped, again.images_done) == (4, 0)
+    # the local engine reads and writes the same URIs through the same code
+    by_local_engine = run_explain(items, demo_spec, options("s3://pictures/local-engine"))
+    assert (by_local_engine.images_done, len(by_local_engine.failures)) == (4, 1)
+    for name in (n for n in local_files if n.endswith(".npy")):
+        with bucket.open_input_stream(f"pictures/local-engine/{name}") as stream:
+            assert stream.read() == local_files[name]
+
+
+def test_file_uris_are_local_paths_and_other_schemes_go_to_pyarrow(tmp_path):
+    from gradcam_cli.storage import OutputFolder, is_uri, local_path
+
+    assert local_path(f"file://{tmp_path}/a%20b") == f"{tmp_path}/a b" and not is_uri(f"file://{tmp_path}")
+    assert is_uri("s3://bucket/key") and is_uri("gs://bucket") and not is_uri("photos/s3:x")
+    folder = OutputFolder(f"file://{tmp_path}/out")
+    assert folder.local == tmp_path / "out" and folder.path_of("a.jpg") == str(tmp_path / "out" / "a.jpg")
