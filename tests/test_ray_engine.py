@@ -204,12 +204,12 @@ def test_ctrl_c_flushes_the_manifest_exits_130_and_a_rerun_resumes(cluster, demo
     folder = tmp_path / "in"
     folder.mkdir()
     picture = Image.open(SHAPES / "01_single_cross.png")
-    for index in range(40):
+    for index in range(60):
         picture.rotate(index * 7).save(folder / f"img_{index:02d}.png")
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "gradcam_cli", "explain", str(folder), "-o", str(out), "-b", "2", "--json",
-         "--engine", "ray", "--ray-address", cluster, "--workers", "1"],
+         "--engine", "ray", "--ray-address", cluster, "--workers", "1", "--smooth", "aug"],  # 6x the work: still running at the first row
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     first_row = process.stdout.readline()
@@ -219,11 +219,11 @@ def test_ctrl_c_flushes_the_manifest_exits_130_and_a_rerun_resumes(cluster, demo
     assert process.returncode == 130, stderr
     assert "interrupted after" in stderr and "Traceback" not in stderr
     done = {r["input"] for r in rows_of(out)}  # every line parses
-    assert 0 < len(done) < 40
-    rerun = run_explain_ray(collect_inputs([str(folder)]), demo_spec, DEMO, RunOptions(output_dir=out, batch_size=8),
+    assert 0 < len(done) < 60
+    rerun = run_explain_ray(collect_inputs([str(folder)]), demo_spec, DEMO, RunOptions(output_dir=out, batch_size=8, smooth="aug"),
                             workers=1)
-    assert rerun.images_skipped == len(done) and rerun.images_done == 40 - len(done)
-    assert len(rows_of(out)) == 40
+    assert rerun.images_skipped == len(done) and rerun.images_done == 60 - len(done)
+    assert len(rows_of(out)) == 60
 
 
 def test_unreachable_ray_address_is_one_line_and_exit_2_within_seconds(tmp_path):
