@@ -212,12 +212,15 @@ def test_ctrl_c_flushes_the_manifest_exits_130_and_a_rerun_resumes(cluster, demo
         [sys.executable, "-m", "gradcam_cli", "explain", str(folder), "-o", str(out), "-b", "2", "--json",
          "--engine", "ray", "--ray-address", cluster, "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # as from a terminal: an ignored SIGINT (which a child inherits) would keep Ctrl-C from it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    parent_disposition = signal.getsignal(signal.SIGINT)
     first_row = process.stdout.readline()
     assert first_row.startswith("{"), process.communicate()
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 130, (parent_disposition, stderr)
     assert "interrupted after" in stderr and "Traceback" not in stderr
     done = {r["input"] for r in rows_of(out)}  # every line parses
     assert 0 < len(done) < image_count
