@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,6 +84,14 @@ def cluster(s3_server):
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        _ctrl_c_as_from_a_terminal()  # later modules' subprocesses inherit this process's SIGINT state
+
+
+def _ctrl_c_as_from_a_terminal() -> None:
+    """SIGINT handled (not ignored) and not blocked in the calling thread; children inherit both."""
+    signal.signal(signal.SIGINT, signal.default_int_handler if threading.current_thread() is threading.main_thread()
+                  else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +222,8 @@ def test_ctrl_c_flushes_the_manifest_exits_130_and_a_rerun_resumes(cluster, demo
          "--engine", "ray", "--ray-address", cluster, "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         # as from a terminal: an ignored SIGINT (which a child inherits) would keep Ctrl-C from it
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})),
     )
     parent_disposition = signal.getsignal(signal.SIGINT)
     first_row = process.stdout.readline()
