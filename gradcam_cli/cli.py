@@ -20,6 +20,7 @@ import click
 from . import __version__
 from .errors import GradcamError
 from .methods import METHODS  # names only: the methods package imports no TensorFlow
+from .sizes import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
 
 
 def _quiet_tensorflow() -> None:
@@ -87,6 +88,25 @@ class MethodType(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
+class OverlaySize(click.ParamType):
+    """A longest side in pixels (at least 16), or 'original' (None)."""
+
+    name = "N|original"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "original":
+            return None
+        try:
+            size = int(value)
+        except ValueError:
+            self.fail(f"'{value}' is neither a size in pixels nor 'original': use e.g. 1000 or original.", param, ctx)
+        if size < 16:
+            self.fail(f"{size} is too small for an overlay: use at least 16, or 'original'.", param, ctx)
+        return size
+
+
 model_option = click.option(
     "-m", "--model", default="demo", show_default=True,
     help="A keras.applications name (xception, resnet50, ...; 'gradcam models' lists them), "
@@ -107,17 +127,21 @@ unsafe_option = click.option("--unsafe-model-code", is_flag=True,
                              help="Allow Lambda layers in a trusted model file (turns Keras safe_mode off).")
 
 
-def _model_arguments(model, weights, preprocess, labels, input_size, unsafe) -> dict:
+output_option = click.option("--output", "output", default=None,
+                             help="For models with several outputs: the output to explain, by name or index.")
+
+
+def _model_arguments(model, weights, preprocess, labels, input_size, unsafe, output=None) -> dict:
     """The keywords of ``resolve_model`` (Ray actors load the model from them too)."""
     return {"model": model, "weights": weights, "preprocess": preprocess, "labels": labels,
-            "input_size": _parse_size(input_size), "safe_mode": not unsafe}
+            "input_size": _parse_size(input_size), "safe_mode": not unsafe, "output": output}
 
 
-def _load_spec(model, weights, preprocess, labels, input_size, unsafe):
+def _load_spec(model, weights, preprocess, labels, input_size, unsafe, output=None):
     _quiet_tensorflow()
     from .models import resolve_model
 
-    return resolve_model(**_model_arguments(model, weights, preprocess, labels, input_size, unsafe))
+    return resolve_model(**_model_arguments(model, weights, preprocess, labels, input_size, unsafe, output))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -168,6 +192,15 @@ def cli() -> None:
 @click.option("--xla", is_flag=True,
               help="Compile with XLA (jit_compile). Measured slower on CPU (see the README); may help on a GPU.")
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
+@output_option
+@click.option("--region", default=None,
+              help="Segmentation models: explain a class over pred (pixels predicted as it; default), "
+                   "all (every pixel) or MASK.png (its nonzero pixels).")
+@click.option("--overlay-size", type=OverlaySize(), default=str(DEFAULT_OVERLAY_SIZE), show_default=True,
+              help="Longest side of each overlay JPEG in pixels, or 'original' for the input's own size.")
+@click.option("--max-megapixels", type=click.FloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
+              help="Refuse inputs that would decode to more pixels than this (PNG, TIFF, progressive "
+                   "JPEG and --overlay-size original are decoded at full size); bounds memory.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: a Ray cluster through Ray Data (the 'ray' extra).")
 @click.option("--ray-address", default=None,
@@ -181,8 +214,8 @@ def cli() -> None:
 @input_size_option
 @unsafe_option
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, excludes, overwrite, quiet, as_json, xla, report, engine, ray_address, workers, preprocess, labels,
-            input_size, unsafe_model_code):
+            recursive, excludes, overwrite, quiet, as_json, xla, report, output, region, overlay_size, max_megapixels,
+            engine, ray_address, workers, preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
@@ -200,15 +233,16 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
 
             require_ray()
             cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
-        model_arguments = _model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code)
-        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        model_arguments = _model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
         from .pipeline import RunOptions
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
                              batch_size=batch_size, output_dir=output_dir if is_uri(output_dir) else Path(output_dir),
                              alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
-                             chunk_size=chunk_size, max_channels=max_channels)
+                             chunk_size=chunk_size, max_channels=max_channels, region=region,
+                             overlay_size=overlay_size, max_megapixels=max_megapixels)
         if workers and engine == "local":
             options.workers = workers
         engine_run = None
@@ -261,6 +295,7 @@ def _collect(inputs, recursive, excludes, output_dir):
 def _run_with_progress(items, spec, options, quiet, as_json, engine_run=None):
     from tqdm import tqdm
 
+    from .models.heads import format_prediction
     from .pipeline import run_explain
 
     engine_run = engine_run or run_explain
@@ -272,7 +307,7 @@ def _run_with_progress(items, spec, options, quiet, as_json, engine_run=None):
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         elif not quiet and row["status"] == "ok" and row["rank"] == 0:
-            top = ", ".join(f"{label} {probability:.1%}" for _, label, probability in row["top"])
+            top = ", ".join(format_prediction(row["head"], label, value) for _, label, value in row["top"])
             tqdm.write(f"{shown.get(row['input'], row['input'])}: {top}", file=sys.stdout)
 
     try:
@@ -321,12 +356,14 @@ def report(output_dir):
               help="The sheet: .png or .jpg.")
 @click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.5, show_default=True)
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
+@click.option("--model-output", "model_output", default=None,
+              help="For models with several outputs: the output to explain, by name or index.")
 @preprocess_option
 @labels_option
 @input_size_option
 @unsafe_option
-def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, preprocess, labels,
-            input_size, unsafe_model_code):
+def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, model_output, preprocess,
+            labels, input_size, unsafe_model_code):
     """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
     per method."""
     method_type = MethodType()
@@ -340,7 +377,7 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
         from .compare import compare_sheet, sheet_format
 
         sheet_format(output)
-        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
                                         target=list(classes) or None, alpha=alpha, colormap=colormap)
     except GradcamError as error:
@@ -394,14 +431,13 @@ def layers(model, weights, preprocess, labels, input_size, unsafe_model_code, sh
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from .layers import auto_target_layer, candidate_layers, iter_layers
 
-        pick = auto_target_layer(spec.model)
+        pick = auto_target_layer(spec.model, head=spec.known_head)
     except GradcamError as error:
         _fail(error)
     listed = list(iter_layers(spec.model)) if show_all else candidate_layers(spec.model)
     for info in listed:
-        marker = "*" if info.layer is pick.layer else " "
-        shape = "x".join("?" if d is None else str(d) for d in (info.output_shape or ())[1:]) or "-"
-        click.echo(f"{marker} {info.path:<50} {type(info.layer).__name__:<24} {shape}")
+        marker = "*" if info.layer is pick.layer and info.tap == pick.tap else " "
+        click.echo(f"{marker} {info.path:<50} {type(info.layer).__name__:<24} {info.shape_text()}")
     click.echo(f"* automatic pick: {pick.path}", err=True)
 
 

@@ -26,16 +26,23 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from . import render
 from .engine import Explainer
 from .errors import ImageError, OutputError
-from .images import InputItem, model_input, open_rgb
+from .images import (
+    InputItem,
+    PixelBudget,
+    decode,
+    fit_longest_side,
+    model_input,
+)
 from .manifest import MANIFEST, Manifest, RemoteManifest
 from .models import ModelSpec
+from .sizes import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
 from .storage import OutputFolder, is_uri, read_bytes
 
 __all__ = ["MANIFEST", "BatchJob", "Manifest", "RunOptions", "RunSummary", "plan_run", "run_explain"]
@@ -57,6 +64,9 @@ class RunOptions:
     smooth: str | None = None
     chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
     max_channels: int | None = None
+    region: str | None = None  # segmentation: 'pred' (default), 'all' or a mask file
+    overlay_size: int | None = DEFAULT_OVERLAY_SIZE  # longest side; None: the original's size
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS  # largest decode allowed (and held at once)
     workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 
 
@@ -82,6 +92,10 @@ def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, tar
     settings = [spec.source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
                 targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
                 str(options.smooth), str(options.max_channels)]
+    if spec.output is not None or options.region is not None:  # older runs' fingerprints stay valid
+        settings += [str(spec.output), str(options.region)]
+    if options.overlay_size is not None:  # overlays at the original's size match older runs
+        settings.append(f"overlay={options.overlay_size}")
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
@@ -90,6 +104,25 @@ def open_manifest(output: OutputFolder) -> Manifest:
     if output.local is not None:
         return Manifest(output.local / MANIFEST)
     return RemoteManifest(output)
+
+
+def decode_item(item: InputItem, spec: ModelSpec, channels: int, overlay_size: int | None,
+                max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS, budget: PixelBudget | None = None,
+                source: str | None = None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
+    """Decode one input once, at the scale needed: (the picture at the overlay's size, the model's
+    float32 input, the original (width, height)). ``source``: where to read the file when that
+    differs from ``item.path`` (an object-store URI is fetched whole and decoded from memory; messages
+    still name ``item.path``). Raises :class:`ImageError`."""
+    if item.error:
+        raise ImageError(f"{item.path}: {item.error}.")
+    source = source or item.path
+    if is_uri(source):
+        picture = io.BytesIO(read_bytes(source))
+        decoded = decode(picture, spec.input_size, overlay_size, max_megapixels, budget, name=item.path)
+    else:
+        decoded = decode(source, spec.input_size, overlay_size, max_megapixels, budget)
+    prepared = model_input(decoded.image, spec.input_size, channels)
+    return fit_longest_side(decoded.image, overlay_size), prepared, decoded.original_size
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -123,7 +156,7 @@ class BatchJob:
         if explainer is None:  # a run of 3 images compiles for 3, not for a padded batch of 16
             batch_size = max(1, min(options.batch_size, item_count or options.batch_size))
             explainer = Explainer(spec, options.method, options.layer, batch_size, options.xla,
-                                  options.smooth, options.chunk_size, options.max_channels)
+                                  options.smooth, options.chunk_size, options.max_channels, options.region)
         classes = explainer.resolve_targets(options.classes, options.top_k)
         targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
         config = _fingerprint(spec, explainer, options, targets)
@@ -140,8 +173,17 @@ class BatchJob:
 
     @property
     def base_row(self) -> dict:
-        return {"run": self.run_id, "method": self.method_name, "layer": self.explainer.layer_name,
-                "model": self.spec.name, "targets": self.targets, "config": self.config}
+        head = self.explainer.head
+        row = {"run": self.run_id, "method": self.method_name, "layer": self.explainer.layer_name,
+               "model": self.spec.name, "targets": self.targets, "config": self.config, "head": head.kind,
+               "output": head.output_name}
+        if self.explainer.region_name:
+            row["region"] = self.explainer.region_name
+        return row
+
+    @functools.cached_property
+    def budget(self) -> PixelBudget | None:
+        return PixelBudget(self.options.max_megapixels) if self.options.max_megapixels else None
 
     @functools.cached_property
     def lut(self) -> np.ndarray:
@@ -151,17 +193,10 @@ class BatchJob:
     def channels(self) -> int:
         return int(self.spec.model.inputs[0].shape[-1] or 3)
 
-    def decode(self, item: InputItem, source: str | None = None):
-        """(original as a Pillow RGB image, model-size float32 pixels). ``source``: where to read
-        the file when that differs from ``item.path`` (the name the rows record)."""
-        if item.error:
-            raise ImageError(f"{item.path}: {item.error}.")
-        source = source or item.path
-        if is_uri(source):  # fetched whole, decoded from memory; messages name the URI
-            original = open_rgb(io.BytesIO(read_bytes(source)), name=item.path)
-        else:
-            original = open_rgb(source)
-        return original, model_input(original, self.spec.input_size, self.channels)
+    def decode(self, item: InputItem, source: str | None = None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
+        """:func:`decode_item` with this run's sizes, limit and pixel budget."""
+        return decode_item(item, self.spec, self.channels, self.options.overlay_size, self.options.max_megapixels,
+                           self.budget, source)
 
     def error_row(self, item: InputItem, message: str) -> dict:
         return {**self.base_row, "input": item.real, "status": "error", "error": message,
@@ -172,6 +207,8 @@ class BatchJob:
         overlay_name, heatmap_name = (name.as_posix() for name in render.output_paths(
             Path(), stem, self.method_name, row["class_index"]))
         image = render.overlay_image(original, heatmap, self.options.alpha, self.lut)
+        if row.get("region_pixels") is not None:
+            image = render.caption(image, f"{row['label']}: region of {row['region_pixels']} px")
         row = {**row, "overlay": self.output.write(overlay_name, render.jpeg_bytes(image)),
                "heatmap": self.output.write(heatmap_name, render.npy_bytes(heatmap))}
         if saliency is not None:
@@ -193,28 +230,40 @@ class BatchJob:
         order, error rows and futures of the written rows.
         """
         rows: list[Future | dict] = []
-        good: list[tuple[InputItem, str, Any, np.ndarray]] = []
+        good: list[tuple[InputItem, str, Image.Image, np.ndarray, tuple[int, int]]] = []
         for (item, stem), future in zip(batch, decoded, strict=True):
             try:
-                original, prepared = future.result()
-                good.append((item, stem, original, prepared))
+                good.append((item, stem, *future.result()))
             except ImageError as error:
                 rows.append(self.error_row(item, str(error)))
         if not good:
             return rows
-        result = self.explainer.run(np.stack([g[3] for g in good]), self.classes, self.options.top_k)
-        spec = self.spec
-        for position, (item, stem, original, _) in enumerate(good):
+        explainer, spec, head = self.explainer, self.spec, self.explainer.head
+        result = explainer.run(np.stack([g[3] for g in good]), self.classes, self.options.top_k)
+        for position, (item, stem, original, _, original_size) in enumerate(good):
             probabilities = result.probabilities[position]
             best = np.argsort(-probabilities)[:TOP_PREDICTIONS]
             top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
             for rank, class_index in enumerate(result.class_ids[position]):
                 heatmap = result.heatmaps[position, rank]
+                label = spec.label(int(class_index))
+                reported = round(float(probabilities[class_index]), 6)
                 row = {**self.base_row, "input": item.real, "status": "ok", "error": None, "rank": rank,
-                       "class_index": int(class_index), "label": spec.label(int(class_index)),
-                       "probability": round(float(probabilities[class_index]), 6), "top": top,
-                       "image_size": [original.height, original.width],
+                       "class_index": int(class_index), "label": label,
+                       "probability": reported if head.reports_probability else None, "top": top,
+                       "image_size": [original_size[1], original_size[0]],  # height, width
                        "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
+                if head.kind == "regression":
+                    row["value"] = reported
+                if result.region_pixels is not None:
+                    row["pixel_share"] = reported
+                    row["region_pixels"] = int(result.region_pixels[position, rank])
+                    if row["region_pixels"] == 0:
+                        rows.append({**self.error_row(item, f"{item.path}: the {explainer.region_name} region of "
+                                                      f"class '{label}' is empty (no pixel predicted as it); "
+                                                      "pick another --class or use --region all."),
+                                     "rank": rank, "class_index": int(class_index), "label": label})
+                        continue
                 saliency = None if result.saliency is None else result.saliency[position, rank]
                 rows.append(submit_write(self.write_outputs, stem, original, heatmap, saliency, row))
         return rows
