@@ -125,3 +125,17 @@ def test_api_error_for_a_missing_file_ends_with_one_full_stop():
     with pytest.raises(ImageError) as caught:
         as_images("no_such_file.png")
     assert str(caught.value).endswith("no such file or folder."), str(caught.value)
+
+
+def test_a_model_file_is_one_model_however_its_path_is_typed(tmp_path, monkeypatch):
+    """The resume fingerprint held the model path as typed, so `--model m.keras` then
+    `--model ./m.keras` redid everything, and the Ray engine (whose actors load the absolute path)
+    refused every relative model path as 'a different model'."""
+    import shutil
+
+    shutil.copy(ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras", tmp_path / "m.keras")
+    monkeypatch.chdir(tmp_path)
+    first = run("explain", PAIR, "--model", "m.keras", "-o", "out")
+    assert first.exit_code == 0, first.output
+    again = run("explain", PAIR, "--model", tmp_path / "." / "m.keras", "-o", "out")
+    assert again.exit_code == 0 and "0 image(s) explained, 1 already done" in again.output, again.output
