@@ -56,11 +56,12 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
     try:
         numbers = [int(p) for p in parts if p.strip()]
     except ValueError:
-        raise click.BadParameter(f"'{value}' is not a size: use 224 or 224,224.") from None
+        raise click.BadParameter(f"'{value}' is not a size: use 224 or 224,224.", param_hint="'--input-size'") from None
     if len(numbers) == 1:
         numbers *= 2
     if len(numbers) != 2 or min(numbers) < 8:
-        raise click.BadParameter(f"'{value}' is not a size of at least 8: use 224 or 224,224.")
+        raise click.BadParameter(f"'{value}' is not a size of at least 8: use 224 or 224,224.",
+                                 param_hint="'--input-size'")
     return numbers[0], numbers[1]
 
 

@@ -139,3 +139,9 @@ def test_a_model_file_is_one_model_however_its_path_is_typed(tmp_path, monkeypat
     assert first.exit_code == 0, first.output
     again = run("explain", PAIR, "--model", tmp_path / "." / "m.keras", "-o", "out")
     assert again.exit_code == 0 and "0 image(s) explained, 1 already done" in again.output, again.output
+
+
+@pytest.mark.parametrize("value", ["0", "10,abc"])
+def test_a_bad_input_size_names_the_option(tmp_path, value):
+    result = run("explain", PAIR, "--input-size", value, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "--input-size" in result.output.splitlines()[-1], result.output
