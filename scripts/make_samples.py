@@ -20,6 +20,8 @@ SEED = 2026
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    for stale in OUT.glob("*.png"):  # ground_truth.json must list exactly the images present
+        stale.unlink()
     rng = np.random.default_rng(SEED)
     truth = {}
     number = 1

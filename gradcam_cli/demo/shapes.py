@@ -320,10 +320,10 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 # Scene
 
 
-def _object_paint(rng: np.random.Generator, size: int, under: np.ndarray) -> np.ndarray:
+def _object_paint(rng: np.random.Generator, size: int, under: np.ndarray, difficulty: float) -> np.ndarray:
     """What fills an object: a solid colour, a two-colour gradient or a texture, chosen to stand at
-    low (20 %) or high contrast to ``under`` (the mean colour beneath the object)."""
-    low = rng.random() < 0.2
+    low (20 % at full difficulty) or high contrast to ``under`` (the mean colour beneath the object)."""
+    low = rng.random() < 0.2 * difficulty
     for _ in range(60):
         colour = _colours(rng, 1)[0]
         distance = np.abs(colour - under).sum()
@@ -342,11 +342,11 @@ def _object_paint(rng: np.random.Generator, size: int, under: np.ndarray) -> np.
     return np.clip(colour + texture, 0, 255)
 
 
-def _distractors(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
+def _distractors(rng: np.random.Generator, image: np.ndarray, size: int, difficulty: float) -> np.ndarray:
     """Strokes, arcs and dots well under the smallest object size."""
     canvas = Image.fromarray(image.astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(0, 7))):
+    for _ in range(int(rng.integers(0, 1 + round(6 * difficulty)))):
         colour = tuple(int(c) for c in _colours(rng, 1)[0])
         x0, y0, x1, y1 = rng.uniform(0, size, 4)
         choice = rng.random()
@@ -363,35 +363,37 @@ def _distractors(rng: np.random.Generator, image: np.ndarray, size: int) -> np.n
     return np.asarray(canvas, np.float32)
 
 
-def _camera(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Tone, blur, sensor noise and JPEG artefacts, each with its own probability."""
+def _camera(rng: np.random.Generator, image: np.ndarray, difficulty: float) -> np.ndarray:
+    """Tone, blur, sensor noise and JPEG artefacts, each with its own probability (times ``difficulty``)."""
     if rng.random() < 0.3:
         mean = image.mean()
         image = (image - mean) * rng.uniform(0.6, 1.3) + mean + rng.uniform(-30, 30)
     if rng.random() < 0.3:
         image = image * rng.uniform(0.8, 1.2, 3)  # colour cast
     image = np.clip(image, 0, 255)
-    if rng.random() < 0.25:
+    if rng.random() < 0.25 * difficulty:
         image = np.asarray(Image.fromarray(image.astype(np.uint8)).filter(
             ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * image.shape[0] / 96)), np.float32)
-    if rng.random() < 0.4:
+    if rng.random() < 0.4 * difficulty:
         sigma = rng.choice([rng.uniform(2, 12), rng.uniform(12, 35)])
         shape = image.shape if rng.random() < 0.7 else image.shape[:2] + (1,)  # colour or luma noise
         image = image + rng.normal(0, sigma, shape).astype(np.float32)
-    if rng.random() < 0.05:  # salt and pepper
+    if rng.random() < 0.05 * difficulty:  # salt and pepper
         flips = rng.random(image.shape[:2]) < rng.uniform(0.005, 0.03)
         image[flips] = rng.choice([0.0, 255.0], (int(flips.sum()), 1))
     image = np.clip(image, 0, 255).astype(np.uint8)
-    if rng.random() < 0.3:
+    if rng.random() < 0.3 * difficulty:
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, "JPEG", quality=int(rng.integers(8, 60)))
         image = np.asarray(Image.open(buffer).convert("RGB"))
     return image
 
 
-def _place(rng: np.random.Generator, count: int, size: int) -> list[tuple[float, float, float]]:
-    """(cx, cy, radius) for ``count`` non-overlapping objects, in image pixels."""
-    low, high = EXTENT[0] / 2, EXTENT[1] / 2 * (1.0 if count == 1 else 0.75 if count == 2 else 0.62)
+def _place(rng: np.random.Generator, count: int, size: int, difficulty: float) -> list[tuple[float, float, float]]:
+    """(cx, cy, radius) for ``count`` non-overlapping objects, in image pixels; easier scenes have
+    no objects under 8 % + 8 % x (1 - difficulty) of the side."""
+    high = EXTENT[1] / 2 * (1.0 if count == 1 else 0.75 if count == 2 else 0.62)
+    low = min(EXTENT[0] / 2 + 0.04 * (1 - difficulty), high)
     placed: list[tuple[float, float, float]] = []
     for _ in range(count):
         for _ in range(300):
@@ -404,8 +406,13 @@ def _place(rng: np.random.Generator, count: int, size: int) -> list[tuple[float,
     return placed
 
 
-def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single") -> Scene:
-    """One image with its objects. ``kind``: 'single', 'pair' (two classes) or 'same' (2-3 of one)."""
+def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single", difficulty: float = 1.0) -> Scene:
+    """One image with its objects. ``kind``: 'single', 'pair' (two classes) or 'same' (2-3 of one).
+
+    ``difficulty`` in [0, 1] scales the odds of everything that makes a scene hard (busy
+    backgrounds, distractors, outlines, low contrast, small sizes, occlusion, camera effects):
+    1 is the full randomization, 0 a large filled shape on a flat or gradient background. A training
+    set mixes difficulties so that the easy images give the first gradients a signal."""
     if kind == "single":
         labels = [int(rng.integers(len(CLASSES)))]
     elif kind == "pair":
@@ -415,18 +422,20 @@ def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single") -
     else:
         raise ValueError(f"unknown scene kind {kind!r}: one of {KINDS}")
     big = size * SUPERSAMPLE
-    image = _distractors(rng, _background(rng, size), size)
+    simple = rng.random() >= difficulty
+    background = (_flat if rng.random() < 0.5 else _gradient)(rng, size) if simple else _background(rng, size)
+    image = _distractors(rng, background, size, difficulty)
     regions = []
-    for label, (cx, cy, radius) in zip(labels, _place(rng, len(labels), size), strict=True):
-        outline = rng.uniform(0.1, 0.25) if rng.random() < 0.25 else 0.0
+    for label, (cx, cy, radius) in zip(labels, _place(rng, len(labels), size, difficulty), strict=True):
+        outline = rng.uniform(0.1, 0.25) if rng.random() < 0.25 * difficulty else 0.0
         alpha, region = _shape_alpha(label, big, cx * SUPERSAMPLE, cy * SUPERSAMPLE, radius * SUPERSAMPLE,
                                      rng.uniform(0, 2 * math.pi), outline, rng, size)
         under = image[region >= 0.5].mean(axis=0) if (region >= 0.5).any() else image.mean(axis=(0, 1))
-        paint = _object_paint(rng, size, under)
+        paint = _object_paint(rng, size, under, difficulty)
         image = image * (1 - alpha[..., None]) + paint * alpha[..., None]
         regions.append(region >= 0.5)
     for index in range(len(regions)):  # partial occlusion by a bar or blob of foreign texture
-        if rng.random() < 0.15:
+        if rng.random() < 0.15 * difficulty:
             ys, xs = np.nonzero(regions[index])
             if not len(ys):
                 continue
@@ -445,7 +454,7 @@ def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single") -
                 continue  # keep at least about two thirds of the object visible
             image = np.where(hidden[..., None], _texture(rng, size), image)
             regions = [region & ~hidden for region in regions]
-    image = _camera(rng, image)
+    image = _camera(rng, image, difficulty)
     objects = []
     for label, region in zip(labels, regions, strict=True):
         ys, xs = np.nonzero(region)
@@ -462,9 +471,10 @@ def soft_target(scene: Scene) -> np.ndarray:
 
 
 def make_dataset(seed: int, count: int, size: int = 96, mix: dict[str, float] | None = None,
-                 with_scenes: bool = True):
+                 with_scenes: bool = True, difficulty: tuple[float, float] = (1.0, 1.0)):
     """``count`` scenes as (images uint8 (N, S, S, 3), soft targets (N, classes), scenes), where
-    ``scenes`` (with their masks) is None when ``with_scenes`` is False, to save memory."""
+    ``scenes`` (with their masks) is None when ``with_scenes`` is False, to save memory. Each
+    scene's difficulty is drawn uniformly from the ``difficulty`` range."""
     mix = mix or {"single": 0.6, "pair": 0.25, "same": 0.15}
     rng = np.random.default_rng(seed)
     kinds = rng.choice(list(mix), size=count, p=np.array(list(mix.values())) / sum(mix.values()))
@@ -472,7 +482,7 @@ def make_dataset(seed: int, count: int, size: int = 96, mix: dict[str, float] | 
     targets = np.zeros((count, len(CLASSES)), np.float32)
     scenes = []
     for i, kind in enumerate(kinds):
-        scene = make_scene(rng, size, str(kind))
+        scene = make_scene(rng, size, str(kind), float(rng.uniform(*difficulty)))
         images[i] = scene.image
         targets[i] = soft_target(scene)
         if with_scenes:
