@@ -7,8 +7,10 @@ Exit codes: 0 all good; 1 some inputs failed (listed at the end); 2 usage or mod
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ import click
 
 from . import __version__
 from .errors import GradcamError
+from .methods import METHODS  # names only: the methods package imports no TensorFlow
 
 
 def _quiet_tensorflow() -> None:
@@ -60,6 +63,16 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
     return numbers[0], numbers[1]
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses nan and inf (which ``click.FloatRange`` lets through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class MethodType(click.ParamType):
     """Method names and aliases (gradcampp, Grad-CAM, score_cam ...), resolved without TensorFlow."""
 
@@ -79,8 +92,9 @@ model_option = click.option(
     help="A keras.applications name (xception, resnet50, ...; 'gradcam models' lists them), "
          "'demo' (the bundled shapes classifier) or a .keras/.h5 file.")
 weights_option = click.option(
-    "--weights", default="imagenet", show_default=True,
-    help="For keras.applications models: imagenet, none (random), or a .h5/.weights.h5 path.")
+    "--weights", default=None,
+    help="For keras.applications models only: imagenet (default), none (random), or a .h5/.weights.h5 "
+         "path. A model file carries its own weights.")
 preprocess_option = click.option(
     "--preprocess", default=None,
     help="For model files: none, scale01 ([0,1]), tf ([-1,1]), caffe, torch, or an application name "
@@ -93,12 +107,16 @@ unsafe_option = click.option("--unsafe-model-code", is_flag=True,
                              help="Allow Lambda layers in a trusted model file (turns Keras safe_mode off).")
 
 
-def _load_spec(model, weights, preprocess, labels, input_size, unsafe):
+output_option = click.option("--output", "output", default=None,
+                             help="For models with several outputs: the output to explain, by name or index.")
+
+
+def _load_spec(model, weights, preprocess, labels, input_size, unsafe, output=None):
     _quiet_tensorflow()
     from .models import resolve_model
 
     return resolve_model(model, weights=weights, preprocess=preprocess, labels=labels,
-                         input_size=_parse_size(input_size), safe_mode=not unsafe)
+                         input_size=_parse_size(input_size), safe_mode=not unsafe, output=output)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,59 +138,60 @@ def cli() -> None:
 @model_option
 @weights_option
 @click.option("--method", type=MethodType(), default="gradcam", show_default=True,
-              help="cam, gradcam, gradcam++, xgradcam, hirescam, layercam, scorecam, ablationcam, "
-                   "eigencam ('gradcam methods' describes them).")
+              help=f"{', '.join(METHODS)} ('gradcam methods' describes them).")
 @click.option("--smooth", type=click.Choice(["aug", "eigen"]), default=None,
               help="aug: average over flips and brightness changes (6x the work); eigen: first "
                    "principal component of the weighted activations.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Channels per extra forward pass (scorecam, ablationcam): bounds memory.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="scorecam, ablationcam: channels per extra forward pass (default 32); bounds memory.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=None,
               help="scorecam: keep only the N channels of highest variance (Faster Score-CAM).")
 @click.option("--layer", default=None, help="Target layer name (nested: outer/inner). Default: automatic.")
 @click.option("--class", "classes", multiple=True,
               help="Class to explain, as index or label; repeat for several. Default: the top-1 class.")
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Explain each of the K most probable classes.")
+              help="Explain each of the K most probable classes (not with --class).")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_out", show_default=True)
-@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+@click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.4, show_default=True,
               help="Heatmap opacity in the overlay.")
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Leave out files and folders whose name, path relative to the argument, or absolute "
+                   "path matches GLOB (repeatable). OUTPUT_DIR is always left out.")
 @click.option("--overwrite", is_flag=True,
               help="Redo inputs already explained in OUTPUT_DIR (by default a rerun resumes, skipping them).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-image predictions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest rows as JSON lines on stdout.")
-@click.option("--xla", is_flag=True, help="Compile with XLA (jit_compile); faster on some models.")
+@click.option("--xla", is_flag=True,
+              help="Compile with XLA (jit_compile). Measured slower on CPU (see the README); may help on a GPU.")
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
+@output_option
+@click.option("--region", default=None,
+              help="Segmentation models: explain a class over pred (pixels predicted as it; default), "
+                   "all (every pixel) or MASK.png (its nonzero pixels).")
 @preprocess_option
 @labels_option
 @input_size_option
 @unsafe_option
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, overwrite, quiet, as_json, xla, report, preprocess, labels, input_size, unsafe_model_code):
+            recursive, excludes, overwrite, quiet, as_json, xla, report, output, region, preprocess, labels,
+            input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
-    INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns.
+    INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
+    ** matches any number of folders). Each file is explained once, however it was reached.
     """
-    from .images import collect_inputs
-
-    items = collect_inputs(list(inputs), recursive=recursive)
-    if not items:
-        from .images import IMAGE_EXTENSIONS
-
-        hint = "" if recursive else " (add -r to look in sub-folders)"
-        _fail(GradcamError(f"{', '.join(inputs)}: no image files found{hint}; looked for "
-                           f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
+    items = _collect(inputs, recursive, excludes, output_dir)
     try:
-        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
         from .pipeline import RunOptions
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
                              batch_size=batch_size, output_dir=Path(output_dir), alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
-                             chunk_size=chunk_size, max_channels=max_channels)
+                             chunk_size=chunk_size, max_channels=max_channels, region=region)
         summary = _run_with_progress(items, spec, options, quiet, as_json)
         if report:
             from .report import write_report
@@ -186,11 +205,32 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
     sys.exit(summary.exit_code)
 
 
+def _collect(inputs, recursive, excludes, output_dir):
+    """List the inputs before any model loads: arguments that name nothing are reported at once,
+    and a run with nothing left to explain stops here (exit 2, nothing written)."""
+    from .images import IMAGE_EXTENSIONS, collect_inputs
+
+    items = collect_inputs(list(inputs), recursive=recursive, exclude=excludes, output_dir=output_dir)
+    arguments = {str(Path(argument)) for argument in inputs}
+    bad_arguments = [item for item in items if item.error and item.path in arguments]
+    for item in bad_arguments:
+        click.echo(f"gradcam: {item.path}: {item.error}.", err=True)
+    if not items:
+        hint = "" if recursive else " (add -r to look in sub-folders)"
+        _fail(GradcamError(f"{', '.join(inputs)}: no image files found{hint}; looked for "
+                           f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
+    if len(bad_arguments) == len(items):
+        _fail(GradcamError("nothing to explain: every input above is missing or refused."))
+    return items
+
+
 def _run_with_progress(items, spec, options, quiet, as_json):
     from tqdm import tqdm
 
+    from .models.heads import format_prediction
     from .pipeline import run_explain
 
+    shown = {item.real: item.path for item in items}  # rows name inputs by real path; show them as found
     show_bar = not quiet and sys.stderr.isatty()
     bar = tqdm(total=len(items), unit="img", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
 
@@ -198,8 +238,8 @@ def _run_with_progress(items, spec, options, quiet, as_json):
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         elif not quiet and row["status"] == "ok" and row["rank"] == 0:
-            top = ", ".join(f"{label} {probability:.1%}" for _, label, probability in row["top"])
-            tqdm.write(f"{row['input']}: {top}", file=sys.stdout)
+            top = ", ".join(format_prediction(row["head"], label, value) for _, label, value in row["top"])
+            tqdm.write(f"{shown.get(row['input'], row['input'])}: {top}", file=sys.stdout)
 
     try:
         return run_explain(items, spec, options, on_row=on_row, progress=bar.update)
@@ -241,28 +281,42 @@ def report(output_dir):
 @click.option("--methods", "method_list", default="gradcam,gradcam++,layercam,eigencam", show_default=True,
               help="Comma-separated methods, one column each.")
 @click.option("--layer", default=None, help="Target layer. Default: automatic.")
-@click.option("--class", "classes", multiple=True, help="Class to explain (index or label). Default: top-1.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True)
-@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True)
+@click.option("--class", "classes", multiple=True,
+              help="Class to explain (index or label); repeat for several, a row each. Default: top-1.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True,
+              help="The sheet: .png or .jpg.")
+@click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.5, show_default=True)
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
+@click.option("--model-output", "model_output", default=None,
+              help="For models with several outputs: the output to explain, by name or index.")
 @preprocess_option
 @labels_option
 @input_size_option
 @unsafe_option
-def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, preprocess, labels,
-            input_size, unsafe_model_code):
-    """Compare methods side by side: one PNG, a row per image, a column per method."""
+def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, model_output, preprocess,
+            labels, input_size, unsafe_model_code):
+    """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
+    per method."""
     method_type = MethodType()
     methods = [method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()]
+    if not methods:
+        raise click.BadParameter("names no method; give one or more, comma-separated.", param_hint="--methods")
+    for image in images:
+        if not (os.path.exists(image) or glob.has_magic(image)):
+            _fail(GradcamError(f"{image}: no such file or folder."))
     try:
-        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
-        from .compare import compare_sheet
+        from .compare import compare_sheet, sheet_format
 
-        sheet = compare_sheet(spec, list(images), methods, output, layer=layer, target=list(classes) or None,
-                              alpha=alpha, colormap=colormap)
+        sheet_format(output)
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
+        sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
+                                        target=list(classes) or None, alpha=alpha, colormap=colormap)
     except GradcamError as error:
         _fail(error)
+    for _, message in failures:
+        click.echo(f"gradcam: left out: {message}", err=True)
     click.echo(f"gradcam: comparison sheet written to {sheet}", err=True)
+    sys.exit(1 if failures else 0)
 
 
 @cli.command()
@@ -308,20 +362,32 @@ def layers(model, weights, preprocess, labels, input_size, unsafe_model_code, sh
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from .layers import auto_target_layer, candidate_layers, iter_layers
 
-        pick = auto_target_layer(spec.model)
+        pick = auto_target_layer(spec.model, head=spec.known_head)
     except GradcamError as error:
         _fail(error)
     listed = list(iter_layers(spec.model)) if show_all else candidate_layers(spec.model)
     for info in listed:
-        marker = "*" if info.layer is pick.layer else " "
-        shape = "x".join("?" if d is None else str(d) for d in (info.output_shape or ())[1:]) or "-"
-        click.echo(f"{marker} {info.path:<50} {type(info.layer).__name__:<24} {shape}")
+        marker = "*" if info.layer is pick.layer and info.tap == pick.tap else " "
+        click.echo(f"{marker} {info.path:<50} {type(info.layer).__name__:<24} {info.shape_text()}")
     click.echo(f"* automatic pick: {pick.path}", err=True)
 
 
+INTERNAL_ERROR = 4
+
+
 def main() -> None:
+    """The console script. Known errors exit from inside the commands; an unexpected exception is
+    a bug, so its traceback is shown for the report, and it exits 4 rather than 1 (which means
+    "some inputs failed")."""
     try:
         cli(prog_name="gradcam")
     except KeyboardInterrupt:
         click.echo("gradcam: interrupted.", err=True)
         sys.exit(130)
+    except Exception as error:  # noqa: BLE001 (the last line of defence)
+        import traceback
+
+        traceback.print_exc()
+        click.echo(f"gradcam: internal error ({type(error).__name__}: {error}); this is a bug, please report "
+                   "it with the command and the traceback above.", err=True)
+        sys.exit(INTERNAL_ERROR)

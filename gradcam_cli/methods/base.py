@@ -20,7 +20,8 @@ class CamContext:
     ``activations``: (B, h, w, k) float32; ``gradients``: same shape, or None for gradient-free
     methods; ``targets``: (B,) int32 class indices; ``logits``: (B, C) float32; ``images``: the
     model-ready batch; ``probe``: the :class:`~gradcam_cli.layers.Probe`; ``method_state``: what
-    :meth:`CamMethod.prepare` returned.
+    :meth:`CamMethod.prepare` returned; ``regions``: a segmentation head's fixed (B, H, W, C)
+    per-class regions, else None.
     """
 
     activations: Any
@@ -30,6 +31,23 @@ class CamContext:
     images: Any
     probe: Any
     method_state: Any = None
+    regions: Any = None
+
+    def class_scores(self, images, replace=None):
+        """(N, C) class scores of ``images`` (N = B * n, each image's copies consecutive), with the
+        target layer's map replaced by ``replace(map)`` if given; segmentation regions stay fixed."""
+        return self.scores_of_logits(self.probe.logits(images, replace=replace))
+
+    def scores_of_logits(self, logits):
+        """(N, C) class scores of pre-activation outputs of N = B * n inputs (see ``class_scores``)."""
+        import tensorflow as tf
+
+        from ..targets import class_scores
+
+        regions = self.regions
+        if regions is not None:
+            regions = tf.repeat(regions, logits.shape[0] // regions.shape[0], axis=0)
+        return class_scores(self.probe.head, logits, regions)
 
 
 class CamMethod:
@@ -50,11 +68,13 @@ class CamMethod:
     uses_gradients: ClassVar[bool] = True
     supports_eigen_smooth: ClassVar[bool] = True
     makes_saliency: ClassVar[bool] = False
+    uses_chunks: ClassVar[bool] = False  # reads ``chunk_size`` (perturbation passes)
+    uses_max_channels: ClassVar[bool] = False  # reads ``max_channels``
     description: ClassVar[str] = ""
 
-    def __init__(self, eigen_smooth: bool = False, chunk_size: int = 32, max_channels: int | None = None):
+    def __init__(self, eigen_smooth: bool = False, chunk_size: int | None = None, max_channels: int | None = None):
         self.eigen_smooth = eigen_smooth
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = int(chunk_size or 32)
         self.max_channels = max_channels
 
     def prepare(self, spec, probe) -> Any:
