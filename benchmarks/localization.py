@@ -97,7 +97,7 @@ def save_failures(spec, source: str, seed: int, count: int, path: str) -> None:
         picture = Image.fromarray(overlay(scene.image, shown))
         draw = ImageDraw.Draw(picture)
         draw.ellipse([x - 3, y - 3, x + 3, y + 3], outline="white")
-        caption = f"{CLASSES[truth.label]}->{CLASSES[predicted]}{'' if inside else ' off'}"
+        caption = f"{CLASSES[truth.label]}->{CLASSES[predicted]}{'' if inside else ', max off the object'}"
         tiles.append((np.asarray(scene.image), np.asarray(picture), caption))
     columns, tile = 6, 128
     rows = max(1, -(-len(tiles) // (columns // 2)))

@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcam_cli.demo.localization import confusion_matrix, score_method, source_scenes, source_single_objects
+from gradcam_cli.demo.localization import (
+    confusion_matrix,
+    score_method,
+    source_scenes,
+    source_single_objects,
+)
 from gradcam_cli.demo.shapes import CLASSES, EXTENT, make_dataset, make_scene
 from gradcam_cli.engine import Explainer
 from gradcam_cli.images import model_input

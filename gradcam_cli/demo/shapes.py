@@ -406,21 +406,25 @@ def _place(rng: np.random.Generator, count: int, size: int, difficulty: float) -
     return placed
 
 
-def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single", difficulty: float = 1.0) -> Scene:
-    """One image with its objects. ``kind``: 'single', 'pair' (two classes) or 'same' (2-3 of one).
+def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single", difficulty: float = 1.0,
+               labels: list[int] | None = None) -> Scene:
+    """One image with its objects. ``kind``: 'single', 'pair' (two classes) or 'same' (2-3 of one);
+    ``labels`` fixes the objects' classes instead of drawing them (they must fit ``kind``).
 
     ``difficulty`` in [0, 1] scales the odds of everything that makes a scene hard (busy
     backgrounds, distractors, outlines, low contrast, small sizes, occlusion, camera effects):
     1 is the full randomization, 0 a large filled shape on a flat or gradient background. A training
     set mixes difficulties so that the easy images give the first gradients a signal."""
-    if kind == "single":
+    if kind not in KINDS:
+        raise ValueError(f"unknown scene kind {kind!r}: one of {KINDS}")
+    if labels is not None:
+        labels = [int(label) for label in labels]
+    elif kind == "single":
         labels = [int(rng.integers(len(CLASSES)))]
     elif kind == "pair":
         labels = [int(v) for v in rng.choice(len(CLASSES), 2, replace=False)]
     elif kind == "same":
         labels = [int(rng.integers(len(CLASSES)))] * int(rng.integers(2, 4))
-    else:
-        raise ValueError(f"unknown scene kind {kind!r}: one of {KINDS}")
     big = size * SUPERSAMPLE
     simple = rng.random() >= difficulty
     background = (_flat if rng.random() < 0.5 else _gradient)(rng, size) if simple else _background(rng, size)
