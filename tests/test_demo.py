@@ -123,9 +123,13 @@ def heldout_scenes():
 # Floors a little under the figures measured on the held-out generator (README, benchmarks/
 # localization.json), so that a broken method or model fails while sampling noise on 40 images
 # per kind does not.
-HELDOUT_ACCURACY_FLOOR = 0.0
-IN_DISTRIBUTION_ACCURACY_FLOOR = 0.0
-FLOORS = {"pointing_game": 0.0, "pointing_game_strict": 0.0, "two_class": 0.0, "multi_instance_coverage": 0.0}
+# Measured on these exact images (seed 4242 / 31337) with the shipped model: accuracy 74.0 % held-out,
+# 70.0 % in-distribution; pointing 85.0-87.5 %, strict 65.0-72.5 %, two-class 80.0-83.8 % (Score-CAM
+# 67.5 %), multi-instance coverage 78.8-81.2 %.
+HELDOUT_ACCURACY_FLOOR = 0.70
+IN_DISTRIBUTION_ACCURACY_FLOOR = 0.65
+FLOORS = {"pointing_game": 0.80, "pointing_game_strict": 0.60, "two_class": 0.75, "multi_instance_coverage": 0.75}
+METHOD_FLOORS = {("scorecam", "two_class"): 0.60}  # its channel-masking scores are the least class-specific
 
 
 @pytest.mark.parametrize("method", method_names())
@@ -141,4 +145,4 @@ def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, heldout_
         if method == "eigencam" and metric == "two_class":  # class-agnostic: the same map for A and B
             assert summary[metric] <= 0.6, summary
             continue
-        assert summary[metric] >= floor, (method, metric, summary)
+        assert summary[metric] >= METHOD_FLOORS.get((method, metric), floor), (method, metric, summary)
