@@ -61,3 +61,7 @@ class ImageError(GradcamError):
     """One input could not be read as an image. Recorded per file; the batch goes on."""
 
     exit_code = 1
+
+
+class EngineError(GradcamError):
+    """``--engine ray`` cannot run: the extra is not installed, or the cluster cannot be reached."""
