@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw  # noqa: E402
 import gradcam_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ["01_single_cross.png", "03_single_triangle.png", "05_pair_circle_triangle.png",
-           "12_same_triangle_x3.png"]
+SAMPLES = ["02_single_square.png", "03_single_triangle.png", "07_pair_cross_star.png",
+           "10_same_square_x2.png"]
 METHODS = ["cam", "gradcam", "gradcam++"]
 TILE = 192
 

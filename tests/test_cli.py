@@ -59,7 +59,7 @@ def test_explain_demo_on_bundled_samples(tmp_path):
         overlay = Image.open(row["overlay"])
         assert overlay.size == Image.open(row["input"]).size
         heatmap = np.load(row["heatmap"], allow_pickle=False)
-        assert heatmap.dtype == np.float32 and heatmap.shape == (16, 16) and heatmap.min() >= 0
+        assert heatmap.dtype == np.float32 and heatmap.shape == (24, 24) and heatmap.min() >= 0
     assert "01_single_cross.png: cross" in result.output
 
 

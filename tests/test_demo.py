@@ -1,4 +1,8 @@
-"""The bundled demo: reproducible synthetic world, the trained model, and localization floors."""
+"""The bundled demo: reproducible synthetic world, the trained model, and localization floors.
+
+The model's floors are measured on the held-out generator (gradcam_cli.demo.heldout), which the
+model was neither trained nor selected on; see README, "The demo model and measured localization".
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcam_cli.demo.localization import make_scenes, score_method
-from gradcam_cli.demo.shapes import CLASSES, make_dataset, make_scene
+from gradcam_cli.demo.localization import (
+    confusion_matrix,
+    score_method,
+    source_scenes,
+    source_single_objects,
+)
+from gradcam_cli.demo.shapes import CLASSES, EXTENT, make_dataset, make_scene
 from gradcam_cli.engine import Explainer
 from gradcam_cli.images import model_input
 from gradcam_cli.methods import method_names
@@ -23,7 +32,7 @@ def test_generator_is_seeded_and_masks_match_objects():
     np.testing.assert_array_equal(first.image, again.image)
     assert 2 <= len(first.objects) <= 3 and len(set(first.labels)) == 1
     for obj in first.objects:
-        assert obj.mask.shape == (96, 96) and obj.mask.sum() > 20
+        assert obj.mask.shape == (96, 96) and obj.mask.sum() >= 8
         x0, y0, x1, y1 = obj.box
         assert obj.mask[y0:y1, x0:x1].sum() == obj.mask.sum()
     masks = np.stack([o.mask for o in first.objects])
@@ -32,23 +41,70 @@ def test_generator_is_seeded_and_masks_match_objects():
     assert len(set(pair.labels)) == 2
 
 
+def test_generator_sizes_stay_in_the_documented_range():
+    rng = np.random.default_rng(11)
+    extents = []
+    for _ in range(60):
+        scene = make_scene(rng, 96, "single")
+        x0, y0, x1, y1 = scene.objects[0].box
+        extents.append(max(x1 - x0, y1 - y0) / 96)
+    # masks lose a little to occlusion and the frame; the drawn extent is EXTENT
+    assert min(extents) >= EXTENT[0] * 0.4 and max(extents) <= EXTENT[1] * 1.05
+    assert np.percentile(extents, 90) > 0.3 and np.percentile(extents, 10) < 0.2
+
+
+def test_difficulty_zero_is_a_plain_large_filled_shape():
+    scene = make_scene(np.random.default_rng(3), 96, "single", difficulty=0.0)
+    x0, y0, x1, y1 = scene.objects[0].box
+    assert max(x1 - x0, y1 - y0) >= 0.15 * 96
+
+
 def test_dataset_targets_are_soft_labels():
     _, targets, scenes = make_dataset(3, 30)
     np.testing.assert_allclose(targets.sum(axis=1), 1.0)
     for target, scene in zip(targets, scenes, strict=True):
         assert set(np.nonzero(target)[0]) == set(scene.labels)
+    images, same_targets, none = make_dataset(3, 30, with_scenes=False)
+    assert none is None and images.shape == (30, 96, 96, 3)
+    np.testing.assert_array_equal(same_targets, targets)
+
+
+def test_cell_targets_follow_the_masks():
+    from gradcam_cli.demo.train import cell_targets
+
+    scene = make_scene(np.random.default_rng(8), 96, "pair")
+    cells = cell_targets(scene, 24).astype(np.float32) / 255
+    assert cells.shape == (24, 24, len(CLASSES) + 1)
+    np.testing.assert_allclose(cells.sum(axis=-1), 1.0, atol=0.02)
+    for obj in scene.objects:
+        np.testing.assert_allclose(cells[..., obj.label].sum() * 16, obj.mask.sum(), rtol=0.02)
+
+
+def test_confusion_matrix_counts():
+    counts = confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3)
+    np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
 
 
 def test_demo_model_is_small_and_labelled(demo_spec):
     assert demo_spec.labels == list(CLASSES)
-    assert demo_spec.input_size == (64, 64) and demo_spec.preprocess_name == "scale01"
+    assert demo_spec.input_size == (96, 96) and demo_spec.preprocess_name == "scale01"
     assert (ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras").stat().st_size < 3_000_000
+    assert "training" not in " ".join(layer.name for layer in demo_spec.model.layers)  # no training head
 
 
-def test_demo_model_classifies_fresh_single_objects(demo_spec):
-    images, targets, _ = make_dataset(4242, 300, mix={"single": 1.0})
-    probabilities = demo_spec.model.predict(demo_spec.preprocess(images.astype(np.float32)), verbose=0)
-    assert np.mean(probabilities.argmax(1) == targets.argmax(1)) >= 0.97
+def _accuracy(demo_spec, source: str, count: int) -> float:
+    images, labels = source_single_objects(source, seed=4242, count=count)
+    pixels = np.stack([model_input(image, demo_spec.input_size) for image in images])
+    probabilities = demo_spec.model.predict(demo_spec.preprocess(pixels), verbose=0)
+    return float(np.mean(probabilities.argmax(1) == labels))
+
+
+def test_demo_model_classifies_heldout_single_objects(demo_spec):
+    assert _accuracy(demo_spec, "heldout", 200) >= HELDOUT_ACCURACY_FLOOR
+
+
+def test_demo_model_classifies_fresh_in_distribution_single_objects(demo_spec):
+    assert _accuracy(demo_spec, "in_distribution", 200) >= IN_DISTRIBUTION_ACCURACY_FLOOR
 
 
 def test_sample_ground_truth_matches_files():
@@ -60,25 +116,33 @@ def test_sample_ground_truth_matches_files():
 
 
 @pytest.fixture(scope="module")
-def scenes():
-    return make_scenes(seed=31337, per_kind=40)
+def heldout_scenes():
+    return source_scenes("heldout", seed=31337, per_kind=40)
 
 
-# Floors well under the measured figures (README), so that a broken method fails, noise does not.
-FLOORS = {"pointing_game": 0.9, "two_class": 0.85, "multi_instance_coverage": 0.8}
+# Floors a little under the figures measured on the held-out generator (README, benchmarks/
+# localization.json), so that a broken method or model fails while sampling noise on 40 images
+# per kind does not.
+# Measured on these exact images (seed 4242 / 31337) with the shipped model: accuracy 74.0 % held-out,
+# 70.0 % in-distribution; pointing 85.0-87.5 %, strict 65.0-72.5 %, two-class 80.0-83.8 % (Score-CAM
+# 67.5 %), multi-instance coverage 78.8-81.2 %.
+HELDOUT_ACCURACY_FLOOR = 0.70
+IN_DISTRIBUTION_ACCURACY_FLOOR = 0.65
+FLOORS = {"pointing_game": 0.80, "pointing_game_strict": 0.60, "two_class": 0.75, "multi_instance_coverage": 0.75}
+METHOD_FLOORS = {("scorecam", "two_class"): 0.60}  # its channel-masking scores are the least class-specific
 
 
 @pytest.mark.parametrize("method", method_names())
-def test_methods_localize_shapes_with_the_demo_model(demo_spec, scenes, method):
+def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, heldout_scenes, method):
     explainer = Explainer(demo_spec, method=method, batch_size=40)
 
     def explain_fn(images, classes):
         batch = np.stack([model_input(image, demo_spec.input_size) for image in images])
         return explainer.run(batch, classes).heatmaps
 
-    summary = score_method(explain_fn, scenes).summary()
+    summary = score_method(explain_fn, heldout_scenes).summary()
     for metric, floor in FLOORS.items():
         if method == "eigencam" and metric == "two_class":  # class-agnostic: the same map for A and B
             assert summary[metric] <= 0.6, summary
             continue
-        assert summary[metric] >= floor, (method, metric, summary)
+        assert summary[metric] >= METHOD_FLOORS.get((method, metric), floor), (method, metric, summary)

@@ -23,7 +23,7 @@ from gradcam_cli.images import load_image
 from gradcam_cli.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHAPE = ROOT / "sample_images" / "shapes" / "01_single_cross.png"
+SHAPE = ROOT / "sample_images" / "shapes" / "02_single_square.png"  # flat background: JPEG noise stays small
 
 
 def run(*args):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..render import display_heatmap
-from .shapes import Scene, make_scene
+from .shapes import Scene, make_dataset, make_scene
 
 COVERAGE_LEVEL = 0.5
 TOLERANCE = 15 / 224  # Zhang et al.'s 15 pixels on 224-pixel inputs, as a fraction of the side
@@ -61,8 +61,41 @@ class LocalizationScores:
 
 
 def make_scenes(seed: int, per_kind: int, size: int = 128) -> dict[str, list[Scene]]:
+    """Scenes from the training generator (in-distribution): ``per_kind`` of each kind."""
     rng = np.random.default_rng(seed)
     return {kind: [make_scene(rng, size, kind) for _ in range(per_kind)] for kind in ("single", "pair", "same")}
+
+
+SOURCES = {"in_distribution": "the training generator (gradcam_cli.demo.shapes), another seed",
+           "heldout": "gradcam_cli.demo.heldout, written separately, never used for training or selection"}
+
+
+def source_scenes(source: str, seed: int, per_kind: int, size: int = 128) -> dict[str, list]:
+    """Scored scenes (``.image``, ``.objects[i].label/.mask``) from one of :data:`SOURCES`."""
+    if source == "heldout":
+        from . import heldout
+
+        return heldout.make_scenes(seed, per_kind, size=size)
+    return make_scenes(seed, per_kind, size)
+
+
+def source_single_objects(source: str, seed: int, count: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` single-object images (uint8) and their class indices, from one of :data:`SOURCES`."""
+    if source == "heldout":
+        from . import heldout
+
+        images, labels = heldout.make_dataset(seed, count, size=size)
+    else:
+        images, labels, _ = make_dataset(seed, count, size, mix={"single": 1.0}, with_scenes=False)
+    labels = np.asarray(labels)
+    return images, (labels.argmax(axis=1) if labels.ndim == 2 else labels).astype(int)
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """counts[t, p]: images of class t predicted as p."""
+    counts = np.zeros((classes, classes), int)
+    np.add.at(counts, (truth, predicted), 1)
+    return counts
 
 
 def score_method(explain_fn, scenes: dict[str, list[Scene]]) -> LocalizationScores:
