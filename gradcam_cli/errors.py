@@ -52,3 +52,8 @@ class ImageError(GradcamError):
     """One input could not be read as an image. Recorded per file; the batch goes on."""
 
     exit_code = 1
+
+
+class EvaluationError(GradcamError):
+    """``gradcam evaluate`` cannot score: unreadable ground truth, a bad --fail-under, a metric that
+    needs what was not given, a preprocessing the perturbations cannot go through."""

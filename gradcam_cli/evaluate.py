@@ -1,0 +1,381 @@
+"""``gradcam evaluate``: score each method's maps for one model on a set of images.
+
+For every batch of images and every method, the engine's :class:`~gradcam_cli.engine.Explainer`
+makes the maps (one compiled pass), and one :class:`~gradcam_cli.metrics.perturbation.PerturbationRunner`
+(built on the first explainer's probe, shared by all methods) scores every perturbed copy the
+faithfulness metrics need in chunks of one compiled graph. Pointing games read the maps against
+ground-truth boxes; ``sanity`` repeats the maps on a copy of the model with a re-initialised top.
+
+Outputs in the output folder: ``metrics.json`` (per method and metric: mean, 95 % bootstrap interval,
+number of images; the mean curves; the sanity check; the gate's verdict), ``metrics.jsonl`` (one
+row per image, method and target) and ``curves.png`` (mean deletion and insertion curves).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import render
+from .engine import Explainer
+from .errors import ImageError, OutputError
+from .images import InputItem, model_input, open_rgb
+from .methods import BASELINES
+from .metrics import FAITHFULNESS, METRICS, confidence, deletion, pointing, sanity
+from .metrics.ground_truth import GroundTruth
+from .metrics.perturbation import PerturbationRunner, Rows, blurred, pixel_ranks
+from .metrics.summary import Gate, check_gates, rank_methods, summarize
+from .models import ModelSpec
+
+METRICS_JSON = "metrics.json"
+METRICS_JSONL = "metrics.jsonl"
+CURVES_PNG = "curves.png"
+
+
+@dataclass
+class EvaluateOptions:
+    methods: list[str]
+    metrics: list[str]
+    steps: int = 20
+    layer: str | None = None
+    classes: list[str | int] | None = None
+    top_k: int = 1
+    batch_size: int = 16
+    ground_truth: GroundTruth | None = None
+    sanity: bool = False
+    gates: list[Gate] = field(default_factory=list)
+    xla: bool = False
+    copies_per_pass: int = 64
+    workers: int = 2
+
+
+@dataclass
+class Evaluation:
+    """Everything ``gradcam evaluate`` reports; ``summaries[method][metric]`` is a
+    :func:`~gradcam_cli.metrics.summary.summarize` dict."""
+
+    model: str
+    layer: str
+    steps: int
+    metrics: list[str]
+    methods: list[str]
+    summaries: dict[str, dict[str, dict]]
+    ranking: list[str]
+    rows: list[dict]
+    curves: dict[str, dict[str, list[float]]]
+    sanity: dict[str, dict]
+    failures: list[tuple[str, str]]
+    missed: list[str]
+    images: int
+    seconds: float
+    forward_passes: dict[str, int]
+
+    @property
+    def exit_code(self) -> int:
+        from .metrics.summary import GATE_EXIT_CODE
+
+        return GATE_EXIT_CODE if self.missed else 1 if self.failures else 0
+
+    def as_json(self) -> dict:
+        return {"model": self.model, "layer": self.layer, "steps": self.steps, "images": self.images,
+                "metrics": self.metrics, "ranking": self.ranking, "methods": self.summaries,
+                "curves": self.curves, "sanity": self.sanity,
+                "failures": [{"input": path, "error": message} for path, message in self.failures],
+                "gate": {"passed": not self.missed, "missed": self.missed},
+                "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class BatchScores:
+    """Per (image, target) of one batch and one method; None/NaN where a metric was not asked."""
+
+    class_ids: np.ndarray  # (n, T)
+    probability: np.ndarray  # (n, T): the explained class on the unaltered image
+    values: dict[str, np.ndarray]  # metric -> (n, T) float, NaN where not scored
+    ground_truth: list[list[str]] | None  # (n, T) pointing status
+    curves: dict[str, np.ndarray]  # 'deletion'/'insertion' -> (n, T, S + 1)
+    sanity: np.ndarray | None  # (n, T) rank correlation
+
+
+class Evaluator:
+    """Compiled explainers (one per method), the shared perturbation runner and, for ``sanity``,
+    explainers on the randomized copy. :meth:`score_batch` is the whole per-batch computation."""
+
+    def __init__(self, spec: ModelSpec, options: EvaluateOptions):
+        self.spec = spec
+        self.options = options
+        self.explainers = {method: Explainer(spec, method, options.layer, options.batch_size, options.xla)
+                           for method in options.methods}
+        first = next(iter(self.explainers.values()))
+        self.layer = first.layer_name
+        self.runner = None
+        if any(metric in FAITHFULNESS for metric in options.metrics):
+            self.runner = PerturbationRunner(spec, first.probe, options.batch_size, options.copies_per_pass,
+                                             options.xla)
+        self.randomized: dict[str, Explainer] = {}
+        if options.sanity:
+            copy = sanity.randomized_copy(spec)
+            self.randomized = {method: Explainer(copy, method, self.layer, options.batch_size, options.xla)
+                               for method in options.methods}
+        self.explained_images = 0
+
+    def resolve_targets(self):
+        first = next(iter(self.explainers.values()))
+        return first.resolve_targets(self.options.classes, self.options.top_k)
+
+    def score_batch(self, pixels: np.ndarray, annotations: list | None = None,
+                    image_sizes: list[tuple[int, int]] | None = None) -> dict[str, BatchScores]:
+        """Scores for ``pixels`` (n, H, W, C) in [0, 255] at the model's input size, every method.
+
+        ``annotations``: per image its ground-truth boxes (None: not annotated), with
+        ``image_sizes`` (width, height) of the originals the boxes refer to.
+        """
+        options = self.options
+        classes = self.resolve_targets()
+        substrate = blurred(pixels) if "insertion" in options.metrics else pixels
+        height, width = self.spec.input_size
+        scores = {}
+        for method, explainer in self.explainers.items():
+            result = explainer.run(pixels, classes, options.top_k)
+            self.explained_images += len(pixels)
+            count, targets = result.class_ids.shape
+            maps = result.heatmaps.reshape(count * targets, *result.heatmaps.shape[2:])
+            shown = render.display_heatmaps(maps, (height, width))
+            empty = np.array([render.is_empty(m) for m in maps], bool)
+            ranks = pixel_ranks(shown)
+            class_ids = result.class_ids.reshape(-1)
+            images = np.repeat(np.arange(count), targets)
+            items = np.arange(count * targets)
+            original = result.probabilities[images, class_ids]
+            values = {metric: np.full(count * targets, np.nan) for metric in options.metrics}
+            curves: dict[str, np.ndarray] = {}
+            parts: list[Rows] = []
+            wants_curves = "deletion" in options.metrics or "insertion" in options.metrics
+            wants_product = "drop" in options.metrics or "increase" in options.metrics
+            if wants_curves:
+                parts.append(deletion.curve_rows(items, images, class_ids, height * width, options.steps))
+            if wants_product:
+                parts.append(confidence.multiplied_rows(items, images, class_ids))
+            if parts:
+                scored = self.runner.probabilities(pixels, substrate, ranks, shown, Rows.concatenate(parts))
+                if wants_curves:
+                    span = len(items) * 2 * options.steps
+                    deleted, inserted = deletion.assemble_curves(scored[:span], original, options.steps)
+                    curves = {"deletion": deleted, "insertion": inserted}
+                    for name, curve in curves.items():
+                        if name in values:
+                            values[name] = deletion.area_under_curve(curve)
+                    scored = scored[span:]
+                if wants_product:
+                    if "drop" in values:
+                        values["drop"] = confidence.average_drop(original, scored)
+                    if "increase" in values:
+                        values["increase"] = confidence.increase_in_confidence(original, scored)
+            statuses = None
+            if "pointing" in options.metrics or "energy" in options.metrics:
+                per_item_boxes = [annotations[i] for i in images]
+                sizes = [image_sizes[i] for i in images]
+                labels = [self.spec.label(int(c)) for c in class_ids]
+                masks, statuses = pointing.class_masks(per_item_boxes, sizes, class_ids, labels, (height, width))
+                scored_mask = np.array([s == pointing.HIT for s in statuses])
+                if "pointing" in values:
+                    hits = pointing.pointing_hits(ranks, masks, empty).astype(np.float64)
+                    values["pointing"] = np.where(scored_mask, hits, np.nan)
+                if "energy" in values:
+                    values["energy"] = np.where(scored_mask, pointing.energy_inside(shown, masks), np.nan)
+                statuses = [statuses[i * targets:(i + 1) * targets] for i in range(count)]
+            correlation = None
+            if method in self.randomized:
+                randomized = self.randomized[method].run(pixels, result.class_ids, 1)
+                correlation = sanity.rank_correlation(maps, randomized.heatmaps.reshape(maps.shape)).reshape(count, targets)
+            scores[method] = BatchScores(
+                result.class_ids, original.reshape(count, targets),
+                {name: value.reshape(count, targets) for name, value in values.items()}, statuses,
+                {name: curve.reshape(count, targets, -1) for name, curve in curves.items()}, correlation)
+        return scores
+
+
+def _decode(item: InputItem, spec: ModelSpec, channels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    if item.error:
+        raise ImageError(f"{item.path}: {item.error}.")
+    original = open_rgb(item.path)
+    return model_input(original, spec.input_size, channels), (original.width, original.height)
+
+
+def _number(value) -> float | None:
+    return None if value is None or np.isnan(value) else round(float(value), 6)
+
+
+def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
+             progress: Callable[[int], None] | None = None) -> Evaluation:
+    """Score every method on ``items``; unreadable images are listed in ``failures`` and skipped."""
+    started = time.perf_counter()
+    evaluator = Evaluator(spec, options)
+    evaluator.resolve_targets()  # a bad --class fails before any image
+    channels = int(spec.model.inputs[0].shape[-1] or 3)
+    per_method: dict[str, dict[str, list]] = {m: {metric: [] for metric in options.metrics} for m in options.methods}
+    curve_sums = {m: {} for m in options.methods}
+    correlations: dict[str, list[float]] = {m: [] for m in options.methods}
+    apart = {m: {pointing.ABSENT: 0, pointing.UNANNOTATED: 0} for m in options.methods}
+    rows: list[dict] = []
+    failures: list[tuple[str, str]] = []
+    images_done = 0
+    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode") as pool:
+        for start in range(0, len(items), options.batch_size):
+            batch = items[start:start + options.batch_size]
+            good, pixels, sizes = [], [], []
+            for item, future in zip(batch, [pool.submit(_decode, i, spec, channels) for i in batch], strict=True):
+                try:
+                    prepared, size = future.result()
+                except ImageError as error:
+                    failures.append((item.path, str(error)))
+                    continue
+                good.append(item)
+                pixels.append(prepared)
+                sizes.append(size)
+            if good:
+                annotations = None
+                if options.ground_truth is not None:
+                    annotations = [options.ground_truth.boxes(item.path, item.relative) for item in good]
+                scores = evaluator.score_batch(np.stack(pixels), annotations, sizes)
+                images_done += len(good)
+                for method, batch_scores in scores.items():
+                    _collect(method, good, batch_scores, spec, per_method, curve_sums, correlations, apart, rows)
+            if progress:
+                progress(len(batch))
+    summaries: dict[str, dict[str, dict]] = {}
+    for method in options.methods:
+        summaries[method] = {metric: summarize(per_method[method][metric]) for metric in options.metrics}
+        for metric in ("pointing", "energy"):
+            if metric in summaries[method]:
+                summaries[method][metric].update(apart[method])
+    curves = {m: {name: [round(float(v), 6) for v in total / max(1, count)] for name, (total, count) in sums.items()}
+              for m, sums in curve_sums.items()}
+    sanity_report = {}
+    if options.sanity:
+        for method in options.methods:
+            summary = summarize(correlations[method])
+            flagged = summary["mean"] is not None and summary["mean"] >= sanity.FLAG_CORRELATION
+            sanity_report[method] = {"rank_correlation": summary, "flagged": bool(flagged)}
+        sanity_report["randomized_layers"] = sanity.randomized_layers(spec.model)
+    ranking = rank_methods(summaries, options.metrics[0]) if options.metrics else list(options.methods)
+    missed = check_gates(options.gates, summaries, set(BASELINES))
+    passes = {"explain_per_image_per_method": 1,
+              "perturbed_copies": evaluator.runner.copies_run if evaluator.runner else 0,
+              "explained_images": evaluator.explained_images}
+    return Evaluation(spec.name, evaluator.layer, options.steps, list(options.metrics), list(options.methods),
+                      summaries, ranking, rows, curves, sanity_report, failures, missed, images_done,
+                      time.perf_counter() - started, passes)
+
+
+def _collect(method, items, scores: BatchScores, spec, per_method, curve_sums, correlations, apart, rows) -> None:
+    count, targets = scores.class_ids.shape
+    for name, curve in scores.curves.items():
+        total, seen = curve_sums[method].get(name, (0.0, 0))
+        curve_sums[method][name] = (total + curve.reshape(-1, curve.shape[-1]).sum(axis=0), seen + count * targets)
+    for i, item in enumerate(items):
+        for t in range(targets):
+            class_index = int(scores.class_ids[i, t])
+            row = {"input": item.path, "method": method, "rank": t, "class_index": class_index,
+                   "label": spec.label(class_index), "probability": round(float(scores.probability[i, t]), 6)}
+            for metric, value in scores.values.items():
+                row[metric] = _number(value[i, t])
+                if not np.isnan(value[i, t]):
+                    per_method[method][metric].append(float(value[i, t]))
+            if scores.ground_truth is not None:
+                status = scores.ground_truth[i][t]
+                row["ground_truth"] = status
+                if status != pointing.HIT:
+                    apart[method][status] += 1
+            if scores.sanity is not None:
+                row["sanity_correlation"] = round(float(scores.sanity[i, t]), 6)
+                correlations[method].append(float(scores.sanity[i, t]))
+            rows.append(row)
+
+
+def write_outputs(evaluation: Evaluation, output_dir: str | Path) -> list[Path]:
+    """Write metrics.json, metrics.jsonl and curves.png; return their paths."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{output_dir}: cannot create the output folder ({error.strerror or error}); "
+                          "pick another with -o/--output-dir.") from None
+    paths = [output_dir / METRICS_JSON, output_dir / METRICS_JSONL]
+    rows = [{"input": path, "status": "error", "error": message} for path, message in evaluation.failures]
+    jsonl = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [*evaluation.rows, *rows])
+    render.atomic_write_bytes(paths[0], (json.dumps(evaluation.as_json(), indent=2) + "\n").encode("utf-8"))
+    render.atomic_write_bytes(paths[1], jsonl.encode("utf-8"))
+    if evaluation.curves and any(evaluation.curves.values()):
+        paths.append(output_dir / CURVES_PNG)
+        render.atomic_write_bytes(paths[2], render.png_bytes(curve_chart(evaluation.curves)))
+    return paths
+
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def curve_chart(curves: dict[str, dict[str, list[float]]], panel: int = 360) -> np.ndarray:
+    """Mean deletion and insertion curves per method, two panels, drawn with Pillow: probability of
+    the explained class (0..1) against the fraction of pixels deleted or inserted (0..1)."""
+    from .compare import _font
+
+    margin, legend = 44, 18 * len(curves) + 10
+    image = Image.new("RGB", (2 * panel + 3 * margin, panel + 2 * margin + legend), "white")
+    draw = ImageDraw.Draw(image)
+    font = _font(12)
+    for column, name in enumerate(("deletion", "insertion")):
+        left, top = margin + column * (panel + margin), margin
+        draw.rectangle([left, top, left + panel, top + panel], outline=(0, 0, 0))
+        for tick in range(6):
+            x = left + panel * tick / 5
+            y = top + panel - panel * tick / 5
+            draw.line([(x, top + panel), (x, top + panel + 4)], fill=(0, 0, 0))
+            draw.line([(left - 4, y), (left, y)], fill=(0, 0, 0))
+            draw.text((x - 8, top + panel + 6), f"{tick / 5:.1f}", fill=(0, 0, 0), font=font)
+            draw.text((left - 30, y - 7), f"{tick / 5:.1f}", fill=(0, 0, 0), font=font)
+        verb = "deleted" if name == "deletion" else "inserted"
+        draw.text((left, 8), f"{name}: probability vs fraction of pixels {verb}", fill=(0, 0, 0), font=font)
+        for index, sets in enumerate(curves.values()):
+            values = sets.get(name)
+            if not values:
+                continue
+            steps = len(values) - 1
+            points = [(left + panel * s / steps, top + panel - panel * min(max(v, 0.0), 1.0)) for s, v in enumerate(values)]
+            draw.line(points, fill=PALETTE[index % len(PALETTE)], width=2)
+    for index, method in enumerate(curves):
+        y = panel + 2 * margin + 18 * index
+        colour = PALETTE[index % len(PALETTE)]
+        draw.line([(margin, y + 7), (margin + 24, y + 7)], fill=colour, width=3)
+        draw.text((margin + 30, y), method, fill=(0, 0, 0), font=font)
+    return np.asarray(image)
+
+
+def format_table(evaluation: Evaluation) -> list[str]:
+    """The printed table: one row per method, best first by the first metric; mean [95 % interval]."""
+    headers = ["method", *evaluation.metrics] + (["sanity rho"] if evaluation.sanity else [])
+    table = [headers]
+    for method in evaluation.ranking:
+        cells = [method + (" (baseline)" if method in BASELINES else "")]
+        for metric in evaluation.metrics:
+            summary = evaluation.summaries[method][metric]
+            cells.append("-" if summary["mean"] is None else
+                         f"{summary['mean']:.3f} [{summary['ci95'][0]:.3f}, {summary['ci95'][1]:.3f}]")
+        if evaluation.sanity:
+            entry = evaluation.sanity[method]
+            mean = entry["rank_correlation"]["mean"]
+            cells.append("-" if mean is None else f"{mean:.2f}" + (" FLAGGED" if entry["flagged"] else ""))
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
+    directions = ", ".join(f"{m} {'higher' if METRICS[m].higher_is_better else 'lower'}" for m in evaluation.metrics)
+    lines.append(f"(mean [95% bootstrap interval] over {evaluation.images} image(s); better: {directions})")
+    return lines
