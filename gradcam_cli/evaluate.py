@@ -28,15 +28,21 @@ from .engine import Explainer
 from .errors import ImageError, OutputError
 from .images import InputItem, model_input, open_rgb
 from .methods import BASELINES
-from .metrics import FAITHFULNESS, METRICS, confidence, deletion, pointing, sanity
+from .metrics import (
+    CURVES_PNG,
+    FAITHFULNESS,
+    METRICS,
+    METRICS_JSON,
+    METRICS_JSONL,
+    confidence,
+    deletion,
+    pointing,
+    sanity,
+)
 from .metrics.ground_truth import GroundTruth
 from .metrics.perturbation import PerturbationRunner, Rows, blurred, pixel_ranks
 from .metrics.summary import Gate, check_gates, rank_methods, summarize
 from .models import ModelSpec
-
-METRICS_JSON = "metrics.json"
-METRICS_JSONL = "metrics.jsonl"
-CURVES_PNG = "curves.png"
 
 
 @dataclass
@@ -351,11 +357,13 @@ def curve_chart(curves: dict[str, dict[str, list[float]]], panel: int = 360) -> 
             steps = len(values) - 1
             points = [(left + panel * s / steps, top + panel - panel * min(max(v, 0.0), 1.0)) for s, v in enumerate(values)]
             draw.line(points, fill=PALETTE[index % len(PALETTE)], width=2)
-    for index, method in enumerate(curves):
+    for index, (method, sets) in enumerate(curves.items()):
         y = panel + 2 * margin + 18 * index
         colour = PALETTE[index % len(PALETTE)]
         draw.line([(margin, y + 7), (margin + 24, y + 7)], fill=colour, width=3)
-        draw.text((margin + 30, y), method, fill=(0, 0, 0), font=font)
+        areas = ", ".join(f"{name} AUC {float(deletion.area_under_curve(np.asarray(values))):.3f}"
+                          for name, values in sets.items())
+        draw.text((margin + 30, y), f"{method}: {areas}", fill=(0, 0, 0), font=font)
     return np.asarray(image)
 
 

@@ -32,6 +32,10 @@ METRICS: dict[str, MetricInfo] = {info.name: info for info in (
     MetricInfo("energy", True, True, "energy pointing game: share of the map's mass inside the boxes"),
 )}
 FAITHFULNESS = ("deletion", "insertion", "drop", "increase")
+# what gradcam evaluate writes in its output folder (read back by the HTML report)
+METRICS_JSON = "metrics.json"
+METRICS_JSONL = "metrics.jsonl"
+CURVES_PNG = "curves.png"
 
 
 def parse_metrics(text: str | None, have_ground_truth: bool) -> list[str]:
@@ -48,4 +52,4 @@ def parse_metrics(text: str | None, have_ground_truth: bool) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-__all__ = ["FAITHFULNESS", "METRICS", "MetricInfo", "parse_metrics"]
+__all__ = ["CURVES_PNG", "FAITHFULNESS", "METRICS", "METRICS_JSON", "METRICS_JSONL", "MetricInfo", "parse_metrics"]
