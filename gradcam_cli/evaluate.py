@@ -143,69 +143,76 @@ class Evaluator:
         ``annotations``: per image its ground-truth boxes (None: not annotated), with
         ``image_sizes`` (width, height) of the originals the boxes refer to.
         """
-        options = self.options
         classes = self.resolve_targets()
-        substrate = blurred(pixels) if "insertion" in options.metrics else pixels
-        height, width = self.spec.input_size
+        substrate = blurred(pixels) if "insertion" in self.options.metrics else pixels
         scores = {}
         for method, explainer in self.explainers.items():
-            result = explainer.run(pixels, classes, options.top_k)
+            result = explainer.run(pixels, classes, self.options.top_k)
             self.explained_images += len(pixels)
-            count, targets = result.class_ids.shape
-            maps = result.heatmaps.reshape(count * targets, *result.heatmaps.shape[2:])
-            shown = render.display_heatmaps(maps, (height, width))
-            empty = np.array([render.is_empty(m) for m in maps], bool)
-            ranks = pixel_ranks(shown)
-            class_ids = result.class_ids.reshape(-1)
-            images = np.repeat(np.arange(count), targets)
-            items = np.arange(count * targets)
-            original = result.probabilities[images, class_ids]
-            values = {metric: np.full(count * targets, np.nan) for metric in options.metrics}
-            curves: dict[str, np.ndarray] = {}
-            parts: list[Rows] = []
-            wants_curves = "deletion" in options.metrics or "insertion" in options.metrics
-            wants_product = "drop" in options.metrics or "increase" in options.metrics
-            if wants_curves:
-                parts.append(deletion.curve_rows(items, images, class_ids, height * width, options.steps))
-            if wants_product:
-                parts.append(confidence.multiplied_rows(items, images, class_ids))
-            if parts:
-                scored = self.runner.probabilities(pixels, substrate, ranks, shown, Rows.concatenate(parts))
-                if wants_curves:
-                    span = len(items) * 2 * options.steps
-                    deleted, inserted = deletion.assemble_curves(scored[:span], original, options.steps)
-                    curves = {"deletion": deleted, "insertion": inserted}
-                    for name, curve in curves.items():
-                        if name in values:
-                            values[name] = deletion.area_under_curve(curve)
-                    scored = scored[span:]
-                if wants_product:
-                    if "drop" in values:
-                        values["drop"] = confidence.average_drop(original, scored)
-                    if "increase" in values:
-                        values["increase"] = confidence.increase_in_confidence(original, scored)
-            statuses = None
-            if "pointing" in options.metrics or "energy" in options.metrics:
-                per_item_boxes = [annotations[i] for i in images]
-                sizes = [image_sizes[i] for i in images]
-                labels = [self.spec.label(int(c)) for c in class_ids]
-                masks, statuses = pointing.class_masks(per_item_boxes, sizes, class_ids, labels, (height, width))
-                scored_mask = np.array([s == pointing.HIT for s in statuses])
-                if "pointing" in values:
-                    hits = pointing.pointing_hits(ranks, masks, empty).astype(np.float64)
-                    values["pointing"] = np.where(scored_mask, hits, np.nan)
-                if "energy" in values:
-                    values["energy"] = np.where(scored_mask, pointing.energy_inside(shown, masks), np.nan)
-                statuses = [statuses[i * targets:(i + 1) * targets] for i in range(count)]
-            correlation = None
+            scores[method] = self.score_maps(pixels, substrate, result.heatmaps, result.class_ids,
+                                             result.probabilities, annotations, image_sizes)
             if method in self.randomized:
                 randomized = self.randomized[method].run(pixels, result.class_ids, 1)
-                correlation = sanity.rank_correlation(maps, randomized.heatmaps.reshape(maps.shape)).reshape(count, targets)
-            scores[method] = BatchScores(
-                result.class_ids, original.reshape(count, targets),
-                {name: value.reshape(count, targets) for name, value in values.items()}, statuses,
-                {name: curve.reshape(count, targets, -1) for name, curve in curves.items()}, correlation)
+                count, targets = result.class_ids.shape
+                scores[method].sanity = sanity.rank_correlation(
+                    result.heatmaps.reshape(count * targets, -1),
+                    randomized.heatmaps.reshape(count * targets, -1)).reshape(count, targets)
         return scores
+
+    def score_maps(self, pixels: np.ndarray, substrate: np.ndarray, heatmaps: np.ndarray, class_ids: np.ndarray,
+                   probabilities: np.ndarray, annotations: list | None = None,
+                   image_sizes: list[tuple[int, int]] | None = None) -> BatchScores:
+        """Scores for given maps: ``heatmaps`` (n, T, h, w) raw maps of classes ``class_ids`` (n, T);
+        ``probabilities`` (n, C) on the unaltered images; ``substrate`` = :func:`blurred` pixels."""
+        metrics, steps = self.options.metrics, self.options.steps
+        height, width = self.spec.input_size
+        count, targets = class_ids.shape
+        maps = heatmaps.reshape(count * targets, *heatmaps.shape[2:])
+        shown = render.display_heatmaps(maps, (height, width))
+        empty = np.array([render.is_empty(m) for m in maps], bool)
+        ranks = pixel_ranks(shown)
+        flat_ids = class_ids.reshape(-1).astype(np.int32)
+        images = np.repeat(np.arange(count), targets)
+        items = np.arange(count * targets)
+        original = probabilities[images, flat_ids]
+        values = {metric: np.full(count * targets, np.nan) for metric in metrics}
+        curves: dict[str, np.ndarray] = {}
+        parts: list[Rows] = []
+        wants_curves = "deletion" in metrics or "insertion" in metrics
+        wants_product = "drop" in metrics or "increase" in metrics
+        if wants_curves:
+            parts.append(deletion.curve_rows(items, images, flat_ids, height * width, steps))
+        if wants_product:
+            parts.append(confidence.multiplied_rows(items, images, flat_ids))
+        if parts:
+            scored = self.runner.probabilities(pixels, substrate, ranks, shown, Rows.concatenate(parts))
+            if wants_curves:
+                span = len(items) * 2 * steps
+                curves = dict(zip(("deletion", "insertion"),
+                                  deletion.assemble_curves(scored[:span], original, steps), strict=True))
+                for name, curve in curves.items():
+                    if name in values:
+                        values[name] = deletion.area_under_curve(curve)
+                scored = scored[span:]
+            if "drop" in values:
+                values["drop"] = confidence.average_drop(original, scored)
+            if "increase" in values:
+                values["increase"] = confidence.increase_in_confidence(original, scored)
+        statuses = None
+        if "pointing" in metrics or "energy" in metrics:
+            labels = [self.spec.label(int(c)) for c in flat_ids]
+            masks, flat_status = pointing.class_masks([annotations[i] for i in images], [image_sizes[i] for i in images],
+                                                      flat_ids, labels, (height, width))
+            scored_mask = np.array([s == pointing.HIT for s in flat_status])
+            if "pointing" in values:
+                hits = pointing.pointing_hits(ranks, masks, empty).astype(np.float64)
+                values["pointing"] = np.where(scored_mask, hits, np.nan)
+            if "energy" in values:
+                values["energy"] = np.where(scored_mask, pointing.energy_inside(shown, masks), np.nan)
+            statuses = [flat_status[i * targets:(i + 1) * targets] for i in range(count)]
+        return BatchScores(class_ids, original.reshape(count, targets),
+                           {name: value.reshape(count, targets) for name, value in values.items()}, statuses,
+                           {name: curve.reshape(count, targets, -1) for name, curve in curves.items()}, None)
 
 
 def _decode(item: InputItem, spec: ModelSpec, channels: int) -> tuple[np.ndarray, tuple[int, int]]:
