@@ -71,12 +71,15 @@ def make_evaluator(spec, methods, metrics, batch_size=4, **extra):
                                            **extra))
 
 
-def test_deletion_insertion_drop_and_increase_match_numpy(caffe_spec, random_images):
+@pytest.mark.parametrize("tied", [False, True], ids=["maps", "maps-with-ties"])
+def test_deletion_insertion_drop_and_increase_match_numpy(caffe_spec, random_images, tied):
     from gradcam_cli.metrics.perturbation import blurred
 
     pixels = random_images[:4]
     evaluator = make_evaluator(caffe_spec, ["gradcam"], ["deletion", "insertion", "drop", "increase"])
     result = evaluator.explainers["gradcam"].run(pixels, top_k=2)
+    if tied:  # three levels: wide plateaus whose order only the documented tie rule decides
+        result.heatmaps = np.floor(result.heatmaps / result.heatmaps.max(axis=(2, 3), keepdims=True) * 2.99)
     scores = evaluator.score_maps(pixels, blurred(pixels), result.heatmaps, result.class_ids, result.probabilities)
     model, preprocess = caffe_spec.model, caffe_spec.preprocess
     for i in range(len(pixels)):
