@@ -261,6 +261,8 @@ def _report(summary, output_dir, quiet) -> None:
 @click.option("--copies-per-pass", type=click.IntRange(min=1), default=64, show_default=True,
               help="Perturbed images per model call: bounds memory.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_eval", show_default=True)
+@click.option("--overwrite", is_flag=True,
+              help="Score every input again; by default inputs scored with the same settings in OUTPUT_DIR are reused.")
 @recursive_option
 @xla_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
@@ -268,7 +270,7 @@ def _report(summary, output_dir, quiet) -> None:
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html with the scores and curves.")
 def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_model_code, method_list, metric_list,
              ground_truth, steps, gates, sanity, layer, classes, top_k, batch_size, copies_per_pass, output_dir,
-             recursive, xla, quiet, as_json, report):
+             overwrite, recursive, xla, quiet, as_json, report):
     """Score methods' maps: faithfulness (deletion, insertion, Average Drop, Increase in Confidence)
     and, with --ground-truth, placement (pointing game, energy). Read every score against the
     'random' and 'center' baselines.
@@ -298,7 +300,7 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
             batch_size=max(1, min(batch_size, len(items))), sanity=sanity, gates=parsed_gates, xla=xla,
             copies_per_pass=copies_per_pass,
             ground_truth=load_ground_truth(ground_truth) if ground_truth else None)
-        evaluation = _evaluate_with_progress(run_evaluation, items, spec, options, quiet)
+        evaluation = _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_dir, overwrite)
         write_outputs(evaluation, output_dir)
         if report:
             from .report import write_report
@@ -325,13 +327,13 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
     sys.exit(evaluation.exit_code)
 
 
-def _evaluate_with_progress(run_evaluation, items, spec, options, quiet):
+def _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_dir, overwrite):
     from tqdm import tqdm
 
     bar = tqdm(total=len(items), unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
                dynamic_ncols=True)
     try:
-        return run_evaluation(items, spec, options, progress=bar.update)
+        return run_evaluation(items, spec, options, progress=bar.update, output_dir=output_dir, overwrite=overwrite)
     finally:
         bar.close()
 

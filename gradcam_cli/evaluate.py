@@ -13,6 +13,7 @@ row per image, method and target) and ``curves.png`` (mean deletion and insertio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from .metrics.ground_truth import GroundTruth
 from .metrics.perturbation import PerturbationRunner, Rows, blurred, pixel_ranks
 from .metrics.summary import Gate, check_gates, rank_methods, summarize
 from .models import ModelSpec
+from .pipeline import Manifest
 
 
 @dataclass
@@ -226,23 +228,47 @@ def _number(value) -> float | None:
     return None if value is None or np.isnan(value) else round(float(value), 6)
 
 
+def config_fingerprint(spec: ModelSpec, layer: str, options: EvaluateOptions) -> str:
+    """What makes an earlier row reusable: the model, layer, targets and metric settings."""
+    settings = [spec.source, str(spec.extra.get("weights")), spec.preprocess_name, str(spec.input_size), layer,
+                str(options.classes), str(options.top_k), str(options.steps), ",".join(options.metrics),
+                options.ground_truth.source if options.ground_truth else "", str(options.sanity)]
+    return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
+
+
+def _reusable_rows(output_dir: Path | None, config: str, methods: list[str]) -> dict[str, list[dict]]:
+    """Earlier rows per input whose every requested method was scored with this ``config``."""
+    if output_dir is None:
+        return {}
+    by_input: dict[str, list[dict]] = {}
+    for row in Manifest.read_rows(Path(output_dir) / METRICS_JSONL):
+        if row.get("config") == config and row.get("method") in methods:
+            by_input.setdefault(row["input"], []).append(row)
+    return {path: rows for path, rows in by_input.items() if {row["method"] for row in rows} == set(methods)}
+
+
 def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
-             progress: Callable[[int], None] | None = None) -> Evaluation:
-    """Score every method on ``items``; unreadable images are listed in ``failures`` and skipped."""
+             progress: Callable[[int], None] | None = None, output_dir: str | Path | None = None,
+             overwrite: bool = False) -> Evaluation:
+    """Score every method on ``items``; unreadable images are listed in ``failures`` and skipped.
+
+    With ``output_dir``, inputs whose rows in its metrics.jsonl have the same settings are not
+    scored again (unless ``overwrite``): their rows are reused, as ``explain`` resumes.
+    """
     started = time.perf_counter()
     evaluator = Evaluator(spec, options)
     evaluator.resolve_targets()  # a bad --class fails before any image
+    config = config_fingerprint(spec, evaluator.layer, options)
+    reused = {} if overwrite else _reusable_rows(output_dir, config, options.methods)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
-    per_method: dict[str, dict[str, list]] = {m: {metric: [] for metric in options.metrics} for m in options.methods}
-    curve_sums = {m: {} for m in options.methods}
-    correlations: dict[str, list[float]] = {m: [] for m in options.methods}
-    apart = {m: {pointing.ABSENT: 0, pointing.UNANNOTATED: 0} for m in options.methods}
-    rows: list[dict] = []
+    rows: list[dict] = [row for item in items for row in reused.get(item.path, [])]
+    todo = [item for item in items if item.path not in reused]
+    if progress and len(todo) < len(items):
+        progress(len(items) - len(todo))
     failures: list[tuple[str, str]] = []
-    images_done = 0
     with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode") as pool:
-        for start in range(0, len(items), options.batch_size):
-            batch = items[start:start + options.batch_size]
+        for start in range(0, len(todo), options.batch_size):
+            batch = todo[start:start + options.batch_size]
             good, pixels, sizes = [], [], []
             for item, future in zip(batch, [pool.submit(_decode, i, spec, channels) for i in batch], strict=True):
                 try:
@@ -257,60 +283,67 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
                 annotations = None
                 if options.ground_truth is not None:
                     annotations = [options.ground_truth.boxes(item.path, item.relative) for item in good]
-                scores = evaluator.score_batch(np.stack(pixels), annotations, sizes)
-                images_done += len(good)
-                for method, batch_scores in scores.items():
-                    _collect(method, good, batch_scores, spec, per_method, curve_sums, correlations, apart, rows)
+                for method, scores in evaluator.score_batch(np.stack(pixels), annotations, sizes).items():
+                    rows.extend(_rows(method, good, scores, spec, config))
             if progress:
                 progress(len(batch))
-    summaries: dict[str, dict[str, dict]] = {}
-    for method in options.methods:
-        summaries[method] = {metric: summarize(per_method[method][metric]) for metric in options.metrics}
-        for metric in ("pointing", "energy"):
-            if metric in summaries[method]:
-                summaries[method][metric].update(apart[method])
-    curves = {m: {name: [round(float(v), 6) for v in total / max(1, count)] for name, (total, count) in sums.items()}
-              for m, sums in curve_sums.items()}
-    sanity_report = {}
-    if options.sanity:
-        for method in options.methods:
-            summary = summarize(correlations[method])
-            flagged = summary["mean"] is not None and summary["mean"] >= sanity.FLAG_CORRELATION
-            sanity_report[method] = {"rank_correlation": summary, "flagged": bool(flagged)}
-        sanity_report["randomized_layers"] = sanity.randomized_layers(spec.model)
+    summaries, curves, sanity_report = _summaries(rows, options, spec)
     ranking = rank_methods(summaries, options.metrics[0]) if options.metrics else list(options.methods)
     missed = check_gates(options.gates, summaries, set(BASELINES))
-    passes = {"explain_per_image_per_method": 1,
-              "perturbed_copies": evaluator.runner.copies_run if evaluator.runner else 0,
-              "explained_images": evaluator.explained_images}
+    passes = {"explained_images": evaluator.explained_images,
+              "perturbed_copies": evaluator.runner.copies_run if evaluator.runner else 0}
+    images = len({row["input"] for row in rows})
     return Evaluation(spec.name, evaluator.layer, options.steps, list(options.metrics), list(options.methods),
-                      summaries, ranking, rows, curves, sanity_report, failures, missed, images_done,
+                      summaries, ranking, rows, curves, sanity_report, failures, missed, images,
                       time.perf_counter() - started, passes)
 
 
-def _collect(method, items, scores: BatchScores, spec, per_method, curve_sums, correlations, apart, rows) -> None:
-    count, targets = scores.class_ids.shape
-    for name, curve in scores.curves.items():
-        total, seen = curve_sums[method].get(name, (0.0, 0))
-        curve_sums[method][name] = (total + curve.reshape(-1, curve.shape[-1]).sum(axis=0), seen + count * targets)
+def _rows(method: str, items: list[InputItem], scores: BatchScores, spec: ModelSpec, config: str) -> list[dict]:
+    """metrics.jsonl rows, one per (image, target), with the curves the summaries average."""
+    rows = []
     for i, item in enumerate(items):
-        for t in range(targets):
+        for t in range(scores.class_ids.shape[1]):
             class_index = int(scores.class_ids[i, t])
             row = {"input": item.path, "method": method, "rank": t, "class_index": class_index,
-                   "label": spec.label(class_index), "probability": round(float(scores.probability[i, t]), 6)}
+                   "label": spec.label(class_index), "probability": round(float(scores.probability[i, t]), 6),
+                   "config": config}
             for metric, value in scores.values.items():
                 row[metric] = _number(value[i, t])
-                if not np.isnan(value[i, t]):
-                    per_method[method][metric].append(float(value[i, t]))
             if scores.ground_truth is not None:
-                status = scores.ground_truth[i][t]
-                row["ground_truth"] = status
-                if status != pointing.HIT:
-                    apart[method][status] += 1
+                row["ground_truth"] = scores.ground_truth[i][t]
             if scores.sanity is not None:
                 row["sanity_correlation"] = round(float(scores.sanity[i, t]), 6)
-                correlations[method].append(float(scores.sanity[i, t]))
+            for name, curve in scores.curves.items():
+                row[f"{name}_curve"] = [round(float(v), 6) for v in curve[i, t]]
             rows.append(row)
+    return rows
+
+
+def _summaries(rows: list[dict], options: EvaluateOptions, spec: ModelSpec):
+    """Per method: metric summaries (pointing/energy with the images counted apart), mean curves,
+    and the sanity verdict."""
+    summaries: dict[str, dict[str, dict]] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    sanity_report: dict = {}
+    for method in options.methods:
+        own = [row for row in rows if row["method"] == method]
+        summaries[method] = {metric: summarize([row.get(metric) for row in own]) for metric in options.metrics}
+        for metric in ("pointing", "energy"):
+            if metric in summaries[method]:
+                for status in (pointing.ABSENT, pointing.UNANNOTATED):
+                    summaries[method][metric][status] = sum(row.get("ground_truth") == status for row in own)
+        curves[method] = {}
+        for name in ("deletion", "insertion"):
+            stacked = [row[f"{name}_curve"] for row in own if row.get(f"{name}_curve")]
+            if stacked:
+                curves[method][name] = [round(float(v), 6) for v in np.mean(stacked, axis=0)]
+        if options.sanity:
+            summary = summarize([row.get("sanity_correlation") for row in own])
+            flagged = summary["mean"] is not None and summary["mean"] >= sanity.FLAG_CORRELATION
+            sanity_report[method] = {"rank_correlation": summary, "flagged": bool(flagged)}
+    if options.sanity:
+        sanity_report["randomized_layers"] = sanity.randomized_layers(spec.model)
+    return summaries, curves, sanity_report
 
 
 def write_outputs(evaluation: Evaluation, output_dir: str | Path) -> list[Path]:

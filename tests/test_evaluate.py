@@ -312,6 +312,23 @@ def test_evaluate_writes_metrics_curves_and_report(evaluated):
     assert "Evaluation: " in page and "curves.png" in page and "flagged" in page
 
 
+def test_a_rerun_reuses_rows_scored_with_the_same_settings(tmp_path):
+    common = ["evaluate", SHAPES / "01_single_cross.png", SHAPES / "05_pair_circle_triangle.png", "--methods",
+              "gradcam,center", "--steps", 2, "-q", "-o", tmp_path]
+    first = run(*common)
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert first.exit_code == 0 and summary["forward_passes"]["explained_images"] == 4
+    again = run(*common)
+    resumed = json.loads((tmp_path / "metrics.json").read_text())
+    assert again.exit_code == 0 and resumed["forward_passes"]["explained_images"] == 0
+    assert resumed["methods"] == summary["methods"] and resumed["curves"] == summary["curves"]
+    changed = run(*common, "--top-k", 2)  # other targets: scored afresh
+    assert changed.exit_code == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["forward_passes"]["explained_images"] == 4
+    run(*common, "--top-k", 2, "--overwrite")
+    assert json.loads((tmp_path / "metrics.json").read_text())["forward_passes"]["explained_images"] == 4
+
+
 def test_gate_exit_codes(tmp_path, evaluated):
     common = ["evaluate", SHAPES / "01_single_cross.png", SHAPES / "02_single_square.png", "--methods",
               "gradcam,random", "--metrics", "insertion,pointing", "--ground-truth", SHAPES / "ground_truth.json",
