@@ -18,19 +18,22 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from gradcam_cli.evaluate import EvaluateOptions, Evaluator  # noqa: E402
+from gradcam_cli import render  # noqa: E402
+from gradcam_cli.evaluate import EvaluateOptions, Evaluator, curve_chart  # noqa: E402
 from gradcam_cli.images import model_input  # noqa: E402
 from gradcam_cli.metrics.summary import summarize  # noqa: E402
 from gradcam_cli.models import resolve_model  # noqa: E402
 
 
-def held_out_images(count: int, size: int, seed: int) -> tuple[np.ndarray, str]:
-    """Single-object scenes from the held-out generator where present, else the training generator."""
+def held_out_images(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Single-object scenes (pixels, labels) from the held-out generator where present, else the
+    training generator."""
     try:
         from gradcam_cli.demo.heldout import make_scenes
 
@@ -41,14 +44,15 @@ def held_out_images(count: int, size: int, seed: int) -> tuple[np.ndarray, str]:
 
         scenes = make_scenes(seed, count, size=128)["single"]
         source = f"gradcam_cli.demo.shapes (the training generator, unseen seed {seed}; 128 px, resized)"
-    return np.stack([model_input(scene.image, (size, size)) for scene in scenes]), source
+    labels = np.array([scene.objects[0].label for scene in scenes])
+    return np.stack([model_input(scene.image, (size, size)) for scene in scenes]), labels, source
 
 
 def speed(model_name: str, count: int, steps: int, batch: int, copies: int) -> dict:
     spec = resolve_model(model_name, weights=None)
     height, width = spec.input_size
     if model_name == "demo":
-        pixels, _ = held_out_images(count, height, seed=31)
+        pixels, _, _ = held_out_images(count, height, seed=31)
     else:
         pixels = np.random.default_rng(0).uniform(0, 255, (count, height, width, 3)).astype(np.float32)
     options = EvaluateOptions(methods=["gradcam"], metrics=["deletion", "insertion"], steps=steps,
@@ -77,15 +81,22 @@ def speed(model_name: str, count: int, steps: int, batch: int, copies: int) -> d
 
 def scores(count: int, steps: int, methods: list[str], seed: int) -> dict:
     spec = resolve_model("demo")
-    pixels, source = held_out_images(count, spec.input_size[0], seed)
+    pixels, labels, source = held_out_images(count, spec.input_size[0], seed)
     options = EvaluateOptions(methods=methods, metrics=["deletion", "insertion", "drop", "increase"], steps=steps,
                               batch_size=32)
     evaluator = Evaluator(spec, options)
     values: dict[str, dict[str, list]] = {m: {k: [] for k in options.metrics} for m in methods}
+    predicted: list[int] = []
+    curves: dict[str, dict[str, list]] = {m: {"deletion": [], "insertion": []} for m in methods}
     for start in range(0, count, 32):
         for method, batch in evaluator.score_batch(pixels[start:start + 32]).items():
+            if method == methods[0]:
+                predicted.extend(batch.class_ids[:, 0].tolist())
             for metric, array in batch.values.items():
                 values[method][metric].extend(array[:, 0].tolist())
+            for name, curve in batch.curves.items():
+                curves[method][name].extend(curve[:, 0].tolist())
+    accuracy = round(float(np.mean(np.array(predicted) == labels)), 4)
     table = {m: {k: summarize(v) for k, v in metrics.items()} for m, metrics in values.items()}
     margins = {}
     for baseline in ("random", "center"):
@@ -93,7 +104,9 @@ def scores(count: int, steps: int, methods: list[str], seed: int) -> dict:
             for metric in ("deletion", "insertion"):
                 difference = np.subtract(values["gradcam"][metric], values[baseline][metric])
                 margins[f"{metric} gradcam - {baseline}"] = summarize(difference)
-    return {"source": source, "images": count, "steps": steps, "methods": table, "margins": margins}
+    mean_curves = {m: {k: np.mean(v, axis=0).round(6).tolist() for k, v in sets.items()} for m, sets in curves.items()}
+    return {"source": source, "images": count, "steps": steps, "accuracy": accuracy, "methods": table,
+            "margins": margins, "curves": mean_curves}
 
 
 def main() -> None:
@@ -108,6 +121,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--skip-scores", action="store_true")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--curves", default=None, help="write the mean curves as a PNG here")
     args = parser.parse_args()
 
     report: dict = {"speed": []}
@@ -120,7 +134,9 @@ def main() -> None:
     if not args.skip_scores:
         report["scores"] = scores(args.score_images, args.steps, args.methods.split(","), args.seed)
         print(f"\nscores on {report['scores']['images']} images from {report['scores']['source']}, "
-              f"{args.steps} steps: mean [95% bootstrap interval]")
+              f"{args.steps} steps (model accuracy {report['scores']['accuracy']:.1%}): mean [95% bootstrap interval]")
+        if args.curves:
+            render.atomic_write_bytes(Path(args.curves), render.png_bytes(curve_chart(report["scores"]["curves"])))
         for method, metrics in report["scores"]["methods"].items():
             cells = "  ".join(f"{k} {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" for k, v in metrics.items())
             print(f"{method:<12}{cells}")

@@ -42,7 +42,7 @@ from .metrics import (
 )
 from .metrics.ground_truth import GroundTruth
 from .metrics.perturbation import PerturbationRunner, Rows, blurred, pixel_ranks
-from .metrics.summary import Gate, check_gates, rank_methods, summarize
+from .metrics.summary import GATE_EXIT_CODE, Gate, check_gates, rank_methods, summarize
 from .models import ModelSpec
 from .pipeline import Manifest
 
@@ -87,8 +87,6 @@ class Evaluation:
 
     @property
     def exit_code(self) -> int:
-        from .metrics.summary import GATE_EXIT_CODE
-
         return GATE_EXIT_CODE if self.missed else 1 if self.failures else 0
 
     def as_json(self) -> dict:
@@ -171,7 +169,7 @@ class Evaluator:
         count, targets = class_ids.shape
         maps = heatmaps.reshape(count * targets, *heatmaps.shape[2:])
         shown = render.display_heatmaps(maps, (height, width))
-        empty = np.array([render.is_empty(m) for m in maps], bool)
+        empty = render.are_empty(maps)
         ranks = pixel_ranks(shown)
         flat_ids = class_ids.reshape(-1).astype(np.int32)
         images = np.repeat(np.arange(count), targets)

@@ -115,13 +115,20 @@ def display_heatmaps(heatmaps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     rows = _axis_weights(heatmaps.shape[1], size[0])
     columns = _axis_weights(heatmaps.shape[2], size[1])
     shown = np.einsum("Hh,nhw,Ww->nHW", rows, heatmaps, columns, optimize=True)
-    flat = heatmaps.reshape(len(heatmaps), -1)
-    empty = ~(flat.max(axis=1, initial=0.0) > flat.min(axis=1, initial=0.0)) if flat.shape[1] else np.ones(len(flat), bool)
     low = shown.min(axis=(1, 2), keepdims=True)
     span = shown.max(axis=(1, 2), keepdims=True) - low
     shown = np.where(span > 0, (shown - low) / np.where(span > 0, span, 1), 0.0).astype(np.float32)
-    shown[empty] = 0.0
+    shown[are_empty(heatmaps)] = 0.0
     return shown
+
+
+def are_empty(heatmaps: np.ndarray) -> np.ndarray:
+    """:func:`is_empty` for a stack of maps (N, ...): (N,) bool."""
+    finite = np.nan_to_num(np.asarray(heatmaps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    flat = finite.reshape(len(finite), -1)
+    if not flat.shape[1]:
+        return np.ones(len(flat), bool)
+    return ~(flat.max(axis=1) > flat.min(axis=1))
 
 
 def is_empty(heatmap: np.ndarray) -> bool:
