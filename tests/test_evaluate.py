@@ -64,10 +64,10 @@ def caffe_spec(gap_dense_model):
     return spec_for_model(gap_dense_model, preprocess="caffe")
 
 
-def make_evaluator(spec, methods, metrics, batch_size=4, **extra):
+def make_evaluator(spec, methods, metrics, batch_size=4, steps=STEPS, **extra):
     from gradcam_cli.evaluate import EvaluateOptions, Evaluator
 
-    return Evaluator(spec, EvaluateOptions(methods=methods, metrics=metrics, steps=STEPS, batch_size=batch_size,
+    return Evaluator(spec, EvaluateOptions(methods=methods, metrics=metrics, steps=steps, batch_size=batch_size,
                                            **extra))
 
 
@@ -410,3 +410,31 @@ def test_the_readme_ci_job_passes_on_the_bundled_samples(tmp_path):
     result = run(*arguments)
     assert result.exit_code == 0, result.output
     assert "fail-under" not in result.output
+
+
+def test_gradcam_beats_the_baselines_on_held_out_scenes(demo_spec):
+    """On scenes from the independent held-out generator, explaining each image's true class:
+    Grad-CAM deletes the evidence faster (lower deletion AUC) and restores it faster (higher
+    insertion AUC) than the random and center baselines. Margins measured: README, Measured margins."""
+    heldout = pytest.importorskip("gradcam_cli.demo.heldout")
+    from gradcam_cli.images import model_input
+    from gradcam_cli.metrics.perturbation import blurred
+
+    scenes = heldout.make_scenes(907, 48, size=128)["single"]
+    pixels = np.stack([model_input(scene.image, demo_spec.input_size) for scene in scenes])
+    labels = np.array([[scene.objects[0].label] for scene in scenes], np.int32)
+    evaluator = make_evaluator(demo_spec, ["gradcam", "random", "center"], ["deletion", "insertion"], batch_size=48,
+                               steps=10)
+    accuracy = np.mean(evaluator.explainers["gradcam"].run(pixels).class_ids[:, 0] == labels[:, 0])
+    if accuracy < 0.9:
+        pytest.skip(f"the demo model names {accuracy:.0%} of held-out scenes; explanations of a model that cannot "
+                    "classify them say nothing about the methods (issue 12 retrains it)")
+    substrate = blurred(pixels)
+    means = {}
+    for method, explainer in evaluator.explainers.items():
+        result = explainer.run(pixels, labels)
+        scores = evaluator.score_maps(pixels, substrate, result.heatmaps, labels, result.probabilities)
+        means[method] = {metric: float(values.mean()) for metric, values in scores.values.items()}
+    for baseline in ("random", "center"):
+        assert means["gradcam"]["deletion"] < means[baseline]["deletion"], means
+        assert means["gradcam"]["insertion"] > means[baseline]["insertion"], means
