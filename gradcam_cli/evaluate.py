@@ -394,7 +394,7 @@ def curve_chart(curves: dict[str, dict[str, list[float]]], panel: int = 360) -> 
                 continue
             steps = len(values) - 1
             points = [(left + panel * s / steps, top + panel - panel * min(max(v, 0.0), 1.0)) for s, v in enumerate(values)]
-            draw.line(points, fill=PALETTE[index % len(PALETTE)], width=2)
+            draw.line(points, fill=PALETTE[index % len(PALETTE)], width=3, joint="curve")
     for index, (method, sets) in enumerate(curves.items()):
         y = panel + 2 * margin + 18 * index
         colour = PALETTE[index % len(PALETTE)]
