@@ -4,7 +4,7 @@ For every batch of images and every method, the engine's :class:`~gradcam_cli.en
 makes the maps (one compiled pass), and one :class:`~gradcam_cli.metrics.perturbation.PerturbationRunner`
 (built on the first explainer's probe, shared by all methods) scores every perturbed copy the
 faithfulness metrics need in chunks of one compiled graph. Pointing games read the maps against
-ground-truth boxes; ``sanity`` repeats the maps on a copy of the model with a re-initialised top.
+ground-truth boxes; ``sanity`` repeats the maps with the model's top re-initialised.
 
 Outputs in the output folder: ``metrics.json`` (per method and metric: mean, 95 % bootstrap interval,
 number of images; the mean curves; the sanity check; the gate's verdict), ``metrics.jsonl`` (one
@@ -111,8 +111,9 @@ class BatchScores:
 
 
 class Evaluator:
-    """Compiled explainers (one per method), the shared perturbation runner and, for ``sanity``,
-    explainers on the randomized copy. :meth:`score_batch` is the whole per-batch computation."""
+    """Compiled explainers (one per method) and the shared perturbation runner; ``sanity`` reruns
+    the same explainers inside :func:`~gradcam_cli.metrics.sanity.randomized_weights`.
+    :meth:`score_batch` is the whole per-batch computation."""
 
     def __init__(self, spec: ModelSpec, options: EvaluateOptions):
         self.spec = spec
@@ -125,11 +126,6 @@ class Evaluator:
         if any(metric in FAITHFULNESS for metric in options.metrics):
             self.runner = PerturbationRunner(spec, first.probe, options.batch_size, options.copies_per_pass,
                                              options.xla)
-        self.randomized: dict[str, Explainer] = {}
-        if options.sanity:
-            copy = sanity.randomized_copy(spec)
-            self.randomized = {method: Explainer(copy, method, self.layer, options.batch_size, options.xla)
-                               for method in options.methods}
         self.explained_images = 0
 
     def resolve_targets(self):
@@ -145,18 +141,22 @@ class Evaluator:
         """
         classes = self.resolve_targets()
         substrate = blurred(pixels) if "insertion" in self.options.metrics else pixels
-        scores = {}
+        scores, maps = {}, {}
         for method, explainer in self.explainers.items():
             result = explainer.run(pixels, classes, self.options.top_k)
             self.explained_images += len(pixels)
+            maps[method] = result
             scores[method] = self.score_maps(pixels, substrate, result.heatmaps, result.class_ids,
                                              result.probabilities, annotations, image_sizes)
-            if method in self.randomized:
-                randomized = self.randomized[method].run(pixels, result.class_ids, 1)
-                count, targets = result.class_ids.shape
-                scores[method].sanity = sanity.rank_correlation(
-                    result.heatmaps.reshape(count * targets, -1),
-                    randomized.heatmaps.reshape(count * targets, -1)).reshape(count, targets)
+        if self.options.sanity:  # the same compiled explainers, on the model with its top re-initialised
+            with sanity.randomized_weights(self.spec.model):
+                for method, explainer in self.explainers.items():
+                    trained = maps[method]
+                    randomized = explainer.run(pixels, trained.class_ids, 1).heatmaps
+                    count, targets = trained.class_ids.shape
+                    scores[method].sanity = sanity.rank_correlation(
+                        trained.heatmaps.reshape(count * targets, -1),
+                        randomized.reshape(count * targets, -1)).reshape(count, targets)
         return scores
 
     def score_maps(self, pixels: np.ndarray, substrate: np.ndarray, heatmaps: np.ndarray, class_ids: np.ndarray,

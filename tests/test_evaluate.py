@@ -236,16 +236,27 @@ def test_rank_correlation_matches_spearman_with_ties():
     assert rank_correlation(np.zeros((1, 9)), first[:1, :9])[0] == 0.0
 
 
-def test_sanity_flags_the_baselines_and_not_gradcam(demo_spec):
-    from gradcam_cli.metrics.sanity import randomized_copy, randomized_layers
+def test_sanity_reinitialises_the_top_temporarily_and_leaves_global_random_state_alone(demo_spec, keras):
+    from gradcam_cli.metrics.sanity import randomized_layers, randomized_weights
 
-    assert randomized_layers(demo_spec.model)[:3] == ["predictions", "block3_bn2", "block3_conv2"]
-    copy = randomized_copy(demo_spec)
-    original = demo_spec.model.get_layer("block3_conv2").get_weights()[0]
-    assert not np.allclose(copy.model.get_layer("block3_conv2").get_weights()[0], original)
-    np.testing.assert_array_equal(copy.model.get_layer("block1_conv1").get_weights()[0],
-                                  demo_spec.model.get_layer("block1_conv1").get_weights()[0])
-    np.testing.assert_array_equal(demo_spec.model.get_layer("block3_conv2").get_weights()[0], original)
+    model = demo_spec.model
+    assert randomized_layers(model) == ["predictions", "block3_bn2", "block3_conv2", "block3_bn1", "block3_conv1"]
+    trained = [layer.get_weights() for layer in model.layers]
+    keras.utils.set_random_seed(77)
+    expected_next_draw = keras.random.uniform((3,), seed=None).numpy()
+    keras.utils.set_random_seed(77)
+    with randomized_weights(model):
+        inside = {layer.name: layer.get_weights() for layer in model.layers}
+        with randomized_weights(model):  # the same seeds: the same fresh values
+            again = {layer.name: layer.get_weights() for layer in model.layers}
+    np.testing.assert_array_equal(keras.random.uniform((3,), seed=None).numpy(), expected_next_draw)
+    for layer, before in zip(model.layers, trained, strict=True):
+        for now, old in zip(layer.get_weights(), before, strict=True):
+            np.testing.assert_array_equal(now, old)  # restored
+    assert not np.allclose(inside["block3_conv2"][0], trained[[layer.name for layer in model.layers].index("block3_conv2")][0])
+    np.testing.assert_array_equal(inside["block3_conv2"][0], again["block3_conv2"][0])
+    np.testing.assert_array_equal(inside["block2_conv2"][0], model.get_layer("block2_conv2").get_weights()[0])
+    np.testing.assert_array_equal(inside["block3_bn2"][1], np.zeros(64))  # beta: its own initializer, zeros
 
 
 # ---- summaries and the gate

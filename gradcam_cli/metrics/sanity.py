@@ -1,10 +1,10 @@
 """Sanity check by model parameter randomization (Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim,
 "Sanity Checks for Saliency Maps", NeurIPS 2018, section 3.1).
 
-A method that explains the model must give different maps when the model's top is destroyed. The
-copy from :func:`randomized_copy` keeps the trained weights except those of the head and the last
-block, which get fresh initial values (the layers' own initialisers, as on a new model, seeded with
-``SANITY_SEED``). "Last block" here is every weighted layer from the output back to and including
+A method that explains the model must give different maps when the model's top is destroyed.
+Inside :func:`randomized_weights` the model keeps its trained weights except those of the head and
+the last block, which hold fresh initial values (the layers' own initialisers, as on a new model,
+seeded with ``SANITY_SEED``). "Last block" here is every weighted layer from the output back to and including
 the ``SANITY_CONV_LAYERS``-th convolution from the end (for the demo: the Dense head and block3's
 two convolutions with their batch norms), the cascading randomization's first two stages.
 
@@ -17,7 +17,8 @@ paper's Figure 4 statistic, without absolute values). A method whose mean correl
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def _leaf_layers(model) -> list:
 
 
 def randomized_layers(model) -> list[str]:
-    """Names of the layers :func:`randomized_copy` re-initialises, from the output backwards."""
+    """Names of the layers :func:`randomized_weights` re-initialises, from the output backwards."""
     chosen, convolutions = [], 0
     for layer in reversed(_leaf_layers(model)):
         if not layer.weights:
@@ -50,19 +51,46 @@ def randomized_layers(model) -> list[str]:
     return chosen
 
 
-def randomized_copy(spec):
-    """A :class:`~gradcam_cli.models.ModelSpec` for a copy of ``spec.model`` whose head and last
-    block have fresh weights; the original model is untouched."""
+@contextmanager
+def randomized_weights(model) -> Iterator[list[str]]:
+    """Within the block, the head and last block of ``model`` hold fresh initial values; the trained
+    values are restored on leaving, errors included. Yields the re-initialised layers' names.
+
+    The weights are swapped in place rather than on a cloned model, so the engine's compiled graphs
+    serve both models, and Keras' global random state is left alone: each variable's new value
+    comes from its layer's own initializer, given an explicit seed (``SANITY_SEED`` + position);
+    a variable without one gets Adebayo et al.'s truncated normal (0, 0.01).
+    """
+    names = set(randomized_layers(model))
+    layers = [layer for layer in _leaf_layers(model) if layer.name in names]
+    saved = [(variable, variable.numpy()) for layer in layers for variable in layer.weights]
+    try:
+        position = 0
+        for layer in layers:
+            for variable in layer.weights:
+                variable.assign(_fresh_value(layer, variable, SANITY_SEED + position))
+                position += 1
+        yield [layer.name for layer in layers]
+    finally:
+        for variable, value in saved:
+            variable.assign(value)
+
+
+def _fresh_value(layer, variable, seed: int) -> np.ndarray:
     import keras
 
-    model = spec.model
-    keras.utils.set_random_seed(SANITY_SEED)
-    clone = keras.models.clone_model(model)
-    reset = set(randomized_layers(model))
-    for original, copy in zip(_leaf_layers(model), _leaf_layers(clone), strict=True):
-        if original.weights and original.name not in reset:
-            copy.set_weights(original.get_weights())
-    return dataclasses.replace(spec, model=clone)
+    name = variable.name.split("/")[-1].split(":")[0]
+    for attribute in (f"{name}_initializer", f"{name.replace('_kernel', '')}_initializer",
+                      "depthwise_initializer" if name == "kernel" else ""):
+        initializer = getattr(layer, attribute, None) if attribute else None
+        if initializer is not None:
+            config = keras.initializers.serialize(initializer)
+            if isinstance(config.get("config"), dict) and "seed" in config["config"]:
+                config["config"]["seed"] = seed
+            fresh = keras.initializers.deserialize(config)
+            return np.asarray(fresh(tuple(variable.shape), dtype=variable.dtype))
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(0.0, 0.01, tuple(variable.shape)), -0.02, 0.02).astype(variable.dtype)
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
