@@ -424,4 +424,12 @@ def format_table(evaluation: Evaluation) -> list[str]:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
     directions = ", ".join(f"{m} {'higher' if METRICS[m].higher_is_better else 'lower'}" for m in evaluation.metrics)
     lines.append(f"(mean [95% bootstrap interval] over {evaluation.images} image(s); better: {directions})")
+    for metric in ("pointing", "energy"):
+        if metric in evaluation.metrics and evaluation.ranking:
+            entry = evaluation.summaries[evaluation.ranking[0]][metric]
+            absent, unannotated = entry.get(pointing.ABSENT, 0), entry.get(pointing.UNANNOTATED, 0)
+            if absent or unannotated:
+                lines.append(f"({metric}: counted apart, not as misses: {absent} map(s) of a class the image's "
+                             f"boxes do not hold, {unannotated} of images without annotations)")
+            break
     return lines

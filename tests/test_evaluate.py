@@ -449,3 +449,12 @@ def test_gradcam_beats_the_baselines_on_held_out_scenes(demo_spec):
     for baseline in ("random", "center"):
         assert means["gradcam"]["deletion"] < means[baseline]["deletion"], means
         assert means["gradcam"]["insertion"] > means[baseline]["insertion"], means
+
+
+def test_maps_of_a_class_the_image_does_not_hold_are_counted_apart(tmp_path):
+    result = run("evaluate", SHAPES / "01_single_cross.png", "--methods", "gradcam", "--metrics", "pointing,energy",
+                 "--top-k", 2, "--ground-truth", SHAPES / "ground_truth.json", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    pointing = json.loads((tmp_path / "metrics.json").read_text())["methods"]["gradcam"]["pointing"]
+    assert pointing["n"] == 1 and pointing["without_class"] == 1 and pointing["unannotated"] == 0
+    assert "counted apart, not as misses: 1 map(s)" in result.output
