@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from . import render
 from .engine import Explainer
@@ -43,6 +44,16 @@ class Explanation:
 
     def overlay(self, image: int, target: int = 0, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
         return render.overlay(self.images[image], self.heatmaps[image, target], alpha, colormap)
+
+    def show(self, image: int = 0, target: int = 0, alpha: float = 0.4, colormap: str = "jet") -> Image.Image:
+        """The overlay as a PIL image (a notebook displays it inline)."""
+        return Image.fromarray(self.overlay(image, target, alpha, colormap))
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the overlays when a result is a cell's last expression."""
+        from .notebook import explanation_html
+
+        return explanation_html(self)
 
 
 def as_images(images: Any) -> tuple[list[np.ndarray], list[str | None]]:

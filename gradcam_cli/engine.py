@@ -113,6 +113,12 @@ class Explainer:
     def layer_name(self) -> str:
         return self.target.path
 
+    @property
+    def tracing_count(self) -> int:
+        """How many times the compiled steps were traced: one per (targets mode, count) used so far.
+        A count that grows while the same kind of batch is run again means a retrace."""
+        return sum(step.experimental_get_tracing_count() for step in self._compiled.values())
+
     def _step(self, explicit: bool, count: int):
         key = (explicit, count)
         if key not in self._compiled:

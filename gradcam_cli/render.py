@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import math
 import os
 import re
 import tempfile
@@ -273,3 +274,18 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
     return buffer.getvalue()
+
+
+def tile_grid(tiles: list[np.ndarray], columns: int | None = None, gap: int = 2) -> np.ndarray:
+    """Equal-sized (H, W, 3) uint8 tiles in reading order on a white grid, ``gap`` pixels apart;
+    ``columns`` defaults to ceil(sqrt(n)), so 16 tiles make 4x4."""
+    if not tiles:
+        raise ValueError("tile_grid needs at least one tile")
+    height, width = tiles[0].shape[:2]
+    columns = max(1, min(len(tiles), columns or math.ceil(math.sqrt(len(tiles)))))
+    rows = math.ceil(len(tiles) / columns)
+    grid = np.full((rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap, 3), 255, np.uint8)
+    for index, tile in enumerate(tiles):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        grid[top : top + height, left : left + width] = tile
+    return grid
