@@ -283,6 +283,8 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
     """
     method_type = MethodType()
     methods = list(dict.fromkeys(method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()))
+    if not methods:
+        _fail(GradcamError("--methods is empty: name at least one, e.g. gradcam,random,center."))
     items = _collect_or_fail(inputs, recursive)
     try:
         from .metrics import parse_metrics

@@ -360,6 +360,9 @@ def test_gate_exit_codes(tmp_path, evaluated):
     assert both.exit_code == 4
     usage = run(*common, "-o", tmp_path / "e", "--fail-under", "insertion>0.5")
     assert usage.exit_code == 2 and "METRIC[:METHOD]=VALUE" in usage.output
+    for bad_methods in (",", "gradcam,nonsense"):
+        wrong = run("evaluate", SHAPES / "01_single_cross.png", "--methods", bad_methods, "-o", tmp_path / "f")
+        assert wrong.exit_code == 2 and "Traceback" not in wrong.output
 
 
 def test_pointing_without_ground_truth_and_bad_ground_truth_are_usage_errors(tmp_path):
