@@ -18,9 +18,10 @@ CENTER_SIGMA = 0.25  # the Gaussian's standard deviation, as a fraction of the m
 class RandomMap(CamMethod):
     """A fixed-seed uniform random map at the target layer's resolution, one per batch position.
 
-    ``tf.random.stateless_uniform`` with seed ``RANDOM_SEED``: reruns give the same maps for the
-    same images in the same order; the maps do not depend on the model (so the sanity check of
-    ``--sanity`` must flag this baseline, as it does).
+    Drawn with numpy's generator seeded by ``RANDOM_SEED`` when the graph is traced and embedded as
+    a constant, so reruns give the same maps for the same images in the same order and batch size,
+    with or without XLA (TensorFlow's stateless draws differ under XLA). The maps depend on neither
+    model nor image, so ``--sanity`` must flag this baseline, as it does.
     """
 
     name = "random"
@@ -29,10 +30,13 @@ class RandomMap(CamMethod):
     supports_eigen_smooth = False
 
     def cam(self, context: CamContext):
+        import numpy as np
         import tensorflow as tf
 
-        shape = tf.shape(context.activations)[:3]
-        return tf.random.stateless_uniform(shape, seed=(RANDOM_SEED, 0), dtype=tf.float32)
+        shape = tuple(context.activations.shape[:3])
+        if None in shape:  # a dynamic shape: TensorFlow's own seeded draw
+            return tf.random.stateless_uniform(tf.shape(context.activations)[:3], seed=(RANDOM_SEED, 0))
+        return tf.constant(np.random.default_rng(RANDOM_SEED).random(shape, dtype=np.float32))
 
 
 class CenterMap(CamMethod):
