@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,8 @@ from PIL import Image
 
 from . import render
 from .engine import Explainer
-from .errors import ImageError
-from .images import collect_inputs, load_image, model_input
+from .errors import ImageError, MethodError, OptionConflict
+from .images import collect_inputs, model_input, open_rgb, to_rgb
 from .models import ModelSpec, resolve_model
 
 
@@ -23,7 +24,10 @@ class Explanation:
 
     ``heatmaps``: (N, T, h, w) float32, the raw maps at the target layer's resolution (after the
     method's ReLU, not normalised); ``class_ids``: (N, T); ``probabilities``: (N, C);
-    ``images``: the decoded originals (uint8 RGB, own sizes); ``paths``: their files, when given.
+    ``images``: the decoded originals (uint8 RGB, own sizes); ``paths``: their files, when given;
+    ``failures``: (path, one-line reason) for files that could not be read (skipped, as the CLI does);
+    ``saliency``: (N, T, H, W, C) at the model's input size for guided-gradcam, else None;
+    ``alpha``: the overlay opacity :meth:`overlay` uses by default.
     """
 
     heatmaps: np.ndarray
@@ -34,6 +38,9 @@ class Explanation:
     layer: str
     method: str
     spec: ModelSpec
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    saliency: np.ndarray | None = None
+    alpha: float = 0.4
 
     def label(self, image: int, target: int = 0) -> str:
         return self.spec.label(int(self.class_ids[image, target]))
@@ -42,10 +49,18 @@ class Explanation:
         """The map as displayed: upsampled to the original image and normalised to [0, 1]."""
         return render.display_heatmap(self.heatmaps[image, target], self.images[image].shape[:2])
 
-    def overlay(self, image: int, target: int = 0, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    def overlay(self, image: int, target: int = 0, alpha: float | None = None, colormap: str = "jet") -> np.ndarray:
+        """uint8 RGB overlay at the original's size (``alpha``: this result's, unless given)."""
+        alpha = self.alpha if alpha is None else check_alpha(alpha)
         return render.overlay(self.images[image], self.heatmaps[image, target], alpha, colormap)
 
-    def show(self, image: int = 0, target: int = 0, alpha: float = 0.4, colormap: str = "jet") -> Image.Image:
+    def guided(self, image: int, target: int = 0) -> np.ndarray:
+        """guided-gradcam's saliency image (uint8 RGB) at the original's size, as the CLI writes it."""
+        if self.saliency is None:
+            raise MethodError(f"{self.method} makes no saliency image; use method='guided-gradcam'.")
+        return render.saliency_image(self.saliency[image, target], self.images[image].shape[:2])
+
+    def show(self, image: int = 0, target: int = 0, alpha: float | None = None, colormap: str = "jet") -> Image.Image:
         """The overlay as a PIL image (a notebook displays it inline)."""
         return Image.fromarray(self.overlay(image, target, alpha, colormap))
 
@@ -56,32 +71,81 @@ class Explanation:
         return explanation_html(self)
 
 
-def as_images(images: Any) -> tuple[list[np.ndarray], list[str | None]]:
-    if isinstance(images, (str, os.PathLike)):
+def check_alpha(alpha: float) -> float:
+    """An overlay opacity: a finite number in [0, 1]."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise OptionConflict(f"alpha={alpha!r}: the overlay opacity must be a finite number in [0, 1].")
+    return value
+
+
+def _array_to_rgb(array: np.ndarray, where: str) -> np.ndarray:
+    """An in-memory picture to (H, W, 3) uint8 RGB, with the CLI's conversions.
+
+    Accepted: (H, W) grey, (H, W, 1) grey, (H, W, 3) RGB, (H, W, 4) RGBA (composited on white, as the
+    CLI does for transparent files). uint8 is taken as is; other integer types must hold 0..255;
+    floats must lie in [0, 1] (the convention of ``skimage.img_as_float`` and of matplotlib) and are
+    scaled by 255 -- float pixels in 0..255 are refused rather than guessed, pass them as uint8.
+    """
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ImageError(f"{where}: shape {array.shape} is not an image; pass (H, W), (H, W, 1), (H, W, 3) "
+                         "or (H, W, 4) arrays, or a list of them.")
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+        raise ImageError(f"{where}: dtype {array.dtype} is not a pixel type; pass uint8, or floats in [0, 1].")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min(initial=0) < 0 or array.max(initial=0) > 1:
+            raise ImageError(
+                f"{where}: float pixels must lie in [0, 1] (found {np.nanmin(array):.3g}..{np.nanmax(array):.3g}); "
+                "for 0..255 values pass array.astype('uint8')."
+            )
+        array = np.round(array * 255.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        if array.min(initial=0) < 0 or array.max(initial=0) > 255:
+            raise ImageError(f"{where}: integer pixels must lie in 0..255 (found {array.min()}..{array.max()}).")
+        array = array.astype(np.uint8)
+    return np.asarray(to_rgb(Image.fromarray(array)))
+
+
+def as_images(images: Any) -> tuple[list[np.ndarray], list[str | None], list[tuple[str, str]]]:
+    """What a notebook holds, to (RGB uint8 arrays, their paths or None, failures).
+
+    ``images``: a path (file, folder, glob) or a PIL image or an array, or a list of those; an
+    (N, H, W, 3) array counts as N images. Files that cannot be read become failures
+    (path, reason), as in the CLI; in-memory pictures of the wrong shape or range raise
+    :class:`ImageError`.
+    """
+    if isinstance(images, (str, os.PathLike, Image.Image)):
         images = [images]
-    if isinstance(images, np.ndarray) and images.ndim == 3:
-        images = [images]
+    elif isinstance(images, np.ndarray):
+        images = list(images) if images.ndim == 4 else [images]
     arrays: list[np.ndarray] = []
     paths: list[str | None] = []
-    for image in images:
+    failures: list[tuple[str, str]] = []
+    for position, image in enumerate(images):
         if isinstance(image, (str, os.PathLike)):
             for item in collect_inputs([str(image)]):
-                if item.error:
-                    raise ImageError(f"{item.path}: {item.error}.")
-                arrays.append(load_image(item.path))
-                paths.append(item.path)
-        elif hasattr(image, "convert"):  # a PIL image
-            arrays.append(np.asarray(image.convert("RGB")))
+                try:
+                    if item.error:
+                        raise ImageError(f"{item.path}: {item.error}.")
+                    arrays.append(np.asarray(open_rgb(item.path)))
+                    paths.append(item.path)
+                except ImageError as error:
+                    failures.append((item.path, str(error)))
+        elif isinstance(image, Image.Image):
+            arrays.append(np.asarray(to_rgb(image)))
             paths.append(None)
         else:
-            array = np.asarray(image)
-            if array.ndim == 2:
-                array = np.stack([array] * 3, axis=-1)
-            if array.dtype != np.uint8:
-                array = np.clip(array, 0, 255).astype(np.uint8)
-            arrays.append(array)
+            arrays.append(_array_to_rgb(np.asarray(image), f"image {position}"))
             paths.append(None)
-    return arrays, paths
+    if not arrays:
+        reasons = "; ".join(message for _, message in failures[:3])
+        raise ImageError(f"no image to explain{': ' + reasons if reasons else ' (an empty list was given)'}.")
+    return arrays, paths, failures
 
 
 def explain(
@@ -91,30 +155,43 @@ def explain(
     target: int | str | Sequence[int | str] | None = None,
     top_k: int = 1,
     layer: str | None = None,
-    weights: str | None = "imagenet",
+    weights: str | None = None,
     batch_size: int = 16,
     preprocess: str | None = None,
     labels: str | list[str] | None = None,
     smooth: str | None = None,
     max_channels: int | None = None,
-    chunk_size: int = 32,
+    chunk_size: int | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    alpha: float = 0.4,
 ) -> Explanation:
     """Explain ``images`` with ``model``.
 
-    ``model``: a keras.Model, a keras.applications name, 'demo', or a model file.
-    ``images``: paths (files, folders, globs), PIL images, or uint8 RGB arrays (H, W, 3) or (N, H, W, 3).
-    ``smooth``: None, 'aug' (average over flips and brightness) or 'eigen'; ``max_channels`` and
-    ``chunk_size`` bound Score-CAM / Ablation-CAM's extra passes.
+    ``model``: a keras.Model, a keras.applications name, 'demo', or a model file; ``weights`` applies
+    to keras.applications names only ('imagenet' by default, 'none', or a file).
+    ``images``: one image or a list: paths (files, folders, globs), PIL images (any mode), or arrays
+    (H, W), (H, W, 1), (H, W, 3), (H, W, 4), or (N, H, W, 3). Arrays: uint8 as is, floats in [0, 1]
+    (scaled by 255; other float ranges are refused). RGBA goes on white and grey to RGB, as in the
+    CLI. Unreadable files are skipped and listed in ``result.failures``.
     ``target``: class index/label or a list of them, explained for every image, or an (N, T)
-    integer array with each image's own classes; default: each image's ``top_k`` best classes.
+    integer array with each image's own classes; default: each image's ``top_k`` best classes
+    (``top_k`` > 1 with ``target`` is refused).
+    ``smooth``: None, 'aug' (average over flips and brightness) or 'eigen'; ``max_channels`` and
+    ``chunk_size`` bound Score-CAM / Ablation-CAM's extra passes (refused for other methods).
+    ``input_size``: H or (H, W) for models that accept any size; ``alpha``: the default opacity of
+    :meth:`Explanation.overlay`.
 
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
     """
-    spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels)
+    alpha = check_alpha(alpha)
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    arrays, paths, failures = as_images(images)
+    spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels,
+                         input_size=tuple(input_size) if input_size is not None else None)
     explainer = Explainer(spec, method=method, layer=layer, batch_size=batch_size, smooth=smooth,
                           chunk_size=chunk_size, max_channels=max_channels)
-    arrays, paths = as_images(images)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
     if target is None or isinstance(target, np.ndarray):
@@ -123,4 +200,4 @@ def explain(
         classes = [target] if isinstance(target, (int, str, np.integer)) else list(target)
     result = explainer.run(prepared, classes, top_k)
     return Explanation(result.heatmaps, result.class_ids, result.probabilities, arrays, paths,
-                       explainer.layer_name, explainer.method.name, spec)
+                       explainer.layer_name, explainer.method.name, spec, failures, result.saliency, alpha)

@@ -2,13 +2,16 @@
 
 TensorFlow is imported inside the commands, never at module level, so ``gradcam --help`` is quick.
 Exit codes: 0 all good; 1 some inputs failed (listed at the end); 2 usage or model error;
-3 the output could not be written; 130 interrupted (Ctrl-C).
+3 the output could not be written; 4 an internal error (a bug); 5 a 'gradcam evaluate
+--fail-under' threshold was missed; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import GradcamError
+from .methods import METHODS  # names only: the methods package imports no TensorFlow
 
 
 def _quiet_tensorflow() -> None:
@@ -60,6 +64,16 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
     return numbers[0], numbers[1]
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses nan and inf (which ``click.FloatRange`` lets through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class MethodType(click.ParamType):
     """Method names and aliases (gradcampp, Grad-CAM, score_cam ...), resolved without TensorFlow."""
 
@@ -79,8 +93,9 @@ model_option = click.option(
     help="A keras.applications name (xception, resnet50, ...; 'gradcam models' lists them), "
          "'demo' (the bundled shapes classifier) or a .keras/.h5 file.")
 weights_option = click.option(
-    "--weights", default="imagenet", show_default=True,
-    help="For keras.applications models: imagenet, none (random), or a .h5/.weights.h5 path.")
+    "--weights", default=None,
+    help="For keras.applications models only: imagenet (default), none (random), or a .h5/.weights.h5 "
+         "path. A model file carries its own weights.")
 preprocess_option = click.option(
     "--preprocess", default=None,
     help="For model files: none, scale01 ([0,1]), tf ([-1,1]), caffe, torch, or an application name "
@@ -96,10 +111,16 @@ layer_option = click.option("--layer", default=None,
 class_option = click.option("--class", "classes", multiple=True,
                             help="Class to explain, as index or label; repeat for several. Default: the top-1 class.")
 top_k_option = click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
-                            help="Explain each of the K most probable classes.")
+                            help="Explain each of the K most probable classes (not with --class).")
 batch_size_option = click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 recursive_option = click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
-xla_option = click.option("--xla", is_flag=True, help="Compile with XLA (jit_compile); faster on some models.")
+exclude_option = click.option(
+    "--exclude", "excludes", multiple=True, metavar="GLOB",
+    help="Leave out files and folders whose name, path relative to the argument, or absolute "
+         "path matches GLOB (repeatable). OUTPUT_DIR is always left out.")
+xla_option = click.option(
+    "--xla", is_flag=True,
+    help="Compile with XLA (jit_compile). Measured slower on CPU (see the README); may help on a GPU.")
 
 
 def _options(*decorators):
@@ -143,21 +164,21 @@ def cli() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @model_options
 @click.option("--method", type=MethodType(), default="gradcam", show_default=True,
-              help="cam, gradcam, gradcam++, xgradcam, hirescam, layercam, scorecam, ablationcam, "
-                   "eigencam ('gradcam methods' describes them).")
+              help=f"{', '.join(METHODS)} ('gradcam methods' describes them).")
 @click.option("--smooth", type=click.Choice(["aug", "eigen"]), default=None,
               help="aug: average over flips and brightness changes (6x the work); eigen: first "
                    "principal component of the weighted activations.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Channels per extra forward pass (scorecam, ablationcam): bounds memory.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="scorecam, ablationcam: channels per extra forward pass (default 32); bounds memory.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=None,
               help="scorecam: keep only the N channels of highest variance (Faster Score-CAM).")
 @target_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_out", show_default=True)
-@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+@click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.4, show_default=True,
               help="Heatmap opacity in the overlay.")
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
 @recursive_option
+@exclude_option
 @click.option("--overwrite", is_flag=True,
               help="Redo inputs already explained in OUTPUT_DIR (by default a rerun resumes, skipping them).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-image predictions.")
@@ -165,12 +186,13 @@ def cli() -> None:
 @xla_option
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, overwrite, quiet, as_json, xla, report, preprocess, labels, input_size, unsafe_model_code):
+            recursive, excludes, overwrite, quiet, as_json, xla, report, preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
-    INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns.
+    INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
+    ** matches any number of folders). Each file is explained once, however it was reached.
     """
-    items = _collect_or_fail(inputs, recursive)
+    items = _collect(inputs, recursive, excludes, output_dir)
     try:
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from .pipeline import RunOptions
@@ -192,16 +214,22 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
     sys.exit(summary.exit_code)
 
 
-def _collect_or_fail(inputs, recursive):
-    from .images import collect_inputs
+def _collect(inputs, recursive, excludes, output_dir):
+    """List the inputs before any model loads: arguments that name nothing are reported at once,
+    and a run with nothing left to explain stops here (exit 2, nothing written)."""
+    from .images import IMAGE_EXTENSIONS, collect_inputs
 
-    items = collect_inputs(list(inputs), recursive=recursive)
+    items = collect_inputs(list(inputs), recursive=recursive, exclude=excludes, output_dir=output_dir)
+    arguments = {str(Path(argument)) for argument in inputs}
+    bad_arguments = [item for item in items if item.error and item.path in arguments]
+    for item in bad_arguments:
+        click.echo(f"gradcam: {item.path}: {item.error}.", err=True)
     if not items:
-        from .images import IMAGE_EXTENSIONS
-
         hint = "" if recursive else " (add -r to look in sub-folders)"
         _fail(GradcamError(f"{', '.join(inputs)}: no image files found{hint}; looked for "
                            f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
+    if len(bad_arguments) == len(items):
+        _fail(GradcamError("nothing to explain: every input above is missing or refused."))
     return items
 
 
@@ -210,6 +238,7 @@ def _run_with_progress(items, spec, options, quiet, as_json):
 
     from .pipeline import run_explain
 
+    shown = {item.real: item.path for item in items}  # rows name inputs by real path; show them as found
     show_bar = not quiet and sys.stderr.isatty()
     bar = tqdm(total=len(items), unit="img", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
 
@@ -218,7 +247,7 @@ def _run_with_progress(items, spec, options, quiet, as_json):
             click.echo(json.dumps(row, ensure_ascii=False))
         elif not quiet and row["status"] == "ok" and row["rank"] == 0:
             top = ", ".join(f"{label} {probability:.1%}" for _, label, probability in row["top"])
-            tqdm.write(f"{row['input']}: {top}", file=sys.stdout)
+            tqdm.write(f"{shown.get(row['input'], row['input'])}: {top}", file=sys.stdout)
 
     try:
         return run_explain(items, spec, options, on_row=on_row, progress=bar.update)
@@ -253,7 +282,7 @@ def _report(summary, output_dir, quiet) -> None:
 @click.option("--steps", type=click.IntRange(min=2), default=20, show_default=True,
               help="Deletion/insertion steps (each a forward pass per image and map).")
 @click.option("--fail-under", "gates", multiple=True, metavar="METRIC[:METHOD]=VALUE",
-              help="CI gate, repeatable: exit 4 when a mean is worse than VALUE (deletion and drop: above it).")
+              help="CI gate, repeatable: exit 5 when a mean is worse than VALUE (deletion and drop: above it).")
 @click.option("--sanity", is_flag=True,
               help="Also compare each method's maps with those of a copy whose head and last block are "
                    "re-initialised (Adebayo et al. 2018); flag methods whose maps barely change.")
@@ -264,13 +293,14 @@ def _report(summary, output_dir, quiet) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Score every input again; by default inputs scored with the same settings in OUTPUT_DIR are reused.")
 @recursive_option
+@exclude_option
 @xla_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json on stdout instead of the table.")
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html with the scores and curves.")
 def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_model_code, method_list, metric_list,
              ground_truth, steps, gates, sanity, layer, classes, top_k, batch_size, copies_per_pass, output_dir,
-             overwrite, recursive, xla, quiet, as_json, report):
+             overwrite, recursive, excludes, xla, quiet, as_json, report):
     """Score methods' maps: faithfulness (deletion, insertion, Average Drop, Increase in Confidence)
     and, with --ground-truth, placement (pointing game, energy). Read every score against the
     'random' and 'center' baselines.
@@ -279,13 +309,13 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
     Writes OUTPUT_DIR/metrics.json (mean, 95% bootstrap interval, n), metrics.jsonl (per image,
     method and target) and curves.png; prints a table, best method first (by the first metric).
     Exit codes: 0 ok, 1 some inputs failed, 2 usage/model error, 3 output not writable,
-    4 a --fail-under threshold was missed (each listed; 4 wins over 1).
+    5 a --fail-under threshold was missed (each listed; 5 wins over 1).
     """
     method_type = MethodType()
     methods = list(dict.fromkeys(method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()))
     if not methods:
         _fail(GradcamError("--methods is empty: name at least one, e.g. gradcam,random,center."))
-    items = _collect_or_fail(inputs, recursive)
+    items = _collect(inputs, recursive, excludes, output_dir)
     try:
         from .metrics import parse_metrics
         from .metrics.summary import parse_gate
@@ -360,9 +390,11 @@ def report(output_dir):
 @click.option("--methods", "method_list", default="gradcam,gradcam++,layercam,eigencam", show_default=True,
               help="Comma-separated methods, one column each.")
 @click.option("--layer", default=None, help="Target layer. Default: automatic.")
-@click.option("--class", "classes", multiple=True, help="Class to explain (index or label). Default: top-1.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True)
-@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True)
+@click.option("--class", "classes", multiple=True,
+              help="Class to explain (index or label); repeat for several, a row each. Default: top-1.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True,
+              help="The sheet: .png or .jpg.")
+@click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.5, show_default=True)
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
 @preprocess_option
 @labels_option
@@ -370,18 +402,28 @@ def report(output_dir):
 @unsafe_option
 def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, preprocess, labels,
             input_size, unsafe_model_code):
-    """Compare methods side by side: one PNG, a row per image, a column per method."""
+    """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
+    per method."""
     method_type = MethodType()
     methods = [method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()]
+    if not methods:
+        raise click.BadParameter("names no method; give one or more, comma-separated.", param_hint="--methods")
+    for image in images:
+        if not (os.path.exists(image) or glob.has_magic(image)):
+            _fail(GradcamError(f"{image}: no such file or folder."))
     try:
-        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
-        from .compare import compare_sheet
+        from .compare import compare_sheet, sheet_format
 
-        sheet = compare_sheet(spec, list(images), methods, output, layer=layer, target=list(classes) or None,
-                              alpha=alpha, colormap=colormap)
+        sheet_format(output)
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
+                                        target=list(classes) or None, alpha=alpha, colormap=colormap)
     except GradcamError as error:
         _fail(error)
+    for _, message in failures:
+        click.echo(f"gradcam: left out: {message}", err=True)
     click.echo(f"gradcam: comparison sheet written to {sheet}", err=True)
+    sys.exit(1 if failures else 0)
 
 
 @cli.command()
@@ -438,9 +480,22 @@ def layers(model, weights, preprocess, labels, input_size, unsafe_model_code, sh
     click.echo(f"* automatic pick: {pick.path}", err=True)
 
 
+INTERNAL_ERROR = 4
+
+
 def main() -> None:
+    """The console script. Known errors exit from inside the commands; an unexpected exception is
+    a bug, so its traceback is shown for the report, and it exits 4 rather than 1 (which means
+    "some inputs failed")."""
     try:
         cli(prog_name="gradcam")
     except KeyboardInterrupt:
         click.echo("gradcam: interrupted.", err=True)
         sys.exit(130)
+    except Exception as error:  # noqa: BLE001 (the last line of defence)
+        import traceback
+
+        traceback.print_exc()
+        click.echo(f"gradcam: internal error ({type(error).__name__}: {error}); this is a bug, please report "
+                   "it with the command and the traceback above.", err=True)
+        sys.exit(INTERNAL_ERROR)

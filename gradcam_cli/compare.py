@@ -1,4 +1,4 @@
-"""``gradcam compare``: one PNG sheet, a row per image and a column per method, labelled."""
+"""``gradcam compare``: one sheet, a row per (image, class) and a column per method, labelled."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import render
 from .api import as_images, explain
+from .errors import OptionConflict
 from .models import ModelSpec
 
 TILE = 224
 CAPTION = 22
+SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 def _font(size: int = 14):
@@ -20,6 +22,24 @@ def _font(size: int = 14):
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one bitmap size
         return ImageFont.load_default()
+
+
+def sheet_format(output: str | Path) -> str:
+    """The file format the sheet's name asks for (PNG or JPEG), checked before any work."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in SHEET_FORMATS:
+        raise OptionConflict(f"{output}: the sheet is written as PNG or JPEG; name it .png, .jpg or .jpeg.")
+    return SHEET_FORMATS[suffix]
+
+
+def fit_tile(picture: np.ndarray, size: int = TILE) -> Image.Image:
+    """``picture`` scaled to fit a ``size`` square with its aspect ratio kept, centred on white."""
+    image = Image.fromarray(np.asarray(picture))
+    scale = size / max(image.width, image.height)
+    shape = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    tile = Image.new("RGB", (size, size), "white")
+    tile.paste(image.resize(shape, Image.BILINEAR), ((size - shape[0]) // 2, (size - shape[1]) // 2))
+    return tile
 
 
 def compare_sheet(
@@ -33,32 +53,43 @@ def compare_sheet(
     colormap: str = "jet",
     batch_size: int = 16,
     **method_options,
-) -> Path:
-    """Explain ``images`` with every method and write the comparison sheet to ``output``."""
-    arrays, paths = as_images(images)  # decoded once, shared by every method
-    results = [explain(spec, arrays, method=m, target=target, layer=layer, batch_size=batch_size, **method_options)
-               for m in methods]
+) -> tuple[Path, list[tuple[str, str]]]:
+    """Explain ``images`` with every method and write the comparison sheet to ``output``; return its
+    path and the (path, reason) of files that could not be read (left out of the sheet).
+
+    One row per image and explained class (each ``target``, or the top-1 class); guided-gradcam's
+    column shows its guided saliency image, every other method its overlay.
+    """
+    if not methods:
+        raise OptionConflict("--methods names no method; give one or more, comma-separated.")
+    file_format = sheet_format(output)
+    arrays, paths, failures = as_images(images)  # decoded once, shared by every method
+    results = [explain(spec, arrays, method=m, target=target, layer=layer, batch_size=batch_size, alpha=alpha,
+                       **method_options) for m in methods]
     first = results[0]
-    rows = len(first.images)
+    rows = [(image, target_index) for image in range(len(first.images)) for target_index in range(first.class_ids.shape[1])]
     columns = len(methods) + 1
-    sheet = Image.new("RGB", (columns * TILE, rows * (TILE + CAPTION) + CAPTION), "white")
+    sheet = Image.new("RGB", (columns * TILE, len(rows) * (TILE + CAPTION) + CAPTION), "white")
     draw = ImageDraw.Draw(sheet)
     font = _font()
     draw.text((4, 3), "original", fill="black", font=font)
     for column, method in enumerate(methods, start=1):
         draw.text((column * TILE + 4, 3), method, fill="black", font=font)
-    for row in range(rows):
+    for row, (image, target_index) in enumerate(rows):
         top = CAPTION + row * (TILE + CAPTION)
-        original = first.images[row]
-        name = Path(paths[row]).name if paths[row] else f"image {row}"
+        name = Path(paths[image]).name if paths[image] else f"image {image}"
         draw.text((4, top + 3), f"{name[:28]}", fill="black", font=font)
-        for column, result in enumerate([None, *results]):
-            picture = original if result is None else result.overlay(row, 0, alpha=alpha, colormap=colormap)
-            tile = Image.fromarray(np.asarray(picture)).resize((TILE, TILE), Image.BILINEAR)
-            sheet.paste(tile, (column * TILE, top + CAPTION))
-            if result is not None:
-                text = f"{result.label(row)} {result.probabilities[row, result.class_ids[row, 0]]:.0%}"
-                draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)
+        sheet.paste(fit_tile(first.images[image]), (0, top + CAPTION))
+        for column, result in enumerate(results, start=1):
+            if result.saliency is not None:
+                picture = result.guided(image, target_index)
+            else:
+                picture = result.overlay(image, target_index, colormap=colormap)
+            sheet.paste(fit_tile(picture), (column * TILE, top + CAPTION))
+            class_index = result.class_ids[image, target_index]
+            text = f"{result.label(image, target_index)} {result.probabilities[image, class_index]:.0%}"
+            draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)
     output = Path(output)
-    render.atomic_write_bytes(output, render.png_bytes(np.asarray(sheet)))
-    return output
+    data = render.png_bytes(np.asarray(sheet)) if file_format == "PNG" else render.jpeg_bytes(sheet, quality=92)
+    render.atomic_write_bytes(output, data)
+    return output, failures

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MethodError, TargetError
+from .errors import MethodError, OptionConflict, TargetError
 from .layers import LayerInfo, Probe, auto_target_layer, find_layer
 from .methods import CamContext, CamMethod, get_method
 from .models import ModelSpec
@@ -64,7 +64,8 @@ def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classe
                 raise TargetError(f"unknown class '{text}'.{hint}")
         if not 0 <= index < num_classes:
             raise TargetError(f"class index {index} is out of range: the model has {num_classes} classes (0..{num_classes - 1}).")
-        indices.append(index)
+        if index not in indices:  # '--class circle --class 0' is one class, explained once
+            indices.append(index)
     return indices
 
 
@@ -83,7 +84,7 @@ class Explainer:
         batch_size: int = 16,
         xla: bool = False,
         smooth: str | None = None,
-        chunk_size: int = 32,
+        chunk_size: int | None = None,
         max_channels: int | None = None,
     ):
         if smooth not in SMOOTHING:
@@ -102,7 +103,11 @@ class Explainer:
         log.info("target layer: %s %s", self.target.path, self.target.output_shape)
 
     def resolve_targets(self, classes: list[int | str] | None, top_k: int) -> list[int] | None:
-        """Check ``--class`` values (to indices) or, without them, ``--top-k`` against the model."""
+        """Check ``--class`` values (to indices, each once) or, without them, ``--top-k`` against the
+        model. Both at once is refused: explicit classes replace the ranking, so a K > 1 would be ignored."""
+        if classes is not None and len(classes) and int(top_k) != 1:
+            raise OptionConflict(f"--top-k {top_k} and --class cannot be combined: --class names the classes to "
+                                 "explain, --top-k picks each image's K most probable; use one.")
         if classes:
             return resolve_classes(self.spec, list(classes), self.num_classes)
         if not 1 <= int(top_k) <= self.num_classes:
@@ -199,6 +204,8 @@ class Explainer:
     def _run_preprocessed(self, images: np.ndarray, classes, top_k: int) -> BatchResult:
         per_image = None
         if classes is not None and np.ndim(classes) == 2:
+            if int(top_k) != 1:
+                raise OptionConflict(f"top_k={top_k} and per-image classes cannot be combined; use one.")
             per_image = np.asarray(classes, np.int32)
             if per_image.min(initial=0) < 0 or per_image.max(initial=0) >= self.num_classes:
                 raise TargetError(f"class indices must lie in 0..{self.num_classes - 1}.")

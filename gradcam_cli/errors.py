@@ -42,6 +42,15 @@ class TargetError(GradcamError):
     """``--class`` is out of range or names an unknown label."""
 
 
+class OptionConflict(GradcamError):
+    """An option that does not apply here (to this method, this model, with that other option):
+    refused rather than silently ignored."""
+
+
+class ManifestNotFound(GradcamError):
+    """A command needs an earlier run's ``manifest.jsonl`` and the folder has none."""
+
+
 class OutputError(GradcamError):
     """The output folder cannot be created or written (permissions, full disk)."""
 

@@ -28,6 +28,7 @@ from . import render
 from .engine import Explainer
 from .errors import ImageError, OutputError
 from .images import InputItem, model_input, open_rgb
+from .manifest import Manifest
 from .methods import BASELINES
 from .metrics import (
     CURVES_PNG,
@@ -44,7 +45,6 @@ from .metrics.ground_truth import GroundTruth
 from .metrics.perturbation import PerturbationRunner, Rows, blurred, pixel_ranks
 from .metrics.summary import GATE_EXIT_CODE, Gate, check_gates, rank_methods, summarize
 from .models import ModelSpec
-from .pipeline import Manifest
 
 
 @dataclass

@@ -76,7 +76,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         colormap: str = "jet",
         columns: int | None = None,
         smooth: str | None = None,
-        chunk_size: int = 32,
+        chunk_size: int | None = None,
         max_channels: int | None = None,
     ):
         super().__init__()
@@ -262,7 +262,9 @@ def _collect(images: Any) -> tuple[list[np.ndarray] | None, np.ndarray | None, A
         if len(shapes) != 1:
             raise ImageError(f"GradCAMCallback: arrays of different shapes {sorted(shapes)}; give them at the model's input size.")
         return None, np.stack([np.asarray(item) for item in items]), labels
-    decoded, _ = as_images(items)
+    decoded, _, failures = as_images(items)
+    if failures:  # a training callback's images are few and chosen: a bad one is an error, not a skip
+        raise ImageError(f"GradCAMCallback: {failures[0][1]}")
     return decoded, None, labels
 
 

@@ -80,6 +80,15 @@ def iter_layers(model, prefix: str = "") -> Iterator[LayerInfo]:
             yield LayerInfo(path, layer, _output_shape(layer))
 
 
+def nested_models(model, prefix: str = "") -> Iterator[LayerInfo]:
+    """The models nested in ``model`` (a backbone inside a Sequential ...), at any depth, as layers."""
+    for layer in model.layers:
+        if _is_model(layer):
+            path = f"{prefix}{layer.name}"
+            yield LayerInfo(path, layer, _output_shape(layer))
+            yield from nested_models(layer, prefix=path + PATH_SEP)
+
+
 def candidate_layers(model) -> list[LayerInfo]:
     """Layers that may serve as a CAM target (spatial, not pooling), in forward order."""
     return [info for info in iter_layers(model) if _is_candidate(info)]
@@ -148,8 +157,9 @@ def auto_target_layer(model) -> LayerInfo:
 
 
 def find_layer(model, name: str) -> LayerInfo:
-    """``--layer``: a layer name (searched in nested models too) or a nested path ``outer/inner``."""
-    layers = list(iter_layers(model))
+    """``--layer``: a layer name (searched in nested models too), a nested path ``outer/inner``, or a
+    nested model itself (its output is then the target, e.g. a MobileNetV2 backbone's 3x3x1280)."""
+    layers = [*iter_layers(model), *nested_models(model)]
     matches = [info for info in layers if name in (info.path, info.name)]
     if not matches:
         names = [info.path for info in layers]
@@ -306,7 +316,7 @@ class Probe:
         if self._tail is None:
             import keras
 
-            if PATH_SEP in self.target.path:
+            if PATH_SEP in self.target.path or _is_model(self.target.layer):
                 return None
             end = self.head.layer.input if self.head.kind != "output" else _model_outputs(self.model)[0]
             try:

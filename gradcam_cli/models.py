@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelLoadError, ModelNotFound, UnsupportedModel, WeightsUnavailable
+from .errors import (
+    ModelLoadError,
+    ModelNotFound,
+    OptionConflict,
+    UnsupportedModel,
+    WeightsUnavailable,
+)
 
 PREPROCESS_MODES = ("none", "scale01", "tf", "caffe", "torch")
 DEFAULT_SIZE = 224
@@ -181,14 +187,62 @@ def make_preprocess(mode: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
-    """One class name per line (trailing blank lines ignored)."""
+    """One class name per line, UTF-8 (a byte-order mark is dropped); trailing blank lines ignored.
+
+    A blank line inside the list, a repeated name, or a file that is not UTF-8 text is refused with
+    a :class:`ModelLoadError` naming the line, since each would shift or hide a class.
+    """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_bytes().decode("utf-8-sig")
     except OSError as error:
         raise ModelLoadError(f"{path}: cannot read labels file ({error.strerror}).") from None
-    while lines and not lines[-1].strip():
+    except UnicodeDecodeError as error:
+        line = Path(path).read_bytes()[: error.start].count(b"\n") + 1
+        raise ModelLoadError(
+            f"{path}: labels file is not UTF-8 text (line {line}); save it as UTF-8, one class name per line."
+        ) from None
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[-1]:
         lines.pop()
-    return [line.strip() for line in lines]
+    return check_labels(lines, str(path))
+
+
+def check_labels(labels: list, source: str, class_count: int | None = None) -> list[str]:
+    """Labels as a list of distinct non-blank names, one per class when ``class_count`` is known."""
+    where = f"{source}: " if source else ""
+    if not all(isinstance(label, str) for label in labels):
+        raise ModelLoadError(f"{where}labels must be text, one name per class.")
+    for number, label in enumerate(labels, start=1):
+        if not label.strip():
+            raise ModelLoadError(f"{where}line {number} is blank; every class needs a name (remove the line "
+                                 "or name the class).")
+    seen: dict[str, int] = {}
+    for number, label in enumerate(labels, start=1):
+        if label in seen:
+            raise ModelLoadError(f"{where}line {number} repeats '{label}' (line {seen[label]}); names must be distinct.")
+        seen[label] = number
+    if class_count is not None and len(labels) != class_count:
+        raise ModelLoadError(f"{where}{len(labels)} labels for a model with {class_count} classes; give one name "
+                             "per class, in the order of the model's outputs.")
+    return list(labels)
+
+
+def _labels_for(labels: str | os.PathLike | list[str], model: Any) -> list[str]:
+    """``--labels`` (a file) or a list of names, checked against the model's class count."""
+    if isinstance(labels, (list, tuple)):
+        return check_labels(list(labels), "labels", class_count(model))
+    return check_labels(read_labels(labels), str(labels), class_count(model))
+
+
+def class_count(model: Any) -> int | None:
+    """Classes of a single-output model (the last axis of its output), None where unknown."""
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if not isinstance(shape, tuple) or not shape or not isinstance(shape[-1], int):
+        return None
+    return int(shape[-1])
 
 
 @lru_cache(maxsize=1)
@@ -263,7 +317,8 @@ def build_application(
     size = tuple(int(d) for d in model.input_shape[1:3] if d) or None
     if size is None or len(size) != 2:
         size = input_size or (entry.native_size(), entry.native_size())
-    labels = imagenet_labels() if (weights == "imagenet" and model.output_shape[-1] == 1000) else None
+    # the names belong to the architecture's 1000-class head, whatever weights fill it
+    labels = imagenet_labels() if class_count(model) == 1000 else None
     return ModelSpec(
         model=model,
         name=entry.name,
@@ -340,9 +395,18 @@ def _read_sidecar(path: Path) -> dict:
     if not sidecar.exists():
         return {}
     try:
-        return json.loads(sidecar.read_text(encoding="utf-8"))
+        content = json.loads(sidecar.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{sidecar}: unreadable model sidecar ({error}).") from None
+    if not isinstance(content, dict):
+        raise ModelLoadError(f'{sidecar}: must hold a JSON object such as {{"preprocess": "tf", "labels": [...]}}.')
+    if content.get("preprocess") is not None and not isinstance(content["preprocess"], str):
+        raise ModelLoadError(f'{sidecar}: "preprocess" must be a name such as "tf" or "scale01", '
+                             f"not {json.dumps(content['preprocess'])}.")
+    labels = content.get("labels")
+    if labels is not None and not isinstance(labels, (str, list)):
+        raise ModelLoadError(f'{sidecar}: "labels" must be a list of names or a file name, not {json.dumps(labels)}.')
+    return content
 
 
 def _sidecar_labels(path: Path, sidecar: dict) -> list[str] | str | None:
@@ -386,8 +450,8 @@ def spec_for_model(
         preprocess_fn, preprocess_name = preprocess, getattr(preprocess, "__name__", "custom")
     else:
         preprocess_fn, preprocess_name = make_preprocess(preprocess)
-    if labels is not None and not isinstance(labels, list):
-        labels = read_labels(labels)
+    if labels is not None:
+        labels = _labels_for(labels, model)
     return ModelSpec(
         model=model,
         name=name or model.name,
@@ -401,30 +465,48 @@ def spec_for_model(
 
 def resolve_model(
     model: str | Any,
-    weights: str | None = "imagenet",
+    weights: str | None = None,
     preprocess: str | None = None,
     labels: str | list[str] | None = None,
     input_size: tuple[int, int] | None = None,
     safe_mode: bool = True,
 ) -> ModelSpec:
-    """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, or an application name."""
+    """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, or an application name.
+
+    ``weights``: for keras.applications names, 'imagenet' (the default when None), 'none' (random) or
+    a weights file. A model file or an in-memory model carries its own weights, so giving ``weights``
+    with one is refused rather than ignored.
+    """
     if isinstance(model, ModelSpec):
         return model
-    if not isinstance(model, (str, os.PathLike)):
+    text = str(model) if isinstance(model, (str, os.PathLike)) else None
+    is_application = text is not None and not (
+        (normalize_name(text) == "demo" and not os.path.exists(text))
+        or os.sep in text or text.endswith((".keras", ".h5")) or os.path.exists(text)
+    )
+    if weights is not None and not is_application:
+        what = "the demo model" if text is not None and normalize_name(text) == "demo" else (
+            "a model file" if text is not None else "an in-memory model")
+        raise OptionConflict(
+            f"--weights {weights}: {what} carries its own weights; --weights applies to keras.applications "
+            "names only (load the weights into your model and save it, or drop --weights)."
+        )
+    if not safe_mode and (text is None or is_application):
+        raise OptionConflict("--unsafe-model-code applies to model files only (it lets Keras load Python code "
+                             "from them); drop it.")
+    if text is None:
         return spec_for_model(model, preprocess=preprocess or "none", labels=labels, input_size=input_size)
-    text = str(model)
     if normalize_name(text) == "demo" and not os.path.exists(text):
         from .demo import demo_model_path
 
         return load_model_file(demo_model_path(), preprocess=preprocess, labels=labels, input_size=input_size)
-    looks_like_path = os.sep in text or text.endswith((".keras", ".h5")) or os.path.exists(text)
-    if looks_like_path:
+    if not is_application:
         if not os.path.exists(text):
             raise ModelNotFound(f"{text}: no such model file.")
         return load_model_file(text, preprocess, labels, input_size, safe_mode)
-    spec = build_application(text, weights=weights, input_size=input_size)
+    spec = build_application(text, weights="imagenet" if weights is None else weights, input_size=input_size)
     if preprocess:
         spec.preprocess, spec.preprocess_name = make_preprocess(preprocess)
     if labels:
-        spec.labels = list(labels) if isinstance(labels, list) else read_labels(labels)
+        spec.labels = _labels_for(labels, spec.model)
     return spec

@@ -5,10 +5,9 @@ JPEG encoding and writing run in another pool behind it, so the model is rarely 
 a bounded number of batches is ever in memory. Each (image, target) gets a manifest row; a bad
 image gets an error row and the batch goes on.
 
-``manifest.jsonl`` is append-only while a run is going (flushed after every batch, so a killed run
-loses nothing already written) and compacted at the end: per (input, method, targets) only the rows
-of the latest run that handled that input are kept. A rerun skips inputs whose rows are all ``ok``
-with the same settings and whose files exist, unless ``overwrite`` is set.
+Rows go to ``manifest.jsonl`` through :class:`~.manifest.Manifest` (its docstring has the format and
+which rows are kept). A rerun skips inputs whose current rows are complete, all ``ok``, with the same settings
+and whose files exist, unless ``overwrite`` is set. An input is its resolved real path.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -31,9 +29,10 @@ from . import render
 from .engine import Explainer
 from .errors import ImageError, OutputError
 from .images import InputItem, model_input, open_rgb
+from .manifest import MANIFEST, Manifest
 from .models import ModelSpec
 
-MANIFEST = "manifest.jsonl"
+__all__ = ["MANIFEST", "Manifest", "RunOptions", "RunSummary", "run_explain"]
 TOP_PREDICTIONS = 3
 
 
@@ -50,7 +49,7 @@ class RunOptions:
     overwrite: bool = False
     xla: bool = False
     smooth: str | None = None
-    chunk_size: int = 32
+    chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
     max_channels: int | None = None
     workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 
@@ -78,75 +77,6 @@ def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, tar
                 targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
                 str(options.smooth), str(options.max_channels)]
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
-
-
-class Manifest:
-    """Rows in ``manifest.jsonl``; see the module docstring for the resume and compaction rules."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.previous = self.read_rows(path)
-        self._stream = None
-
-    @staticmethod
-    def read_rows(path: Path) -> list[dict]:
-        rows = []
-        try:
-            with open(path, encoding="utf-8") as stream:
-                for line in stream:
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:  # a line cut short by a killed run
-                        continue
-        except FileNotFoundError:
-            pass
-        return rows
-
-    @staticmethod
-    def group(row: dict) -> tuple:
-        return (row.get("input"), row.get("method"), row.get("targets"))
-
-    def finished_inputs(self, method: str, targets: str, config: str) -> set[str]:
-        """Inputs whose latest rows for (method, targets) are all ok, same config, files present."""
-        latest: dict[tuple, list[dict]] = {}
-        for row in self.previous:
-            key = self.group(row)
-            if key not in latest or latest[key][0].get("run") != row.get("run"):
-                latest[key] = [row]
-            else:
-                latest[key].append(row)
-        done = set()
-        for (input_path, row_method, row_targets), rows in latest.items():
-            if row_method != method or row_targets != targets:
-                continue
-            if all(
-                row.get("status") == "ok"
-                and row.get("config") == config
-                and all(os.path.exists(row[key]) for key in ("overlay", "heatmap", "saliency") if row.get(key))
-                for row in rows
-            ):
-                done.add(input_path)
-        return done
-
-    def append(self, rows: list[dict]) -> None:
-        if self._stream is None:
-            self._stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
-        for row in rows:
-            self._stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._stream.flush()
-
-    def close_and_compact(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-        rows = self.read_rows(self.path)
-        latest_run: dict[tuple, Any] = {}
-        for row in rows:
-            latest_run[self.group(row)] = row.get("run")
-        kept = [row for row in rows if latest_run[self.group(row)] == row.get("run")]
-        if len(kept) != len(rows):
-            data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept)
-            render.atomic_write_bytes(self.path, data.encode("utf-8"))
 
 
 def _check_output_dir(output_dir: Path) -> None:
@@ -202,9 +132,9 @@ def run_explain(
     manifest = Manifest(output_dir / MANIFEST)
     config = _fingerprint(spec, explainer, options, targets)
     summary = RunSummary(layer=explainer.layer_name, method=explainer.method.name)
-    stems = dict(zip([i.path for i in items], render.unique_stems(i.relative for i in items), strict=True))
+    stems = dict(zip([i.real for i in items], render.unique_stems(i.relative for i in items), strict=True))
     done = set() if options.overwrite else manifest.finished_inputs(explainer.method.name, targets, config)
-    todo = [item for item in items if item.path not in done]
+    todo = [item for item in items if item.real not in done]
     summary.images_skipped = len(items) - len(todo)
     if progress and summary.images_skipped:
         progress(summary.images_skipped)
@@ -215,20 +145,20 @@ def run_explain(
                 "model": spec.name, "targets": targets, "config": config}
 
     def error_row(item: InputItem, message: str) -> dict:
-        return {**base_row, "input": item.path, "status": "error", "error": message,
+        return {**base_row, "input": item.real, "status": "error", "error": message,
                 "class_index": None, "label": None, "probability": None, "overlay": None, "heatmap": None}
 
     def write_outputs(item: InputItem, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
-        overlay_path, heatmap_path = render.output_paths(output_dir, stems[item.path], explainer.method.name, row["class_index"])
+        overlay_path, heatmap_path = render.output_paths(output_dir, stems[item.real], explainer.method.name, row["class_index"])
         image = render.overlay_image(original, heatmap, options.alpha, lut)
         render.atomic_write_bytes(overlay_path, render.jpeg_bytes(image))
         render.atomic_write_bytes(heatmap_path, render.npy_bytes(heatmap))
-        row = {**row, "overlay": str(overlay_path), "heatmap": str(heatmap_path)}
+        row = {**row, "overlay": os.path.abspath(overlay_path), "heatmap": os.path.abspath(heatmap_path)}
         if saliency is not None:
             saliency_path = overlay_path.with_name(overlay_path.name[: -len(".jpg")] + ".guided.png")
             saliency_picture = render.saliency_image(saliency, (original.height, original.width))
             render.atomic_write_bytes(saliency_path, render.png_bytes(saliency_picture))
-            row["saliency"] = str(saliency_path)
+            row["saliency"] = os.path.abspath(saliency_path)
         return row
 
     decoders = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode")
@@ -287,10 +217,10 @@ def run_explain(
                     top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
                     for rank, class_index in enumerate(result.class_ids[position]):
                         heatmap = result.heatmaps[position, rank]
-                        row = {**base_row, "input": item.path, "status": "ok", "error": None, "rank": rank,
+                        row = {**base_row, "input": item.real, "status": "ok", "error": None, "rank": rank,
                                "class_index": int(class_index), "label": spec.label(int(class_index)),
                                "probability": round(float(probabilities[class_index]), 6), "top": top,
-                               "image_size": [original.width, original.height],
+                               "image_size": [original.height, original.width],
                                "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
                         saliency = None if result.saliency is None else result.saliency[position, rank]
                         rows.append(writers.submit(write_outputs, item, original, heatmap, saliency, row))
@@ -306,6 +236,6 @@ def run_explain(
     finally:
         decoders.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True)
-        manifest.close_and_compact()
+        manifest.close()
         summary.seconds = time.perf_counter() - started
     return summary

@@ -18,10 +18,10 @@ import numpy as np
 from PIL import Image
 
 from . import render
-from .errors import GradcamError, OutputError
+from .errors import GradcamError, ManifestNotFound, OutputError
 from .images import open_rgb
+from .manifest import MANIFEST, Manifest
 from .metrics import CURVES_PNG, METRICS_JSON
-from .pipeline import MANIFEST, Manifest
 
 THUMB_SIZE = 256
 REPORT = "index.html"
@@ -68,7 +68,7 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     manifest_path = output_dir / MANIFEST
     evaluation = _evaluation_section(output_dir)
     if not manifest_path.exists() and not evaluation:
-        raise OutputError(f"{output_dir}: no {MANIFEST} here; run 'gradcam explain ... -o {output_dir}' first.")
+        raise ManifestNotFound(f"{output_dir}: no {MANIFEST} here; run 'gradcam explain ... -o {output_dir}' first.")
     rows = Manifest.read_rows(manifest_path)
     cards = _cards(rows)
     thumbs = output_dir / "thumbs"

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gradcam_cli.cli import cli
+from gradcam_cli.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = ROOT / "sample_images" / "shapes"
@@ -25,7 +26,8 @@ def run(*args):
 
 
 def read_manifest(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    """The rows with absolute paths (stored relative to the manifest's folder)."""
+    return Manifest.read_rows(folder / "manifest.jsonl")
 
 
 def test_help_imports_no_tensorflow():

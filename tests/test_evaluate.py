@@ -350,7 +350,7 @@ def test_gate_exit_codes(tmp_path, evaluated):
     assert passing.exit_code == 0, passing.output
     failing = run(*common, "-o", tmp_path / "b", "--fail-under", "insertion:gradcam=1.01", "--fail-under",
                   "pointing=0.9", "--fail-under", "pointing:random=0.9")
-    assert failing.exit_code == 4
+    assert failing.exit_code == 5
     missed = [line for line in failing.output.splitlines() if line.startswith("gradcam: fail-under:")]
     assert len(missed) == 2 and "insertion:gradcam=1.01: gradcam insertion" in missed[0]
     assert "pointing:random=0.9: random pointing = 0.000, below 0.9" in missed[1]
@@ -359,7 +359,7 @@ def test_gate_exit_codes(tmp_path, evaluated):
     one_bad = run(*common[:3], bad_image, *common[3:], "-o", tmp_path / "c")
     assert one_bad.exit_code == 1 and "broken.png" in one_bad.output
     both = run(*common[:3], bad_image, *common[3:], "-o", tmp_path / "d", "--fail-under", "insertion=1.01")
-    assert both.exit_code == 4
+    assert both.exit_code == 5
     usage = run(*common, "-o", tmp_path / "e", "--fail-under", "insertion>0.5")
     assert usage.exit_code == 2 and "METRIC[:METHOD]=VALUE" in usage.output
     for bad_methods in (",", "gradcam,nonsense"):

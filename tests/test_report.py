@@ -83,7 +83,7 @@ def test_report_command_rebuilds_from_the_manifest(report_dir):
 
 def test_report_without_manifest_fails_cleanly(tmp_path):
     result = run("report", tmp_path)
-    assert result.exit_code == 3 and "manifest.jsonl" in result.output
+    assert result.exit_code == 2 and "manifest.jsonl" in result.output
 
 
 def test_compare_sheet_has_a_row_per_image_and_a_column_per_method(tmp_path):

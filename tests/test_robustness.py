@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from gradcam_cli import images as images_module
 from gradcam_cli import render
 from gradcam_cli.cli import cli
 from gradcam_cli.images import load_image
+from gradcam_cli.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = ROOT / "sample_images" / "shapes" / "01_single_cross.png"
@@ -31,7 +31,8 @@ def run(*args):
 
 
 def manifest(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    """The rows with absolute paths (stored relative to the manifest's folder)."""
+    return Manifest.read_rows(folder / "manifest.jsonl")
 
 
 @pytest.fixture(scope="module")

@@ -50,11 +50,13 @@ class CamMethod:
     uses_gradients: ClassVar[bool] = True
     supports_eigen_smooth: ClassVar[bool] = True
     makes_saliency: ClassVar[bool] = False
+    uses_chunks: ClassVar[bool] = False  # reads ``chunk_size`` (perturbation passes)
+    uses_max_channels: ClassVar[bool] = False  # reads ``max_channels``
     description: ClassVar[str] = ""
 
-    def __init__(self, eigen_smooth: bool = False, chunk_size: int = 32, max_channels: int | None = None):
+    def __init__(self, eigen_smooth: bool = False, chunk_size: int | None = None, max_channels: int | None = None):
         self.eigen_smooth = eigen_smooth
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = int(chunk_size or 32)
         self.max_channels = max_channels
 
     def prepare(self, spec, probe) -> Any:

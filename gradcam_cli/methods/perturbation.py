@@ -45,6 +45,9 @@ class ScoreCAM(CamMethod):
     follow-up); ``chunk_size`` channels are masked and scored per forward pass.
     """
 
+    uses_chunks = True
+    uses_max_channels = True
+
     name = "scorecam"
     aliases = ("score-cam", "score_cam")
     uses_gradients = False
@@ -88,6 +91,8 @@ class AblationCAM(CamMethod):
     layer on batches of ablated activations; ``L = ReLU(sum_k w_k A^k)``. Choice: the drop is divided
     by ``|y^c|`` rather than ``y^c``, so a negative logit does not invert the map.
     """
+
+    uses_chunks = True
 
     name = "ablationcam"
     aliases = ("ablation-cam", "ablation_cam")

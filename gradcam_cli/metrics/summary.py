@@ -17,7 +17,7 @@ from . import METRICS
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
-GATE_EXIT_CODE = 4  # not 1, which means some inputs failed
+GATE_EXIT_CODE = 5  # not 1 (some inputs failed), not 4 (an internal error)
 
 
 def summarize(values) -> dict:
