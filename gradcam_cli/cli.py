@@ -284,7 +284,7 @@ def _report(summary, output_dir, quiet) -> None:
 @click.option("--fail-under", "gates", multiple=True, metavar="METRIC[:METHOD]=VALUE",
               help="CI gate, repeatable: exit 5 when a mean is worse than VALUE (deletion and drop: above it).")
 @click.option("--sanity", is_flag=True,
-              help="Also compare each method's maps with those of a copy whose head and last block are "
+              help="Also compare each method's maps with those of the model with its head and last block "
                    "re-initialised (Adebayo et al. 2018); flag methods whose maps barely change.")
 @target_options
 @click.option("--copies-per-pass", type=click.IntRange(min=1), default=64, show_default=True,
@@ -309,7 +309,7 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
     Writes OUTPUT_DIR/metrics.json (mean, 95% bootstrap interval, n), metrics.jsonl (per image,
     method and target) and curves.png; prints a table, best method first (by the first metric).
     Exit codes: 0 ok, 1 some inputs failed, 2 usage/model error, 3 output not writable,
-    5 a --fail-under threshold was missed (each listed; 5 wins over 1).
+    4 internal error, 5 a --fail-under threshold was missed (each listed; 5 wins over 1).
     """
     method_type = MethodType()
     methods = list(dict.fromkeys(method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()))
