@@ -227,9 +227,11 @@ def _page(cards: list[dict], output_dir: Path, available: set[str], evaluation: 
 <style>{STYLE}</style></head>
 <body>
 <header><h1>gradcam report</h1>
+<div{"" if cards else " hidden"}>
 <label>predicted class <select id="class-filter"><option value="">all</option>{options}</select></label>
 <label>sort by confidence <select id="sort"><option value="desc">high first</option><option value="asc">low first</option></select></label>
 <span><span id="shown">{len(cards)}</span> of {len(cards)} images; {len(failed)} failed; methods: {_escape(", ".join(methods))}</span>
+</div>
 </header>
 {evaluation}
 {f'<section class="failures"><h2>Failed inputs</h2><ul>{failures}</ul></section>' if failed else ''}
