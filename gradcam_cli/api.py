@@ -164,6 +164,8 @@ def explain(
     chunk_size: int | None = None,
     input_size: int | tuple[int, int] | None = None,
     alpha: float = 0.4,
+    output: str | int | None = None,
+    region: str | None = None,
 ) -> Explanation:
     """Explain ``images`` with ``model``.
 
@@ -180,6 +182,8 @@ def explain(
     ``chunk_size`` bound Score-CAM / Ablation-CAM's extra passes (refused for other methods).
     ``input_size``: H or (H, W) for models that accept any size; ``alpha``: the default opacity of
     :meth:`Explanation.overlay`.
+    ``output``: the output to explain, by name or index, for a multi-output model; ``region``:
+    for a segmentation model, 'pred' (default), 'all' or a mask image path.
 
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
@@ -189,9 +193,9 @@ def explain(
         input_size = (input_size, input_size)
     arrays, paths, failures = as_images(images)
     spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels,
-                         input_size=tuple(input_size) if input_size is not None else None)
+                         input_size=tuple(input_size) if input_size is not None else None, output=output)
     explainer = Explainer(spec, method=method, layer=layer, batch_size=batch_size, smooth=smooth,
-                          chunk_size=chunk_size, max_channels=max_channels)
+                          chunk_size=chunk_size, max_channels=max_channels, region=region)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
     if target is None or isinstance(target, np.ndarray):

@@ -138,12 +138,16 @@ model_options = _options(model_option, weights_option, preprocess_option, labels
 target_options = _options(layer_option, class_option, top_k_option, batch_size_option)
 
 
-def _load_spec(model, weights, preprocess, labels, input_size, unsafe):
+output_option = click.option("--output", "output", default=None,
+                             help="For models with several outputs: the output to explain, by name or index.")
+
+
+def _load_spec(model, weights, preprocess, labels, input_size, unsafe, output=None):
     _quiet_tensorflow()
     from .models import resolve_model
 
     return resolve_model(model, weights=weights, preprocess=preprocess, labels=labels,
-                         input_size=_parse_size(input_size), safe_mode=not unsafe)
+                         input_size=_parse_size(input_size), safe_mode=not unsafe, output=output)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -185,8 +189,13 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest rows as JSON lines on stdout.")
 @xla_option
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
+@output_option
+@click.option("--region", default=None,
+              help="Segmentation models: explain a class over pred (pixels predicted as it; default), "
+                   "all (every pixel) or MASK.png (its nonzero pixels).")
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, excludes, overwrite, quiet, as_json, xla, report, preprocess, labels, input_size, unsafe_model_code):
+            recursive, excludes, overwrite, quiet, as_json, xla, report, output, region, preprocess, labels,
+            input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
@@ -194,13 +203,13 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
     """
     items = _collect(inputs, recursive, excludes, output_dir)
     try:
-        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
         from .pipeline import RunOptions
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
                              batch_size=batch_size, output_dir=Path(output_dir), alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
-                             chunk_size=chunk_size, max_channels=max_channels)
+                             chunk_size=chunk_size, max_channels=max_channels, region=region)
         summary = _run_with_progress(items, spec, options, quiet, as_json)
         if report:
             from .report import write_report
@@ -236,6 +245,7 @@ def _collect(inputs, recursive, excludes, output_dir):
 def _run_with_progress(items, spec, options, quiet, as_json):
     from tqdm import tqdm
 
+    from .models.heads import format_prediction
     from .pipeline import run_explain
 
     shown = {item.real: item.path for item in items}  # rows name inputs by real path; show them as found
@@ -246,7 +256,7 @@ def _run_with_progress(items, spec, options, quiet, as_json):
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         elif not quiet and row["status"] == "ok" and row["rank"] == 0:
-            top = ", ".join(f"{label} {probability:.1%}" for _, label, probability in row["top"])
+            top = ", ".join(format_prediction(row["head"], label, value) for _, label, value in row["top"])
             tqdm.write(f"{shown.get(row['input'], row['input'])}: {top}", file=sys.stdout)
 
     try:
@@ -396,12 +406,14 @@ def report(output_dir):
               help="The sheet: .png or .jpg.")
 @click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.5, show_default=True)
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
+@click.option("--model-output", "model_output", default=None,
+              help="For models with several outputs: the output to explain, by name or index.")
 @preprocess_option
 @labels_option
 @input_size_option
 @unsafe_option
-def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, preprocess, labels,
-            input_size, unsafe_model_code):
+def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, model_output, preprocess,
+            labels, input_size, unsafe_model_code):
     """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
     per method."""
     method_type = MethodType()
@@ -415,7 +427,7 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
         from .compare import compare_sheet, sheet_format
 
         sheet_format(output)
-        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
                                         target=list(classes) or None, alpha=alpha, colormap=colormap)
     except GradcamError as error:
@@ -469,14 +481,13 @@ def layers(model, weights, preprocess, labels, input_size, unsafe_model_code, sh
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from .layers import auto_target_layer, candidate_layers, iter_layers
 
-        pick = auto_target_layer(spec.model)
+        pick = auto_target_layer(spec.model, head=spec.known_head)
     except GradcamError as error:
         _fail(error)
     listed = list(iter_layers(spec.model)) if show_all else candidate_layers(spec.model)
     for info in listed:
-        marker = "*" if info.layer is pick.layer else " "
-        shape = "x".join("?" if d is None else str(d) for d in (info.output_shape or ())[1:]) or "-"
-        click.echo(f"{marker} {info.path:<50} {type(info.layer).__name__:<24} {shape}")
+        marker = "*" if info.layer is pick.layer and info.tap == pick.tap else " "
+        click.echo(f"{marker} {info.path:<50} {type(info.layer).__name__:<24} {info.shape_text()}")
     click.echo(f"* automatic pick: {pick.path}", err=True)
 
 

@@ -17,6 +17,14 @@ from .errors import MethodError, OptionConflict, TargetError
 from .layers import LayerInfo, Probe, auto_target_layer, find_layer
 from .methods import CamContext, CamMethod, get_method
 from .models import ModelSpec
+from .targets import (
+    REGIONS,
+    class_scores,
+    read_region_mask,
+    region_masks,
+    region_pixel_counts,
+    reported_values,
+)
 
 log = logging.getLogger("gradcam_cli")
 
@@ -28,13 +36,17 @@ AUGMENTATIONS = tuple((flip, brightness) for flip in (False, True) for brightnes
 @dataclass
 class BatchResult:
     """Per image: ``heatmaps`` (n, T, h, w) float32 raw maps at the layer's resolution;
-    ``class_ids`` (n, T) int; ``probabilities`` (n, C) float32; ``saliency`` (n, T, H, W, C) at the
-    model's input size for methods that make one (guided Grad-CAM), else None."""
+    ``class_ids`` (n, T) int; ``probabilities`` (n, C) float32: what the head reports per class
+    (probabilities; a regression's output values; a segmentation class's pixel share, see
+    :func:`gradcam_cli.targets.reported_values`); ``saliency`` (n, T, H, W, C) at the model's input
+    size for methods that make one (guided Grad-CAM), else None; ``region_pixels`` (n, T) int, the
+    pixels of each target's region for a segmentation head, else None."""
 
     heatmaps: np.ndarray
     class_ids: np.ndarray
     probabilities: np.ndarray
     saliency: np.ndarray | None = None
+    region_pixels: np.ndarray | None = None
 
 
 def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classes: int) -> list[int] | None:
@@ -42,22 +54,23 @@ def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classe
     if not classes:
         return None
     indices = []
+    labels = spec.class_names
     for value in classes:
         text = str(value).strip()
         if text.lstrip("-").isdigit():
             index = int(text)
-        elif spec.labels and text in spec.labels:
-            index = spec.labels.index(text)
+        elif labels and text in labels:
+            index = labels.index(text)
         else:
-            lowered = [label.lower() for label in spec.labels or []]
+            lowered = [label.lower() for label in labels or []]
             if text.lower() in lowered:
                 index = lowered.index(text.lower())
             else:
                 import difflib
 
                 hint = ""
-                if spec.labels:
-                    close = difflib.get_close_matches(text, spec.labels, n=3)
+                if labels:
+                    close = difflib.get_close_matches(text, labels, n=3)
                     hint = f" Did you mean {', '.join(close)}?" if close else ""
                 else:
                     hint = " This model has no labels; pass a class index or --labels FILE."
@@ -86,6 +99,7 @@ class Explainer:
         smooth: str | None = None,
         chunk_size: int | None = None,
         max_channels: int | None = None,
+        region: str | None = None,
     ):
         if smooth not in SMOOTHING:
             raise MethodError(f"unknown smoothing '{smooth}': use {' or '.join(s for s in SMOOTHING if s)}.")
@@ -93,12 +107,15 @@ class Explainer:
         self.smooth = smooth
         self.method = get_method(method, eigen_smooth=smooth == "eigen", chunk_size=chunk_size,
                                  max_channels=max_channels)
-        self.target: LayerInfo = find_layer(spec.model, layer) if layer else auto_target_layer(spec.model)
-        self.probe = Probe(spec.model, self.target)
+        self.head = spec.head
+        self.region = self._region(region)
+        self.target: LayerInfo = (find_layer(spec.model, layer) if layer
+                                  else auto_target_layer(spec.model, head=self.head))
+        self.probe = Probe(spec.model, self.target, self.head)
         self.method_state = self.method.prepare(spec, self.probe)
         self.batch_size = int(batch_size)
         self.xla = xla
-        self.num_classes = int(spec.model.output_shape[-1])
+        self.num_classes = self.head.num_classes
         self._compiled: dict[tuple, Any] = {}
         log.info("target layer: %s %s", self.target.path, self.target.output_shape)
 
@@ -113,6 +130,25 @@ class Explainer:
         if not 1 <= int(top_k) <= self.num_classes:
             raise TargetError(f"--top-k {top_k} is out of range: the model has {self.num_classes} classes.")
         return None
+
+    def _region(self, region: str | None):
+        """``--region``: 'pred' (the default), 'all' or a mask file, for segmentation heads only."""
+        if self.head.kind != "segmentation":
+            if region is not None:
+                raise TargetError(f"--region applies to segmentation models; this one's head is "
+                                  f"{self.head.describe()}.")
+            return None
+        if region is None or region in REGIONS:
+            return region or "pred"
+        output_shape = self.spec.model.outputs[self.head.output_index].shape
+        return read_region_mask(region, (int(output_shape[1]), int(output_shape[2])))
+
+    @property
+    def region_name(self) -> str | None:
+        """How the region was chosen ('pred', 'all', 'mask'), None when the head has no regions."""
+        if self.region is None:
+            return None
+        return self.region if isinstance(self.region, str) else "mask"
 
     @property
     def layer_name(self) -> str:
@@ -133,12 +169,15 @@ class Explainer:
     def _build_step(self, explicit: bool, count: int):
         import tensorflow as tf
 
-        probe, method, state = self.probe, self.method, self.method_state
+        probe, method, state, head, region = self.probe, self.method, self.method_state, self.head, self.region
 
         def step(images, class_ids):
             with tf.GradientTape(persistent=count > 1) as tape:
-                model_activations, logits = probe(images, watch=tape.watch)
-                targets = class_ids if explicit else tf.math.top_k(logits, k=count).indices
+                model_activations, raw = probe(images, watch=tape.watch)
+                regions = region_masks(head, tf.stop_gradient(raw), region)
+                logits = class_scores(head, raw, regions)
+                reported = reported_values(head, raw, regions)
+                targets = class_ids if explicit else tf.math.top_k(reported, k=count).indices
                 scores = [tf.gather(logits, targets[:, t], batch_dims=1) for t in range(count)]
             activations = tf.cast(model_activations, tf.float32)
             maps, saliencies = [], []
@@ -147,13 +186,16 @@ class Explainer:
                 if method.uses_gradients:
                     # of the tensor the model consumed (before any dtype cast), so it is on the tape
                     gradients = tf.cast(tape.gradient(scores[t], model_activations), tf.float32)
-                context = CamContext(activations, gradients, targets[:, t], logits, images, probe, state)
+                context = CamContext(activations, gradients, targets[:, t], logits, images, probe, state, regions)
                 maps.append(method.cam(context))
                 if method.makes_saliency:
                     saliencies.append(method.saliency(context, maps[-1]))
             del tape
-            outputs = [tf.stack(maps, axis=1), tf.cast(targets, tf.int32), probe.probabilities(logits)]
-            return (*outputs, tf.stack(saliencies, axis=1)) if saliencies else tuple(outputs)
+            outputs = [tf.stack(maps, axis=1), tf.cast(targets, tf.int32), reported]
+            outputs.append(tf.stack(saliencies, axis=1) if saliencies else tf.zeros((0,)))
+            pixels = region_pixel_counts(regions)
+            outputs.append(tf.zeros((0,), tf.int32) if pixels is None else tf.gather(pixels, targets, batch_dims=1))
+            return tuple(outputs)
 
         height, width = self.spec.input_size
         channels = self.spec.model.inputs[0].shape[-1] or 3
@@ -199,7 +241,8 @@ class Explainer:
                 augmented = augmented[:, :, ::-1]
             maps = self._run_preprocessed(self._preprocess(augmented), plain.class_ids, 1).heatmaps
             total += maps[..., ::-1] if flip else maps
-        return BatchResult(total / len(AUGMENTATIONS), plain.class_ids, plain.probabilities, plain.saliency)
+        return BatchResult(total / len(AUGMENTATIONS), plain.class_ids, plain.probabilities, plain.saliency,
+                           plain.region_pixels)
 
     def _run_preprocessed(self, images: np.ndarray, classes, top_k: int) -> BatchResult:
         per_image = None
@@ -226,5 +269,7 @@ class Explainer:
             elif explicit:
                 class_ids[:] = np.asarray(classes, np.int32)
             outputs = self._step(explicit, count)(chunk, class_ids)
-            results.append([output.numpy()[:filled] for output in outputs])
-        return BatchResult(*(np.concatenate(parts) for parts in zip(*results, strict=True)))
+            results.append([output.numpy()[:filled] if output.shape.rank and output.shape[0] else None
+                            for output in outputs])
+        return BatchResult(*(None if parts[0] is None else np.concatenate(parts)
+                             for parts in zip(*results, strict=True)))

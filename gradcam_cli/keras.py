@@ -192,7 +192,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         given = self._true_labels
         if given is None:
             return None
-        num_classes = int(spec.model.output_shape[-1])
+        num_classes = spec.num_classes  # the head's classes: two for one sigmoid unit
         values = np.asarray(given)
         if values.dtype.kind in "US":
             indices = np.asarray(resolve_classes(spec, values.ravel().tolist(), num_classes))

@@ -51,6 +51,7 @@ class RunOptions:
     smooth: str | None = None
     chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
     max_channels: int | None = None
+    region: str | None = None  # segmentation: 'pred' (default), 'all' or a mask file
     workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 
 
@@ -76,6 +77,8 @@ def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, tar
     settings = [spec.source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
                 targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
                 str(options.smooth), str(options.max_channels)]
+    if spec.output is not None or options.region is not None:  # older runs' fingerprints stay valid
+        settings += [str(spec.output), str(options.region)]
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
@@ -124,7 +127,7 @@ def run_explain(
     if explainer is None:  # a run of 3 images compiles for 3, not for a padded batch of 16
         batch_size = max(1, min(options.batch_size, len(items)))
         explainer = Explainer(spec, options.method, options.layer, batch_size, options.xla,
-                              options.smooth, options.chunk_size, options.max_channels)
+                              options.smooth, options.chunk_size, options.max_channels, options.region)
     classes = explainer.resolve_targets(options.classes, options.top_k)
     targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
     output_dir = Path(options.output_dir)
@@ -141,8 +144,12 @@ def run_explain(
     lut = render.colormap_lut(options.colormap)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     run_id = f"{time.time():.6f}-{os.getpid()}"
+    head = explainer.head
     base_row = {"run": run_id, "method": explainer.method.name, "layer": explainer.layer_name,
-                "model": spec.name, "targets": targets, "config": config}
+                "model": spec.name, "targets": targets, "config": config, "head": head.kind,
+                "output": head.output_name}
+    if explainer.region_name:
+        base_row["region"] = explainer.region_name
 
     def error_row(item: InputItem, message: str) -> dict:
         return {**base_row, "input": item.real, "status": "error", "error": message,
@@ -151,6 +158,8 @@ def run_explain(
     def write_outputs(item: InputItem, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
         overlay_path, heatmap_path = render.output_paths(output_dir, stems[item.real], explainer.method.name, row["class_index"])
         image = render.overlay_image(original, heatmap, options.alpha, lut)
+        if row.get("region_pixels") is not None:
+            image = render.caption(image, f"{row['label']}: region of {row['region_pixels']} px")
         render.atomic_write_bytes(overlay_path, render.jpeg_bytes(image))
         render.atomic_write_bytes(heatmap_path, render.npy_bytes(heatmap))
         row = {**row, "overlay": os.path.abspath(overlay_path), "heatmap": os.path.abspath(heatmap_path)}
@@ -217,11 +226,24 @@ def run_explain(
                     top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
                     for rank, class_index in enumerate(result.class_ids[position]):
                         heatmap = result.heatmaps[position, rank]
+                        label = spec.label(int(class_index))
+                        reported = round(float(probabilities[class_index]), 6)
                         row = {**base_row, "input": item.real, "status": "ok", "error": None, "rank": rank,
-                               "class_index": int(class_index), "label": spec.label(int(class_index)),
-                               "probability": round(float(probabilities[class_index]), 6), "top": top,
+                               "class_index": int(class_index), "label": label,
+                               "probability": reported if head.reports_probability else None, "top": top,
                                "image_size": [original.height, original.width],
                                "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
+                        if head.kind == "regression":
+                            row["value"] = reported
+                        if result.region_pixels is not None:
+                            row["pixel_share"] = reported
+                            row["region_pixels"] = int(result.region_pixels[position, rank])
+                            if row["region_pixels"] == 0:
+                                rows.append({**error_row(item, f"{item.path}: the {explainer.region_name} region of "
+                                                         f"class '{label}' is empty (no pixel predicted as it); "
+                                                         "pick another --class or use --region all."),
+                                             "rank": rank, "class_index": int(class_index), "label": label})
+                                continue
                         saliency = None if result.saliency is None else result.saliency[position, rank]
                         rows.append(writers.submit(write_outputs, item, original, heatmap, saliency, row))
             pending.append((rows, len(batch)))

@@ -276,6 +276,23 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def caption(image: Image.Image, text: str) -> Image.Image:
+    """``image`` with ``text`` on a dark strip along its top edge (e.g. a segmentation region's
+    pixel count), scaled to the image's width."""
+    from PIL import ImageDraw, ImageFont
+
+    size = max(10, min(image.width, image.height) // 20)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        font = ImageFont.load_default()
+    captioned = image.copy()
+    draw = ImageDraw.Draw(captioned)
+    draw.rectangle((0, 0, image.width, size + 4), fill=(0, 0, 0))
+    draw.text((3, 2), text, fill=(255, 255, 255), font=font)
+    return captioned
+
+
 def tile_grid(tiles: list[np.ndarray], columns: int | None = None, gap: int = 2) -> np.ndarray:
     """Equal-sized (H, W, 3) uint8 tiles in reading order on a white grid, ``gap`` pixels apart;
     ``columns`` defaults to ceil(sqrt(n)), so 16 tiles make 4x4."""

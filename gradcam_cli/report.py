@@ -22,6 +22,7 @@ from .errors import GradcamError, ManifestNotFound, OutputError
 from .images import open_rgb
 from .manifest import MANIFEST, Manifest
 from .metrics import CURVES_PNG, METRICS_JSON
+from .models.heads import format_prediction
 
 THUMB_SIZE = 256
 REPORT = "index.html"
@@ -98,6 +99,14 @@ def _escape(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _reported(row: dict) -> float:
+    """A row's reported number: its probability, else a regression's value or a pixel share."""
+    for key in ("probability", "value", "pixel_share"):
+        if row.get(key) is not None:
+            return float(row[key])
+    return 0.0
+
+
 def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     name = _escape(Path(card["input"]).name)
     if card["error"] and not card["targets"]:
@@ -111,14 +120,16 @@ def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     for target in card["targets"]:
         if str(target.get("thumb")) not in available:
             continue
-        caption = (f'{_escape(target["method"])}: {_escape(target["label"])} '
-                   f'({float(target["probability"]):.1%}){" — empty map" if target.get("empty_heatmap") else ""}')
+        shown = format_prediction(target.get("head", "softmax"), target["label"], _reported(target))
+        caption = (f'{_escape(target["method"])}: {_escape(shown)}'
+                   f'{" — empty map" if target.get("empty_heatmap") else ""}')
         pictures.append(
             f'<figure><a href="{_escape(_relative(target["overlay"], output_dir))}">'
             f'<img src="{_escape(_relative(target["thumb"], output_dir))}" alt="{caption}"></a>'
             f"<figcaption>{caption}</figcaption></figure>"
         )
-    top = "".join(f"<li>{_escape(label)} <span>{float(p):.1%}</span></li>" for _, label, p in card["top"])
+    kind = card["targets"][0].get("head", "softmax") if card["targets"] else "softmax"
+    top = "".join(f"<li>{_escape(format_prediction(kind, label, float(p)))}</li>" for _, label, p in card["top"])
     layer = _escape(card["targets"][0]["layer"]) if card["targets"] else ""
     return (
         f'<article class="card" data-class="{_escape(top1_label)}" data-confidence="{float(top1_probability):.6f}">'

@@ -124,15 +124,53 @@ def test_ablationcam_formula(deep_model, images, reference):
         close(maps(deep_model, images, "ablationcam", classes=[1], chunk_size=chunk_size), expected, rtol=5e-3)
 
 
-def test_ablationcam_refuses_a_layer_bypassed_by_a_skip_connection(keras):
+def test_ablationcam_substitution_equals_the_tail_model(deep_model, images, monkeypatch):
+    """Both ways of scoring ablated maps (the sub-model after the layer, or the full forward pass
+    with the map substituted) give the same maps."""
+    from gradcam_cli.layers import Probe
+
+    with_tail = maps(deep_model, images, "ablationcam", classes=[1], chunk_size=4)
+    monkeypatch.setattr(Probe, "tail", lambda self: None)
+    substituted = maps(deep_model, images, "ablationcam", classes=[1], chunk_size=4)
+    close(substituted, with_tail, rtol=1e-4)
+
+
+def test_ablationcam_on_a_nested_backbone_with_a_skip_around_the_layer(keras):
+    """The target sits inside a nested backbone and a skip connection bypasses it (issue 15): the
+    ablated maps are substituted inside the full forward pass; checked against eq. 3 computed by
+    calling the layers by hand."""
+    keras.utils.set_random_seed(15)
     inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="first")(inputs)
-    y = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="inner")(x)
-    x = keras.layers.Add(name="skip")([x, keras.layers.Conv2D(4, 1, name="proj")(y)])
-    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
-    with pytest.raises(MethodError, match="depend on this layer alone"):
-        Explainer(spec_for_model(model), method="ablationcam", layer="inner")
-    Explainer(spec_for_model(model), method="ablationcam", layer="skip")  # the block output works
+    first = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="first")(inputs)
+    inner = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="inner")(first)
+    merged = keras.layers.Add(name="skip")([first, keras.layers.Conv2D(4, 1, name="proj")(inner)])
+    backbone = keras.Model(inputs, merged, name="backbone")
+    outer_inputs = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(outer_inputs))
+    model = keras.Model(outer_inputs, keras.layers.Dense(3, activation="softmax", name="head")(pooled))
+    images = np.random.default_rng(5).uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)
+
+    head = model.get_layer("head")
+    kernel, bias = head.kernel.numpy(), head.bias.numpy()
+    first_maps = backbone.get_layer("first")(images).numpy()
+    a = backbone.get_layer("inner")(first_maps).numpy()
+
+    def logits(activations):
+        merged_maps = first_maps + backbone.get_layer("proj")(activations).numpy()
+        return merged_maps.mean(axis=(1, 2)) @ kernel + bias
+
+    base = logits(a)[:, 2]
+    drops = []
+    for k in range(5):
+        ablated = a.copy()
+        ablated[..., k] = 0
+        drops.append(base - logits(ablated)[:, 2])
+    weights = np.stack(drops, axis=1) / np.abs(base)[:, None]
+    expected = relu(np.einsum("bhwk,bk->bhw", a, weights))
+    for chunk_size in (2, 5):
+        explainer = Explainer(spec_for_model(model), method="ablationcam", layer="backbone/inner",
+                              batch_size=2, chunk_size=chunk_size)
+        close(explainer.run(images, classes=[2]).heatmaps[:, 0], expected, rtol=5e-3)
 
 
 def test_identities_on_a_gap_dense_head(gap_dense_model, random_images):
@@ -153,17 +191,38 @@ def test_scorecam_graph_never_holds_all_masked_channels(keras):
         x = keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name="target")(inputs)
         model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
         explainer = Explainer(spec_for_model(model), method="scorecam", batch_size=2, chunk_size=4)
-        step = explainer._step(False, 1)
-        graph = step.get_concrete_function().graph
-        sizes = [0]
-        for function in [graph, *(f.graph for f in _nested_functions(graph))]:
-            for operation in function.get_operations():
-                for output in operation.outputs:
-                    shape = output.shape
-                    if shape.rank and shape.rank >= 4 and shape[-1] == 3 and shape.is_fully_defined():
-                        sizes.append(shape.num_elements())
-        largest[channels] = max(sizes)
+        largest[channels] = _largest_image_tensor(explainer)
     assert largest[8] == largest[64] == 2 * 4 * 24 * 24 * 3  # batch x chunk x H x W x 3
+
+
+def test_ablationcam_substitution_graph_holds_one_chunk_of_copies(keras):
+    """In the full-forward-pass path, the largest image-shaped tensor is one chunk of image copies
+    (batch x chunk), whatever the target layer's channel count."""
+    largest = {}
+    for channels in (8, 64):
+        inputs = keras.Input((24, 24, 3))
+        x = keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name="target")(inputs)
+        backbone = keras.Model(inputs, keras.layers.Conv2D(4, 1)(x), name="backbone")
+        outer = keras.Input((24, 24, 3))
+        model = keras.Model(outer, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(backbone(outer))))
+        explainer = Explainer(spec_for_model(model), method="ablationcam", layer="backbone/target", batch_size=2,
+                              chunk_size=4)
+        assert explainer.method_state is None  # nested: no tail model, the substitution path
+        largest[channels] = _largest_image_tensor(explainer)
+    assert largest[8] == largest[64] == 2 * 4 * 24 * 24 * 3
+
+
+def _largest_image_tensor(explainer) -> int:
+    """Elements of the largest fully defined 3-channel tensor of rank >= 4 in the compiled step."""
+    graph = explainer._step(False, 1).get_concrete_function().graph
+    sizes = [0]
+    for function in [graph, *(f.graph for f in _nested_functions(graph))]:
+        for operation in function.get_operations():
+            for output in operation.outputs:
+                shape = output.shape
+                if shape.rank and shape.rank >= 4 and shape[-1] == 3 and shape.is_fully_defined():
+                    sizes.append(shape.num_elements())
+    return max(sizes)
 
 
 def _nested_functions(graph):

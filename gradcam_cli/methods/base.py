@@ -20,7 +20,8 @@ class CamContext:
     ``activations``: (B, h, w, k) float32; ``gradients``: same shape, or None for gradient-free
     methods; ``targets``: (B,) int32 class indices; ``logits``: (B, C) float32; ``images``: the
     model-ready batch; ``probe``: the :class:`~gradcam_cli.layers.Probe`; ``method_state``: what
-    :meth:`CamMethod.prepare` returned.
+    :meth:`CamMethod.prepare` returned; ``regions``: a segmentation head's fixed (B, H, W, C)
+    per-class regions, else None.
     """
 
     activations: Any
@@ -30,6 +31,23 @@ class CamContext:
     images: Any
     probe: Any
     method_state: Any = None
+    regions: Any = None
+
+    def class_scores(self, images, replace=None):
+        """(N, C) class scores of ``images`` (N = B * n, each image's copies consecutive), with the
+        target layer's map replaced by ``replace(map)`` if given; segmentation regions stay fixed."""
+        return self.scores_of_logits(self.probe.logits(images, replace=replace))
+
+    def scores_of_logits(self, logits):
+        """(N, C) class scores of pre-activation outputs of N = B * n inputs (see ``class_scores``)."""
+        import tensorflow as tf
+
+        from ..targets import class_scores
+
+        regions = self.regions
+        if regions is not None:
+            regions = tf.repeat(regions, logits.shape[0] // regions.shape[0], axis=0)
+        return class_scores(self.probe.head, logits, regions)
 
 
 class CamMethod:

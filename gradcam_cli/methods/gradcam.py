@@ -73,13 +73,17 @@ class CAM(CamMethod):
     description = "class activation map from the Dense weights; needs conv -> GAP -> Dense (Zhou 2016)"
 
     def prepare(self, spec, probe):
-        dense = gap_dense_head(probe)
-        return dense
+        """The (k, classes) class weights: the Dense kernel; for a binary head ``(-w, w)``, since
+        the negative class's score is the negated logit."""
+        import numpy as np
+
+        kernel = np.asarray(gap_dense_head(probe).kernel, np.float32)
+        return np.concatenate([-kernel, kernel], axis=1) if probe.head.kind == "binary" else kernel
 
     def channel_weights(self, context: CamContext):
         import tensorflow as tf
 
-        kernel = tf.cast(context.method_state.kernel, tf.float32)  # (k, classes)
+        kernel = tf.constant(context.method_state)  # (k, classes)
         return tf.transpose(tf.gather(kernel, context.targets, axis=1))
 
 
@@ -102,13 +106,9 @@ def gap_dense_head(probe):
     import keras
 
     head = probe.head
-    dense = head.layer if head.kind == "dense" else None
-    if head.kind == "input":
+    dense = head.layer
+    if head.source == "input":
         dense = _resolve_model_output(_producer(head.layer.input))
-    if head.kind == "output":
-        from ..layers import _output_layer
-
-        dense = _output_layer(probe.model)
     reason = None
     if not isinstance(dense, keras.layers.Dense):
         reason = "the model does not end in a Dense layer"

@@ -58,7 +58,7 @@ class GuidedGradCAM(GradCAM):
             with ExitStack() as stack:
                 for layer in relu_layers:
                     stack.enter_context(intercept(layer, lambda args, output: _guided_identity(output)))
-                logits = context.probe.logits(images)
+                logits = context.class_scores(images)
             score = tf.gather(logits, context.targets, batch_dims=1)
         guided = tape.gradient(score, images)
         upsampled = tf.image.resize(cam[..., None], tf.shape(images)[1:3], method="bilinear")

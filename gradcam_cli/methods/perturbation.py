@@ -6,7 +6,6 @@ compiled graph, so memory holds one chunk of perturbed inputs at a time, never a
 
 from __future__ import annotations
 
-from ..errors import MethodError
 from .base import CamContext, CamMethod, first_component_projection
 
 
@@ -75,7 +74,7 @@ class ScoreCAM(CamMethod):
             masks = tf.math.divide_no_nan(upsampled - low, high - low)  # (B, H, W, chunk)
             masked = images[:, None] * tf.transpose(masks, (0, 3, 1, 2))[..., None]
             masked = tf.reshape(masked, (-1, height, width, images.shape[-1]))
-            logits = context.probe.logits(masked)
+            logits = context.class_scores(masked)
             return _target_scores(tf.reshape(logits, (batch, indices.shape[0], -1)), context.targets)
 
         scores = _chunked_scores(score_chunk, channels, self.chunk_size, batch)
@@ -86,10 +85,16 @@ class ScoreCAM(CamMethod):
 class AblationCAM(CamMethod):
     """Ablation-CAM (Desai & Ramaswamy, WACV 2020, eq. 3).
 
-    ``w_k = (y^c - y^c_k) / y^c``: the relative drop of the target logit when channel ``k`` of the
-    target layer is set to zero, computed by running only the part of the model after the target
-    layer on batches of ablated activations; ``L = ReLU(sum_k w_k A^k)``. Choice: the drop is divided
-    by ``|y^c|`` rather than ``y^c``, so a negative logit does not invert the map.
+    ``w_k = (y^c - y^c_k) / y^c``: the relative drop of the target score when channel ``k`` of the
+    target layer's map is set to zero; ``L = ReLU(sum_k w_k A^k)``. Choice: the drop is divided by
+    ``|y^c|`` rather than ``y^c``, so a negative score does not invert the map.
+
+    ``y^c_k`` comes from the full model run on copies of the images while the probe substitutes the
+    ablated map for the layer's own output (for tokens, the ablated grid goes back into the token
+    sequence), so the layer may sit inside a nested backbone or under a skip connection. Where the
+    part of the model after the layer depends on it alone (:meth:`Probe.tail`), only that part is
+    run on the ablated maps, which skips the layers before it; the scores are the same. Each pass
+    holds ``chunk_size`` ablated copies per image, never all channels at once.
     """
 
     uses_chunks = True
@@ -97,31 +102,31 @@ class AblationCAM(CamMethod):
     name = "ablationcam"
     aliases = ("ablation-cam", "ablation_cam")
     uses_gradients = False
-    description = "gradient-free: logit drop when each channel is zeroed (Desai 2020)"
+    description = "gradient-free: score drop when each channel is zeroed (Desai 2020)"
 
     def prepare(self, spec, probe):
-        tail = probe.tail()
-        if tail is None:
-            raise MethodError(
-                f"ablation-cam runs the model from layer '{probe.target.path}' on, which needs that part "
-                "to depend on this layer alone (no skip connection around it, not inside a nested model). "
-                "Pick such a layer with --layer (e.g. a block's output), or use --method scorecam."
-            )
-        return tail
+        return probe.tail()  # None: substitute inside the full forward pass
 
     def channel_weights(self, context: CamContext):
         import tensorflow as tf
 
-        tail, activations = context.method_state, context.activations
+        tail = context.method_state
+        activations = context.activations
         batch, channels = activations.shape[0], activations.shape[-1]
-        base = _target_scores(tail(activations)[:, None], context.targets)[:, 0]
+        base = tf.gather(context.logits, context.targets, batch_dims=1)
+        images = context.images
 
         def score_chunk(indices):
+            copies = indices.shape[0]
             keep = 1.0 - tf.one_hot(indices, channels)  # rows past the last channel keep all
             ablated = activations[:, None] * keep[None, :, None, None, :]
             ablated = tf.reshape(ablated, (-1, *activations.shape[1:]))
-            logits = tail(ablated)
-            return _target_scores(tf.reshape(logits, (batch, indices.shape[0], -1)), context.targets)
+            if tail is not None:
+                logits = context.scores_of_logits(tail(ablated))
+            else:
+                logits = context.class_scores(tf.repeat(images, copies, axis=0),
+                                              replace=lambda computed: tf.cast(ablated, computed.dtype))
+            return _target_scores(tf.reshape(logits, (batch, copies, -1)), context.targets)
 
         scores = _chunked_scores(score_chunk, channels, self.chunk_size, batch)
         return (base[:, None] - scores) / tf.maximum(tf.abs(base[:, None]), 1e-7)

@@ -20,17 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from .errors import (
+from ..errors import (
     ModelLoadError,
     ModelNotFound,
     OptionConflict,
     UnsupportedModel,
     WeightsUnavailable,
 )
+from ..layers import model_outputs
+from .heads import Head, class_labels, detect_head, select_output
 
 PREPROCESS_MODES = ("none", "scale01", "tf", "caffe", "torch")
 DEFAULT_SIZE = 224
 SIDECAR_SUFFIX = ".gradcam.json"
+HUB_PREFIX = "hub:"
 
 
 def normalize_name(name: str) -> str:
@@ -50,11 +53,39 @@ class ModelSpec:
     preprocess_name: str = "none"
     source: str = ""
     extra: dict = field(default_factory=dict)
+    output: str | int | None = None  # --output: which output of a multi-output model to explain
+    _head: Head | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def head(self) -> Head:
+        """The explained output's head, detected once (:mod:`.heads`). Raises
+        :class:`UnsupportedModel` for a multi-output model without ``output``."""
+        if self._head is None or self._head.output_index != select_output(self.model, self.output):
+            self._head = detect_head(self.model, select_output(self.model, self.output))
+        return self._head
+
+    @property
+    def known_head(self) -> Head | None:
+        """:attr:`head`, or None where it cannot be known yet (a multi-output model, no ``output``)."""
+        try:
+            return self.head
+        except UnsupportedModel:
+            return None
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes a target may name: the labels, or a binary head's two defaults."""
+        return class_labels(self.head, self.labels)
 
     def label(self, class_index: int) -> str:
-        if self.labels is not None and 0 <= class_index < len(self.labels):
-            return self.labels[class_index]
-        return f"class_{class_index}"
+        labels = self.class_names
+        if labels is not None and 0 <= class_index < len(labels):
+            return labels[class_index]
+        return self.head.default_label(class_index)
 
 
 @dataclass(frozen=True)
@@ -235,7 +266,15 @@ def _labels_for(labels: str | os.PathLike | list[str], model: Any) -> list[str]:
 
 
 def class_count(model: Any) -> int | None:
-    """Classes of a single-output model (the last axis of its output), None where unknown."""
+    """Classes of a single-output model, None where unknown: its head's (two for one sigmoid unit,
+    see :mod:`.heads`), else the last axis of its output."""
+    try:
+        if len(model_outputs(model)) > 1:
+            return None
+        if model_outputs(model):
+            return detect_head(model).num_classes
+    except (UnsupportedModel, AttributeError, ValueError, RuntimeError):
+        pass
     try:
         shape = model.output_shape
     except (AttributeError, ValueError, RuntimeError):
@@ -359,6 +398,7 @@ def load_model_file(
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a folder, not a .keras/.h5 model file.")
     sidecar = _read_sidecar(path)
+    _register_keras_hub_if_needed(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except ValueError as error:
@@ -384,6 +424,26 @@ def load_model_file(
         input_size=input_size,
         source=str(path),
     )
+
+
+def _register_keras_hub_if_needed(path: Path) -> None:
+    """keras-hub's classes deserialise only once ``keras_hub`` is imported; import it for a
+    ``.keras`` file whose configuration names it (and say how to get it when it is missing)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            mentions_hub = b"keras_hub" in archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return
+    if not mentions_hub:
+        return
+    try:
+        import keras_hub  # noqa: F401  (registers its serialisable classes)
+    except ImportError:
+        raise ModelLoadError(
+            f"{path}: is a keras-hub model; install keras-hub (pip install 'gradcam-cli[hub]')."
+        ) from None
 
 
 def _first_line(text: str) -> str:
@@ -470,36 +530,55 @@ def resolve_model(
     labels: str | list[str] | None = None,
     input_size: tuple[int, int] | None = None,
     safe_mode: bool = True,
+    output: str | int | None = None,
 ) -> ModelSpec:
-    """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, or an application name.
+    """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, ``hub:PRESET`` (a keras-hub
+    image classifier) or an application name. ``output``: ``--output`` for multi-output models.
 
     ``weights``: for keras.applications names, 'imagenet' (the default when None), 'none' (random) or
-    a weights file. A model file or an in-memory model carries its own weights, so giving ``weights``
-    with one is refused rather than ignored.
+    a weights file. A model file, a keras-hub preset or an in-memory model carries its own weights, so
+    giving ``weights`` with one is refused rather than ignored.
     """
+    spec = _resolve(model, weights, preprocess, labels, input_size, safe_mode)
+    if output is not None:
+        spec.output = output
+    return spec
+
+
+def _resolve(model, weights, preprocess, labels, input_size, safe_mode) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
     text = str(model) if isinstance(model, (str, os.PathLike)) else None
-    is_application = text is not None and not (
+    is_hub = text is not None and text.lower().startswith(HUB_PREFIX) and not os.path.exists(text)
+    is_application = text is not None and not is_hub and not (
         (normalize_name(text) == "demo" and not os.path.exists(text))
         or os.sep in text or text.endswith((".keras", ".h5")) or os.path.exists(text)
     )
     if weights is not None and not is_application:
         what = "the demo model" if text is not None and normalize_name(text) == "demo" else (
-            "a model file" if text is not None else "an in-memory model")
+            "a keras-hub preset" if is_hub else "a model file" if text is not None else "an in-memory model")
         raise OptionConflict(
             f"--weights {weights}: {what} carries its own weights; --weights applies to keras.applications "
             "names only (load the weights into your model and save it, or drop --weights)."
         )
-    if not safe_mode and (text is None or is_application):
+    if not safe_mode and (text is None or is_application or is_hub):
         raise OptionConflict("--unsafe-model-code applies to model files only (it lets Keras load Python code "
                              "from them); drop it.")
     if text is None:
         return spec_for_model(model, preprocess=preprocess or "none", labels=labels, input_size=input_size)
     if normalize_name(text) == "demo" and not os.path.exists(text):
-        from .demo import demo_model_path
+        from ..demo import demo_model_path
 
         return load_model_file(demo_model_path(), preprocess=preprocess, labels=labels, input_size=input_size)
+    if is_hub:
+        from .hub import load_hub_preset
+
+        spec = load_hub_preset(text[len(HUB_PREFIX):], input_size=input_size)
+        if preprocess:
+            spec.preprocess, spec.preprocess_name = make_preprocess(preprocess)
+        if labels:
+            spec.labels = _labels_for(labels, spec.model)
+        return spec
     if not is_application:
         if not os.path.exists(text):
             raise ModelNotFound(f"{text}: no such model file.")
