@@ -6,7 +6,9 @@ order of the map, or the image multiplied by its map. A :class:`PerturbationRunn
 batch once (its pixels, blurred copies, pixel ranks and display maps) and a table of *rows*, one
 per copy: ``(item, kind, count, target)``. The graph gathers each row's source, builds the copy,
 applies the model's preprocessing and runs the engine's :class:`~gradcam_cli.layers.Probe`, for
-``copies_per_pass`` rows at a time (the memory bound). Python loops only over those chunks.
+``copies_per_pass`` rows at a time (the memory bound). Python loops only over those chunks. The
+probability read is what the head reports (:func:`gradcam_cli.targets.reported_values`: softmax,
+a binary head's two sigmoid sides, or a multi-label unit's sigmoid).
 
 Perturbations happen in pixel space, before preprocessing, as the papers define them (RISE's
 deletion substrate is a black image, not a zero *after* normalisation). That is possible inside
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EvaluationError
+from ..targets import reported_values
 
 DELETE, INSERT, MULTIPLY = 0, 1, 2
 TIE_SEED = 13  # the fixed permutation that orders pixels of equal saliency
@@ -130,6 +133,9 @@ class PerturbationRunner:
     """
 
     def __init__(self, spec, probe, images_per_batch: int, copies_per_pass: int = 64, xla: bool = False):
+        if not probe.head.reports_probability:
+            raise EvaluationError(f"the model's head is {probe.head.describe()}: deletion, insertion, drop and "
+                                  "increase read class probabilities; score it with --metrics pointing,energy.")
         self.probe = probe
         self.size = tuple(spec.input_size)
         self.channels = int(spec.model.inputs[0].shape[-1] or 3)
@@ -162,7 +168,7 @@ class PerturbationRunner:
             multiplied = originals * tf.gather(weights, item)[..., None]
             copies = tf.where(kind == DELETE, deleted, tf.where(kind == INSERT, inserted, multiplied))
             model_ready = tf.tensordot(copies, matrix, axes=[[3], [0]]) + offset
-            probabilities = probe.probabilities(probe.logits(model_ready))
+            probabilities = reported_values(probe.head, probe.logits(model_ready))
             return tf.gather(probabilities, target, batch_dims=1)
 
         height, width = self.size
