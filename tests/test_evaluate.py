@@ -463,3 +463,14 @@ def test_maps_of_a_class_the_image_does_not_hold_are_counted_apart(tmp_path):
     pointing = json.loads((tmp_path / "metrics.json").read_text())["methods"]["gradcam"]["pointing"]
     assert pointing["n"] == 1 and pointing["without_class"] == 1 and pointing["unannotated"] == 0
     assert "counted apart, not as misses: 1 map(s)" in result.output
+
+
+def test_heads_without_probabilities_are_refused_for_faithfulness_metrics(keras):
+    from gradcam_cli.errors import EvaluationError
+    from gradcam_cli.models import spec_for_model
+
+    inputs = keras.Input((16, 16, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    regression = spec_for_model(keras.Model(inputs, keras.layers.Dense(1, name="value")(features)))
+    with pytest.raises(EvaluationError, match="regression"):
+        make_evaluator(regression, ["gradcam"], ["deletion"])
