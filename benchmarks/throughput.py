@@ -17,6 +17,13 @@ photo-like 640x480 JPEGs and measures images per second for:
    ``gradcam explain FOLDER`` end to end (decode, compute, overlay JPEG + .npy + manifest), both
    in-process (model built, graph compiled) and as a subprocess (start-up included).
 
+Then the phone case (``--phone N``, 32 by default): N photo-like 4032x3024 (12 MP) JPEGs, the
+decode-inclusive floor (each JPEG opened in Pillow's draft mode at the scale the model needs, resized,
+preprocessed, ``model.predict`` in batches of 16) against ``gradcam explain`` end to end in the same
+run, and the peak RSS of ``gradcam explain --model mobilenet_v2`` on that folder, on one 48 MP and one
+120 MP JPEG and on one 48 MP PNG. ``--baseline DIR`` also measures an older checkout on the same
+inputs in the same run (``git archive COMMIT | tar -x -C DIR``).
+
 Then, with the bundled demo model, peak RSS of ``gradcam explain`` for 200 and 2000 images, the time
 of ``gradcam --help`` and the time to the first heatmap for one image. Prints tables; ``--json``
 writes the same figures.
@@ -46,23 +53,30 @@ BATCH = 16
 
 
 def photo_like(rng: np.random.Generator, width: int = 640, height: int = 480) -> Image.Image:
-    """Smooth colour fields, a few shapes and sensor-like noise: JPEG-compresses like a photo."""
+    """Smooth colour fields, a few shapes (a third of the height, at least 256 px) and sensor-like
+    noise: JPEG-compresses like a photo (a 12 MP one at quality 90 is about 2.6 MB). Built in strips,
+    so a 120 MP picture needs no more than its own bytes plus one strip of floats."""
     coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
-    image = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.float32)
-    objects = make_scene(rng, 256, "pair").image.astype(np.float32)
-    x, y = rng.integers(0, width - 256), rng.integers(0, height - 256)
-    image[y : y + 256, x : x + 256] = 0.5 * image[y : y + 256, x : x + 256] + 0.5 * objects
-    image += rng.normal(0, 6, image.shape)
-    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    image = np.array(Image.fromarray(coarse).resize((width, height), Image.BICUBIC))
+    side = max(256, height // 3)
+    objects = Image.fromarray(make_scene(rng, 256, "pair").image)
+    objects = np.asarray(objects if side == 256 else objects.resize((side, side), Image.BICUBIC), np.float32)
+    x, y = rng.integers(0, width - side), rng.integers(0, height - side)
+    region = image[y : y + side, x : x + side]
+    region[...] = 0.5 * region.astype(np.float32) + 0.5 * objects
+    for top in range(0, height, 512):
+        strip = image[top : top + 512]
+        strip[...] = np.clip(strip + rng.normal(0, 6, strip.shape), 0, 255)
+    return Image.fromarray(image)
 
 
-def make_folder(folder: Path, count: int, seed: int = 0) -> list[Path]:
+def make_folder(folder: Path, count: int, seed: int = 0, size: tuple[int, int] = (640, 480)) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
         path = folder / f"photo_{i:05d}.jpg"
-        photo_like(rng).save(path, quality=90)
+        photo_like(rng, *size).save(path, quality=90)
         paths.append(path)
     return paths
 
@@ -215,11 +229,16 @@ def measure_model(model_name: str, folder: Path, paths: list[Path], work: Path, 
     return figures
 
 
-def peak_rss_mb(folder: Path, out: Path) -> float:
+def peak_rss_mb(inputs: list[Path] | Path, out: Path, model: tuple[str, ...] = ("--model", "demo"),
+                source: Path | None = None) -> float:
+    """Peak resident memory of one ``gradcam explain`` process (``source``: import gradcam_cli from
+    that checkout instead, to compare with an older version in the same run)."""
+    arguments = [str(p) for p in (inputs if isinstance(inputs, list) else [inputs])]
     code = (
         "import sys\n"
-        "from gradcam_cli.cli import main\n"
-        f"sys.argv = ['gradcam', 'explain', {str(folder)!r}, '--model', 'demo', '-q', '-o', {str(out)!r}]\n"
+        + (f"sys.path.insert(0, {str(source)!r})\n" if source else "")
+        + "from gradcam_cli.cli import main\n"
+        f"sys.argv = ['gradcam', 'explain', *{arguments!r}, *{list(model)!r}, '-q', '-o', {str(out)!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
     )
@@ -227,6 +246,117 @@ def peak_rss_mb(folder: Path, out: Path) -> float:
     # over from the parent across fork and exec and so would report the benchmark's own peak
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(result.stdout.strip().splitlines()[-1]) / 1024
+
+
+PHONE = (4032, 3024)  # 12 MP, the most common phone-camera size
+
+
+def decode_inclusive_floor(spec, preprocess_input, paths: list[Path]) -> float:
+    """Images per second of the least work a user's JPEGs imply: each opened with Pillow's draft mode
+    at the scale the model needs (DCT-domain downscaling), resized to the model's size, preprocessed,
+    then ``model.predict`` in batches of 16. Sequential decoding, no overlap with the model."""
+    height, width = spec.input_size
+
+    def run() -> None:
+        pixels = []
+        for path in paths:
+            with Image.open(path) as image:
+                image.draft("RGB", (width, height))
+                pixels.append(np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR), np.float32))
+        batches = np.asarray(preprocess_input(np.stack(pixels)), np.float32)
+        spec.model.predict(batches, batch_size=BATCH, verbose=0)
+
+    return len(paths) / timed(run, repeat=2)
+
+
+def checkout_e2e(source: Path, model_name: str, folder: Path, out: Path) -> float:
+    """``run_explain`` end to end, in-process (model built and compiled first, then best of 2), with the
+    gradcam_cli of the checkout ``source``, in a fresh process."""
+    code = f"""
+import sys, time
+sys.path.insert(0, {str(source)!r})
+from gradcam_cli.engine import Explainer
+from gradcam_cli.images import collect_inputs
+from gradcam_cli.models import build_application
+from gradcam_cli.pipeline import RunOptions, run_explain
+spec = build_application({model_name!r}, weights=None)
+items = collect_inputs([{str(folder)!r}])
+explainer = Explainer(spec, method="gradcam", batch_size={BATCH})
+options = RunOptions(batch_size={BATCH}, output_dir=__import__("pathlib").Path({str(out)!r}), overwrite=True)
+run_explain(items[:{BATCH}], spec, options, explainer=explainer)
+best = float("inf")
+for _ in range(2):
+    started = time.perf_counter()
+    run_explain(items, spec, options, explainer=explainer)
+    best = min(best, time.perf_counter() - started)
+print(len(items) / best)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def a_b(baseline: Path, model_name: str, folder: Path, out: Path, rounds: int = 2) -> dict:
+    """This checkout against ``baseline``, alternated (A B A B) so both see the same load on a shared
+    machine; the best of each. Both run the same fresh-process recipe (:func:`checkout_e2e`)."""
+    here = Path(__file__).resolve().parent.parent
+    best = {"A/B this checkout e2e gradcam": 0.0, "A/B baseline e2e gradcam": 0.0}
+    for _ in range(rounds):
+        for label, source in zip(best, (here, baseline), strict=True):
+            best[label] = max(best[label], checkout_e2e(source, model_name, folder, out))
+    return best
+
+
+def measure_phone(model_name: str, folder: Path, paths: list[Path], work: Path, baseline: Path | None) -> dict:
+    """The 12 MP case: decode-inclusive floor and ``gradcam explain`` end to end, in one run."""
+    import keras
+
+    from gradcam_cli.engine import Explainer
+    from gradcam_cli.images import collect_inputs
+    from gradcam_cli.models import application_registry, build_application, normalize_name
+    from gradcam_cli.pipeline import RunOptions, run_explain
+
+    spec = build_application(model_name, weights=None)
+    preprocess_input = application_registry()[normalize_name(model_name)].preprocess_input()
+    decode_inclusive_floor(spec, preprocess_input, paths[:BATCH])  # warm-up
+    figures = {"decode-inclusive floor": decode_inclusive_floor(spec, preprocess_input, paths)}
+    items = collect_inputs([str(folder)])
+    explainer = Explainer(spec, method="gradcam", batch_size=BATCH)
+    options = RunOptions(method="gradcam", batch_size=BATCH, output_dir=work / f"phone_{model_name}", overwrite=True)
+    run_explain(items[:BATCH], spec, options, explainer=explainer)  # compile
+    figures["ours e2e gradcam"] = len(items) / timed(lambda: run_explain(items, spec, options, explainer=explainer),
+                                                     repeat=2)
+    command = [sys.executable, "-m", "gradcam_cli", "explain", str(folder), "--model", model_name,
+               "--weights", "none", "-q", "-o", str(work / f"phone_sub_{model_name}")]
+    figures["ours subprocess gradcam"] = len(items) / timed(lambda: subprocess.run(command, check=True,
+                                                                                     capture_output=True))
+    if baseline:
+        figures.update(a_b(baseline, model_name, folder, work / f"phone_ab_{model_name}"))
+    keras.backend.clear_session()
+    return figures
+
+
+def phone_memory(work: Path, folder: Path, small_folder: Path, baseline: Path | None) -> dict:
+    """Peak RSS of ``gradcam explain --model mobilenet_v2 --weights none`` (default batch) on a folder
+    of 12 MP JPEGs, one 48 MP JPEG, one 120 MP JPEG and one 48 MP PNG, with the 640x480 folder as
+    the reference a resolution-independent bound should match."""
+    rng = np.random.default_rng(7)
+    singles = {"48 MP JPEG": (8000, 6000, "jpg"), "120 MP JPEG": (12000, 10000, "jpg"), "48 MP PNG": (8000, 6000, "png")}
+    cases: dict[str, list[Path]] = {"640x480 folder": [small_folder], "12 MP folder": [folder]}
+    for label, (width, height, extension) in singles.items():
+        path = work / f"big_{width}x{height}.{extension}"
+        picture = photo_like(rng, width, height)
+        picture.save(path, **({"quality": 90} if extension == "jpg" else {"compress_level": 6}))
+        del picture
+        print(f"  generated {label}: {path.stat().st_size / 1e6:.1f} MB", flush=True)
+        cases[label] = [path]
+    model = ("--model", "mobilenet_v2", "--weights", "none")
+    memory: dict[str, dict[str, float]] = {}
+    for label, inputs in cases.items():
+        memory[label] = {"ours": peak_rss_mb(inputs, work / f"rss_{len(memory)}", model)}
+        if baseline:
+            memory[label]["baseline"] = peak_rss_mb(inputs, work / f"rss_base_{len(memory)}", model, baseline)
+        print(f"  peak RSS, {label}: " + ", ".join(f"{k} {v:.0f} MB" for k, v in memory[label].items()), flush=True)
+    return memory
 
 
 def start_up_figures(work: Path, photo: Path) -> dict:
@@ -245,6 +375,12 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenetv2,resnet50,xception")
     parser.add_argument("--memory", default="200,2000", help="image counts for the peak-RSS runs ('' to skip)")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--phone", type=int, default=32, help="how many 12 MP JPEGs for the phone case (0 skips)")
+    parser.add_argument("--phone-models", default="mobilenetv2,resnet50")
+    parser.add_argument("--phone-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="peak RSS for 12 MP, 48 MP and 120 MP JPEGs and a 48 MP PNG")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. an export of an older commit) measured alongside, same run")
     parser.add_argument("--json", default=None, help="write (merge) the figures into this JSON file")
     args = parser.parse_args()
 
@@ -278,6 +414,23 @@ def main() -> None:
             print(f"  {method}: e2e {ours / floor:.2f} x floor ({ours / strict:.2f} x compiled forward); "
                   + "; ".join(ratios), flush=True)
 
+    if args.phone:
+        print(f"\n{args.phone} photo-like {PHONE[0]}x{PHONE[1]} JPEGs (12 MP), batch {BATCH}", flush=True)
+        phone_folder = work / "phone"
+        phone_paths = make_folder(phone_folder, args.phone, seed=1, size=PHONE)
+        megabytes = sum(p.stat().st_size for p in phone_paths) / len(phone_paths) / 1e6
+        report["phone"] = {"images": args.phone, "size": list(PHONE), "mean_file_mb": megabytes, "models": {}}
+        for model_name in [m for m in args.phone_models.split(",") if m]:
+            print(f"measuring {model_name} on 12 MP ...", flush=True)
+            figures = measure_phone(model_name, phone_folder, phone_paths, work, args.baseline)
+            report["phone"]["models"][model_name] = figures
+            floor = figures["decode-inclusive floor"]
+            print(f"\n{model_name + ' 12 MP':<20}{'images/s':>10}{'x floor':>9}")
+            for label, value in figures.items():
+                print(f"  {label:<28}{value:>8.2f}{value / floor:>9.2f}", flush=True)
+        if args.phone_memory:
+            report["phone"]["peak_rss_mb"] = phone_memory(work, phone_folder, folder, args.baseline)
+
     counts = [int(c) for c in args.memory.split(",") if c]
     if counts:
         big = work / "many"
@@ -293,6 +446,11 @@ def main() -> None:
             memory[count] = peak_rss_mb(subset, work / f"mem_{count}")
             print(f"peak RSS, demo model, {count} images: {memory[count]:.0f} MB", flush=True)
         report["peak_rss_mb"] = memory
+    if args.baseline:  # the same 640x480 folder through the older checkout, for the no-regression check
+        for model_name in [m for m in args.models.split(",") if m]:
+            pair = a_b(args.baseline, model_name, folder, work / f"ab_{model_name}")
+            report["models"][model_name].update(pair)
+            print(f"  {model_name} 640x480, images/s, " + ", ".join(f"{k}: {v:.2f}" for k, v in pair.items()), flush=True)
     report["start_up"] = start_up_figures(work, paths[0])
     print(f"gradcam --help: {report['start_up']['help_seconds']:.3f} s; first heatmap (demo, one image, "
           f"start-up included): {report['start_up']['first_heatmap_seconds']:.2f} s, of which importing "

@@ -21,6 +21,7 @@ import click
 from . import __version__
 from .errors import GradcamError
 from .methods import METHODS  # names only: the methods package imports no TensorFlow
+from .sizes import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
 
 
 def _quiet_tensorflow() -> None:
@@ -86,6 +87,25 @@ class MethodType(click.ParamType):
             return canonical_name(value)
         except GradcamError as error:
             self.fail(str(error), param, ctx)
+
+
+class OverlaySize(click.ParamType):
+    """A longest side in pixels (at least 16), or 'original' (None)."""
+
+    name = "N|original"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "original":
+            return None
+        try:
+            size = int(value)
+        except ValueError:
+            self.fail(f"'{value}' is neither a size in pixels nor 'original': use e.g. 1000 or original.", param, ctx)
+        if size < 16:
+            self.fail(f"{size} is too small for an overlay: use at least 16, or 'original'.", param, ctx)
+        return size
 
 
 model_option = click.option(
@@ -193,9 +213,14 @@ def cli() -> None:
 @click.option("--region", default=None,
               help="Segmentation models: explain a class over pred (pixels predicted as it; default), "
                    "all (every pixel) or MASK.png (its nonzero pixels).")
+@click.option("--overlay-size", type=OverlaySize(), default=str(DEFAULT_OVERLAY_SIZE), show_default=True,
+              help="Longest side of each overlay JPEG in pixels, or 'original' for the input's own size.")
+@click.option("--max-megapixels", type=click.FloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
+              help="Refuse inputs that would decode to more pixels than this (PNG, TIFF, progressive "
+                   "JPEG and --overlay-size original are decoded at full size); bounds memory.")
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, excludes, overwrite, quiet, as_json, xla, report, output, region, preprocess, labels,
-            input_size, unsafe_model_code):
+            recursive, excludes, overwrite, quiet, as_json, xla, report, output, region, overlay_size, max_megapixels,
+            preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
@@ -209,7 +234,8 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
                              batch_size=batch_size, output_dir=Path(output_dir), alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
-                             chunk_size=chunk_size, max_channels=max_channels, region=region)
+                             chunk_size=chunk_size, max_channels=max_channels, region=region,
+                             overlay_size=overlay_size, max_megapixels=max_megapixels)
         summary = _run_with_progress(items, spec, options, quiet, as_json)
         if report:
             from .report import write_report

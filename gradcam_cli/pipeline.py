@@ -24,13 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from . import render
 from .engine import Explainer
 from .errors import ImageError, OutputError
-from .images import InputItem, model_input, open_rgb
+from .images import (
+    InputItem,
+    PixelBudget,
+    decode,
+    fit_longest_side,
+    model_input,
+)
 from .manifest import MANIFEST, Manifest
 from .models import ModelSpec
+from .sizes import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
 
 __all__ = ["MANIFEST", "Manifest", "RunOptions", "RunSummary", "run_explain"]
 TOP_PREDICTIONS = 3
@@ -52,6 +60,8 @@ class RunOptions:
     chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
     max_channels: int | None = None
     region: str | None = None  # segmentation: 'pred' (default), 'all' or a mask file
+    overlay_size: int | None = DEFAULT_OVERLAY_SIZE  # longest side; None: the original's size
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS  # largest decode allowed (and held at once)
     workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 
 
@@ -79,6 +89,8 @@ def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, tar
                 str(options.smooth), str(options.max_channels)]
     if spec.output is not None or options.region is not None:  # older runs' fingerprints stay valid
         settings += [str(spec.output), str(options.region)]
+    if options.overlay_size is not None:  # overlays at the original's size match older runs
+        settings.append(f"overlay={options.overlay_size}")
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
@@ -95,12 +107,16 @@ def _check_output_dir(output_dir: Path) -> None:
         ) from None
 
 
-def _decode(item: InputItem, spec: ModelSpec, channels: int):
-    """(original as a Pillow RGB image, model-size float32 pixels)."""
+def decode_item(item: InputItem, spec: ModelSpec, channels: int, overlay_size: int | None,
+                max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS, budget: PixelBudget | None = None,
+                ) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
+    """Decode one input once, at the scale needed: (the picture at the overlay's size, the model's
+    float32 input, the original (width, height)). Raises :class:`ImageError`."""
     if item.error:
         raise ImageError(f"{item.path}: {item.error}.")
-    original = open_rgb(item.path)
-    return original, model_input(original, spec.input_size, channels)
+    decoded = decode(item.path, spec.input_size, overlay_size, max_megapixels, budget)
+    prepared = model_input(decoded.image, spec.input_size, channels)
+    return fit_longest_side(decoded.image, overlay_size), prepared, decoded.original_size
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -143,6 +159,7 @@ def run_explain(
         progress(summary.images_skipped)
     lut = render.colormap_lut(options.colormap)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
+    budget = PixelBudget(options.max_megapixels) if options.max_megapixels else None
     run_id = f"{time.time():.6f}-{os.getpid()}"
     head = explainer.head
     base_row = {"run": run_id, "method": explainer.method.name, "layer": explainer.layer_name,
@@ -202,7 +219,8 @@ def run_explain(
                 progress(image_count)
 
     def submit_decodes(batch: list[InputItem]) -> list[Future]:
-        return [decoders.submit(_decode, item, spec, channels) for item in batch]
+        return [decoders.submit(decode_item, item, spec, channels, options.overlay_size, options.max_megapixels, budget)
+                for item in batch]
 
     batches = list(_batches(todo, explainer.batch_size))
     next_decodes: list[Future] = []
@@ -211,16 +229,15 @@ def run_explain(
         for index, batch in enumerate(batches):
             decodes, next_decodes = next_decodes, (submit_decodes(batches[index + 1]) if index + 1 < len(batches) else [])
             rows: list[Future | dict] = []
-            good: list[tuple[InputItem, Any, np.ndarray]] = []
+            good: list[tuple[InputItem, Any, np.ndarray, tuple[int, int]]] = []
             for item, future in zip(batch, decodes, strict=True):
                 try:
-                    original, prepared = future.result()
-                    good.append((item, original, prepared))
+                    good.append((item, *future.result()))
                 except ImageError as error:
                     rows.append(error_row(item, str(error)))
             if good:
                 result = explainer.run(np.stack([g[2] for g in good]), classes, options.top_k)
-                for position, (item, original, _) in enumerate(good):
+                for position, (item, original, _, original_size) in enumerate(good):
                     probabilities = result.probabilities[position]
                     best = np.argsort(-probabilities)[:TOP_PREDICTIONS]
                     top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
@@ -231,7 +248,7 @@ def run_explain(
                         row = {**base_row, "input": item.real, "status": "ok", "error": None, "rank": rank,
                                "class_index": int(class_index), "label": label,
                                "probability": reported if head.reports_probability else None, "top": top,
-                               "image_size": [original.height, original.width],
+                               "image_size": [original_size[1], original_size[0]],  # height, width
                                "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
                         if head.kind == "regression":
                             row["value"] = reported

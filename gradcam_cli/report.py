@@ -13,6 +13,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
@@ -32,7 +33,14 @@ def _relative(path: str | Path, output_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), output_dir.resolve())).as_posix()
 
 
-def _thumbnail(source: Path, target: Path, from_input: bool) -> bool:
+def _url(path: str | Path, output_dir: Path) -> str:
+    """The relative URL of ``path``: each segment percent-encoded (UTF-8), so that ``#``, ``?``,
+    ``%``, spaces and non-ASCII in a file name are read as part of the name, not as a fragment or
+    query (RFC 3986, section 2). The result still goes through :func:`_escape` inside attributes."""
+    return "/".join(quote(segment, safe="") for segment in _relative(path, output_dir).split("/"))
+
+
+def _thumbnail(source: Path, target: Path) -> bool:
     """Write a thumbnail of ``source`` unless an up-to-date one exists; False if unreadable."""
     try:
         if target.stat().st_mtime >= source.stat().st_mtime:
@@ -40,7 +48,7 @@ def _thumbnail(source: Path, target: Path, from_input: bool) -> bool:
     except OSError:
         pass
     try:
-        image = open_rgb(source) if from_input else Image.open(source).convert("RGB")
+        image = open_rgb(source, longest_side=THUMB_SIZE)  # decoded at the smallest scale covering it
     except (GradcamError, OSError):
         return False
     image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.BILINEAR)
@@ -79,10 +87,10 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     for card in cards:
         if card["targets"]:
             card["thumb"] = thumbs / "originals" / f"{stems[card['input']]}.jpg"
-            jobs.append((Path(card["input"]), card["thumb"], True))
+            jobs.append((Path(card["input"]), card["thumb"]))
             for target in card["targets"]:  # overlays keep their (unique) place under the output dir
                 target["thumb"] = thumbs / _relative(target["overlay"], output_dir)
-                jobs.append((Path(target["overlay"]), target["thumb"], False))
+                jobs.append((Path(target["overlay"]), target["thumb"]))
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             done = list(pool.map(lambda job: _thumbnail(*job), jobs))
@@ -115,7 +123,7 @@ def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     top1_label, top1_probability = (card["top"][0][1], card["top"][0][2]) if card["top"] else ("", 0.0)
     pictures = []
     if str(card.get("thumb")) in available:
-        pictures.append(f'<figure><img src="{_escape(_relative(card["thumb"], output_dir))}" alt="original {name}">'
+        pictures.append(f'<figure><img src="{_escape(_url(card["thumb"], output_dir))}" alt="original {name}">'
                         f"<figcaption>original</figcaption></figure>")
     for target in card["targets"]:
         if str(target.get("thumb")) not in available:
@@ -124,8 +132,8 @@ def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
         caption = (f'{_escape(target["method"])}: {_escape(shown)}'
                    f'{" — empty map" if target.get("empty_heatmap") else ""}')
         pictures.append(
-            f'<figure><a href="{_escape(_relative(target["overlay"], output_dir))}">'
-            f'<img src="{_escape(_relative(target["thumb"], output_dir))}" alt="{caption}"></a>'
+            f'<figure><a href="{_escape(_url(target["overlay"], output_dir))}">'
+            f'<img src="{_escape(_url(target["thumb"], output_dir))}" alt="{caption}"></a>'
             f"<figcaption>{caption}</figcaption></figure>"
         )
     kind = card["targets"][0].get("head", "softmax") if card["targets"] else "softmax"

@@ -7,6 +7,7 @@ import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from click.testing import CliRunner
@@ -61,7 +62,7 @@ def test_report_links_resolve_and_names_are_escaped(report_dir):
     assert parser.links, "the report links no picture"
     for link in parser.links:
         assert not link.startswith(("http:", "https:", "//", "/")), link
-        assert (report_dir / link).is_file(), link
+        assert (report_dir / unquote(link)).is_file(), link
     assert not any(tag == "img" and attributes.get("src") == "x" for tag, attributes in parser.tags)
     assert not any(tag == "b" for tag, _ in parser.tags)  # the <b> in a file name stays text
     text = "".join(parser.text)
@@ -144,5 +145,62 @@ def test_thumbnails_of_same_named_files_in_different_folders_stay_apart(tmp_path
     parser.feed((out / "index.html").read_text(encoding="utf-8"))
     thumbs = [link for link in parser.links if link.startswith("thumbs/")]
     assert len(thumbs) == len(set(thumbs)) == 4
-    originals = sorted(Image.open(out / link).getpixel((40, 40)) for link in thumbs if "originals" in link)
+    originals = sorted(Image.open(out / unquote(link)).getpixel((40, 40)) for link in thumbs if "originals" in link)
     assert originals[0] != originals[1]
+
+
+AWKWARD_NAMES = ["photo#1.jpg", "what?.png", "100%.png", "%41 literal.png", "my holiday.jpg", "café ünï 日本.png"]
+
+
+@pytest.fixture(scope="module")
+def awkward_report(tmp_path_factory):
+    """Inputs whose names a browser would misread unless each path segment is percent-encoded."""
+    source = tmp_path_factory.mktemp("awkward_in")
+    pictures = sorted(SHAPES.glob("*.png"))
+    for index, name in enumerate(AWKWARD_NAMES):
+        folder = source / ("sub #2 ?x" if index % 2 else "")
+        folder.mkdir(exist_ok=True)
+        Image.open(pictures[index]).convert("RGB").save(folder / name)
+    out = tmp_path_factory.mktemp("awkward out #%")
+    result = run("explain", source, "-r", "-o", out, "--report", "-q")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_report_links_to_awkward_names_are_percent_encoded(awkward_report):
+    parser = Links()
+    parser.feed((awkward_report / "index.html").read_text(encoding="utf-8"))
+    assert len(parser.links) == 3 * len(AWKWARD_NAMES)  # original thumb, overlay link, overlay thumb
+    for link in parser.links:
+        assert not set(link) & set("#? ") and all(ord(c) < 128 for c in link), link
+        assert (awkward_report / unquote(link)).is_file(), link
+    text = "".join(parser.text)
+    assert all(name in text for name in AWKWARD_NAMES)  # visible names stay as they are
+
+
+def test_awkward_names_load_in_a_real_browser(awkward_report):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium (see .ci/run)")
+        pytest.skip("no chromium on this machine: apt-get install chromium")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as driver:
+        chrome = driver.chromium.launch(executable_path=browser, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = chrome.new_page()
+        page.goto((awkward_report / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) == 2 * len(AWKWARD_NAMES) and all(w > 0 for w in widths), widths
+        # every link, resolved by the browser itself against the page, loads as a picture
+        targets = page.eval_on_selector_all("a[href]", """links => Promise.all(links.map(link => new Promise(done => {
+            const probe = new Image();
+            probe.onload = () => done([link.href, probe.naturalWidth]);
+            probe.onerror = () => done([link.href, 0]);
+            probe.src = link.href;
+        })))""")
+        chrome.close()
+    assert len(targets) == len(AWKWARD_NAMES)
+    for href, width in targets:
+        assert width > 0, href
+        assert Path(unquote(href.removeprefix("file://"))).is_file(), href

@@ -69,8 +69,11 @@ def test_bad_files_fail_one_line_each_and_good_ones_all_get_outputs(corpus, tmp_
         if verdict == GOOD:
             assert row["status"] == "ok", (name, row["error"])
             assert Path(row["overlay"]).exists() and Path(row["heatmap"]).exists()
-            original = load_image(folder / name)
-            assert Image.open(row["overlay"]).size == (original.shape[1], original.shape[0])
+            height, width = load_image(folder / name).shape[:2]
+            shrink = min(1.0, 1000 / max(width, height))  # the default --overlay-size, never enlarged
+            expected_size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+            assert Image.open(row["overlay"]).size == expected_size, name
+            assert row["image_size"] == [height, width]
         else:
             assert row["status"] == "error" and name.split(".")[0] in row["error"], row
             error_lines = [line for line in result.output.splitlines() if name in line]
@@ -110,6 +113,9 @@ def _start(folder: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "gradcam_cli", "explain", str(folder), "-o", str(out), "-b", "2", "-q", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a SIGINT ignored by whoever started pytest (a background job) is
+        # inherited, and Python then never raises KeyboardInterrupt in the child
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
