@@ -24,6 +24,12 @@ run, and the peak RSS of ``gradcam explain --model mobilenet_v2`` on that folder
 120 MP JPEG and on one 48 MP PNG. ``--baseline DIR`` also measures an older checkout on the same
 inputs in the same run (``git archive COMMIT | tar -x -C DIR``).
 
+With ``--engine ray`` it measures instead the Ray engine against the local engine on one folder:
+the start-up of an embedded 2-CPU Ray, and for the local engine and for Ray with 1 and 2 actors the
+wall time, the time to the first manifest row (actor start, model load, first compile) and the
+steady images/s between the first and the last row, where fixed costs no longer count. The local
+engine runs first and last, so that drifting load on a shared machine shows.
+
 Then, with the bundled demo model, peak RSS of ``gradcam explain`` for 200 and 2000 images, the time
 of ``gradcam --help`` and the time to the first heatmap for one image. Prints tables; ``--json``
 writes the same figures.
@@ -369,6 +375,55 @@ def start_up_figures(work: Path, photo: Path) -> dict:
     return {"help_seconds": help_seconds, "first_heatmap_seconds": first, "tensorflow_import_seconds": import_seconds}
 
 
+def ray_figures(work: Path, count: int, model_name: str) -> dict:
+    """Local engine vs Ray engine (1 and 2 actors) on the same photos, in one embedded 2-CPU Ray.
+
+    For each run: the wall time, the time to its first manifest row (start-up: actors, model loads,
+    first compile) and the steady rate, images per second between the first and the last row.
+    """
+    from gradcam_cli.engines.ray import ray_session, run_explain_ray
+    from gradcam_cli.images import collect_inputs
+    from gradcam_cli.models import resolve_model
+    from gradcam_cli.pipeline import RunOptions, run_explain
+
+    model_arguments = {"model": model_name, "weights": "none"}
+    spec = resolve_model(**model_arguments)
+    items = collect_inputs([str(work / "photos")])[:count]
+    figures: dict = {"model": model_name, "images": count}
+
+    def measure(label: str, run) -> None:
+        out = work / f"ray_{label.replace(' ', '_')}"
+        first_rows: dict[str, float] = {}
+        started = time.perf_counter()
+        summary = run(items, RunOptions(output_dir=out, batch_size=BATCH),
+                      lambda row: first_rows.setdefault(row["input"], time.perf_counter()))
+        wall = time.perf_counter() - started
+        assert summary.images_done == count, summary
+        times = sorted(first_rows.values())
+        # rows arrive a batch at a time: the first batch's images are not part of the steady window
+        first_batch = sum(1 for t in times if t == times[0])
+        steady = (count - first_batch) / max(times[-1] - times[0], 1e-9)
+        figures[label] = {"wall_s": round(wall, 2), "first_row_s": round(times[0] - started, 2),
+                          "steady_images_per_s": round(steady, 2), "e2e_images_per_s": round(count / wall, 2)}
+        print(f"  {label:<14} {wall:7.1f} s in all, first row after {times[0] - started:5.1f} s, "
+              f"steady {steady:6.2f} images/s, end to end {count / wall:6.2f} images/s", flush=True)
+        shutil.rmtree(out)
+
+    measure("local", lambda items, options, on_row: run_explain(items, spec, options, on_row=on_row))
+    started = time.perf_counter()
+    with ray_session(None, 2):
+        figures["embedded_ray_start_s"] = round(time.perf_counter() - started, 2)
+        print(f"  embedded 2-CPU Ray start: {figures['embedded_ray_start_s']:.1f} s", flush=True)
+        for workers in (1, 2):
+            measure(f"ray {workers} actor{'s' if workers > 1 else ''}", lambda items, options, on_row, w=workers:
+                    run_explain_ray(items, spec, model_arguments, options, workers=w, on_row=on_row))
+        stopping = time.perf_counter()
+    figures["embedded_ray_shutdown_s"] = round(time.perf_counter() - stopping, 2)
+    # again at the end: on a shared machine the load drifts, and this shows by how much
+    measure("local again", lambda items, options, on_row: run_explain(items, spec, options, on_row=on_row))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
@@ -382,6 +437,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout (e.g. an export of an older commit) measured alongside, same run")
     parser.add_argument("--json", default=None, help="write (merge) the figures into this JSON file")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="ray: compare the Ray engine (1, 2 actors) with the local engine instead")
+    parser.add_argument("--ray-model", default="mobilenetv2", help="--engine ray: the model (random weights)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
@@ -394,6 +452,16 @@ def main() -> None:
           f"GPUs: {report['machine']['gpus'] or 'none'}", flush=True)
     folder = work / "photos"
     paths = make_folder(folder, args.images)
+    if args.engine == "ray":
+        print(f"Ray engine vs local engine, {args.ray_model} (random weights):", flush=True)
+        report = {"machine": report["machine"], "batch": BATCH, "ray": ray_figures(work, args.images, args.ray_model)}
+        if args.json:
+            path = Path(args.json)
+            merged = json.loads(path.read_text()) if path.exists() else {}
+            merged["ray"] = {**report["ray"], "machine": report["machine"]}
+            path.write_text(json.dumps(merged, indent=2) + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     for model_name in [m for m in args.models.split(",") if m]:
         print(f"measuring {model_name} ...", flush=True)
         figures = measure_model(model_name, folder, paths, work, args.skip_peers)

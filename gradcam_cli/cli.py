@@ -162,12 +162,17 @@ output_option = click.option("--output", "output", default=None,
                              help="For models with several outputs: the output to explain, by name or index.")
 
 
+def _model_arguments(model, weights, preprocess, labels, input_size, unsafe, output=None) -> dict:
+    """The keywords of ``resolve_model`` (Ray actors load the model from them too)."""
+    return {"model": model, "weights": weights, "preprocess": preprocess, "labels": labels,
+            "input_size": _parse_size(input_size), "safe_mode": not unsafe, "output": output}
+
+
 def _load_spec(model, weights, preprocess, labels, input_size, unsafe, output=None):
     _quiet_tensorflow()
     from .models import resolve_model
 
-    return resolve_model(model, weights=weights, preprocess=preprocess, labels=labels,
-                         input_size=_parse_size(input_size), safe_mode=not unsafe, output=output)
+    return resolve_model(**_model_arguments(model, weights, preprocess, labels, input_size, unsafe, output))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -218,25 +223,55 @@ def cli() -> None:
 @click.option("--max-megapixels", type=click.FloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
               help="Refuse inputs that would decode to more pixels than this (PNG, TIFF, progressive "
                    "JPEG and --overlay-size original are decoded at full size); bounds memory.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: a Ray cluster through Ray Data (the 'ray' extra).")
+@click.option("--ray-address", default=None,
+              help="--engine ray: join this cluster (HOST:PORT, ray://HOST:PORT, auto; default "
+                   "RAY_ADDRESS). Without one an embedded local Ray runs for the job.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="--engine ray: model actors, one CPU each (default: the cluster's CPUs; the "
+                   "embedded Ray gets this many CPUs). Local engine: decode and write threads.")
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
             recursive, excludes, overwrite, quiet, as_json, xla, report, output, region, overlay_size, max_megapixels,
-            preprocess, labels, input_size, unsafe_model_code):
+            engine, ray_address, workers, preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
     ** matches any number of folders). Each file is explained once, however it was reached.
     """
+    from .storage import is_uri, local_path
+
+    output_dir = output_dir if is_uri(output_dir) else local_path(output_dir)
+    if report and is_uri(output_dir):
+        _fail(GradcamError(f"--report writes a local gallery: use a local -o/--output-dir, not {output_dir}."))
     items = _collect(inputs, recursive, excludes, output_dir)
     try:
+        if engine == "ray":
+            from .engines.ray import cluster_address, require_ray
+
+            require_ray()
+            cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
+        model_arguments = _model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
         from .pipeline import RunOptions
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
-                             batch_size=batch_size, output_dir=Path(output_dir), alpha=alpha,
+                             batch_size=batch_size, output_dir=output_dir if is_uri(output_dir) else Path(output_dir),
+                             alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
                              chunk_size=chunk_size, max_channels=max_channels, region=region,
                              overlay_size=overlay_size, max_megapixels=max_megapixels)
-        summary = _run_with_progress(items, spec, options, quiet, as_json)
+        if workers and engine == "local":
+            options.workers = workers
+        engine_run = None
+        if engine == "ray":
+            from functools import partial
+
+            from .engines.ray import run_explain_ray
+
+            engine_run = partial(run_explain_ray, model_arguments=model_arguments, address=ray_address,
+                                 workers=workers)
+        summary = _run_with_progress(items, spec, options, quiet, as_json, engine_run)
         if report:
             from .report import write_report
 
@@ -253,8 +288,15 @@ def _collect(inputs, recursive, excludes, output_dir):
     """List the inputs before any model loads: arguments that name nothing are reported at once,
     and a run with nothing left to explain stops here (exit 2, nothing written)."""
     from .images import IMAGE_EXTENSIONS, collect_inputs
+    from .storage import collect_uri_inputs, is_uri, local_path
 
-    items = collect_inputs(list(inputs), recursive=recursive, exclude=excludes, output_dir=output_dir)
+    try:
+        items = collect_inputs([local_path(i) for i in inputs if not is_uri(i)], recursive=recursive,
+                               exclude=excludes, output_dir=None if is_uri(output_dir) else output_dir)
+        for uri in (i for i in inputs if is_uri(i)):
+            items += collect_uri_inputs(uri, recursive=recursive)
+    except GradcamError as error:
+        _fail(error)
     arguments = {str(Path(argument)) for argument in inputs}
     bad_arguments = [item for item in items if item.error and item.path in arguments]
     for item in bad_arguments:
@@ -268,12 +310,13 @@ def _collect(inputs, recursive, excludes, output_dir):
     return items
 
 
-def _run_with_progress(items, spec, options, quiet, as_json):
+def _run_with_progress(items, spec, options, quiet, as_json, engine_run=None):
     from tqdm import tqdm
 
     from .models.heads import format_prediction
     from .pipeline import run_explain
 
+    engine_run = engine_run or run_explain
     shown = {item.real: item.path for item in items}  # rows name inputs by real path; show them as found
     show_bar = not quiet and sys.stderr.isatty()
     bar = tqdm(total=len(items), unit="img", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
@@ -286,7 +329,7 @@ def _run_with_progress(items, spec, options, quiet, as_json):
             tqdm.write(f"{shown.get(row['input'], row['input'])}: {top}", file=sys.stdout)
 
     try:
-        return run_explain(items, spec, options, on_row=on_row, progress=bar.update)
+        return engine_run(items, spec, options=options, on_row=on_row, progress=bar.update)
     finally:
         bar.close()
 

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
@@ -281,8 +282,8 @@ def load_image(path: str | os.PathLike, **scale) -> np.ndarray:
     return np.asarray(decode(path, **scale).image)
 
 
-def open_rgb(path: str | os.PathLike, **scale) -> Image.Image:
-    """Decode ``path`` to a loaded 8-bit RGB Pillow image (see :func:`decode`)."""
+def open_rgb(path: str | os.PathLike | BinaryIO, **scale) -> Image.Image:
+    """Decode ``path`` (or a binary stream, see :func:`decode`) to a loaded 8-bit RGB Pillow image."""
     return decode(path, **scale).image
 
 
@@ -341,7 +342,7 @@ def _needed_size(displayed: tuple[int, int], min_size: tuple[int, int] | None,
     return min(need_width, width), min(need_height, height)
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path | BinaryIO) -> Image.Image:
     """``Image.open`` without Pillow's pixel-count refusal: :func:`decode` judges size itself, by
     what it will actually decode. Pillow refuses canvases over twice ``MAX_IMAGE_PIXELS`` outright
     (before any scale can be chosen); a JPEG is then reopened through its own plugin."""
@@ -350,11 +351,16 @@ def _open(path: Path) -> Image.Image:
         try:
             image = Image.open(path)
         except Image.DecompressionBombError:
-            with open(path, "rb") as stream:
-                is_jpeg = stream.read(3) == b"\xff\xd8\xff"
+            if hasattr(path, "read"):
+                path.seek(0)
+                is_jpeg = path.read(3) == b"\xff\xd8\xff"
+                path.seek(0)
+            else:
+                with open(path, "rb") as stream:
+                    is_jpeg = stream.read(3) == b"\xff\xd8\xff"
             if not is_jpeg:
                 raise
-            image = JpegImagePlugin.jpeg_factory(str(path))
+            image = JpegImagePlugin.jpeg_factory(path if hasattr(path, "read") else str(path))
         image.seek(0)  # a multi-picture JPEG checks its size again here
         return image
 
@@ -368,19 +374,20 @@ def _turned(image: Image.Image) -> bool:
     return image.getexif().get(ExifTags.Base.Orientation) in _SWAPS_AXES
 
 
-def _bomb_error(path: Path, canvas: int) -> ImageError:
+def _bomb_error(shown: str, canvas: int, size: int) -> ImageError:
     return ImageError(
-        f"{path}: declares {canvas / 1e6:.0f} MP in a {path.stat().st_size:,}-byte file, a decompression bomb "
+        f"{shown}: declares {canvas / 1e6:.0f} MP in a {size:,}-byte file, a decompression bomb "
         "(it would take gigabytes of memory); refused."
     )
 
 
 def decode(
-    path: str | os.PathLike,
+    path: str | os.PathLike | BinaryIO,
     min_size: tuple[int, int] | None = None,
     longest_side: int | None = None,
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     budget: PixelBudget | None = None,
+    name: str | None = None,
 ) -> Decoded:
     """Decode ``path`` once, at the smallest scale covering ``min_size`` (the model's (height, width))
     and ``longest_side`` (the overlay's longest side; None: full resolution).
@@ -395,16 +402,27 @@ def decode(
     and a decompression bomb: a canvas over Pillow's ``MAX_IMAGE_PIXELS`` declared by a file with
     fewer than one byte per :data:`BOMB_PIXELS_PER_BYTE` pixels (real photos, even a flat grey
     JPEG, need far more). ``budget`` caps the pixels decoded at once across threads.
+
+    ``path`` may be a seekable binary stream (an object fetched from a store), called ``name`` in
+    messages.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file.")
+    stream = path if hasattr(path, "read") else None
+    path = Path(path) if stream is None else Path(name or "stream")
+    shown = str(path) if stream is None else (name or "stream")  # a URI keeps its '//'
+
+    def file_size() -> int:
+        if stream is not None:
+            return stream.seek(0, os.SEEK_END)
+        return path.stat().st_size if path.exists() else 0
+
+    if stream is None and path.is_dir():
+        raise ImageError(f"{shown}: is a folder, not an image file.")
     try:
-        with _open(path) as image:
+        with _open(path if stream is None else stream) as image:
             canvas = image.width * image.height
             if Image.MAX_IMAGE_PIXELS and canvas > Image.MAX_IMAGE_PIXELS \
-                    and canvas > path.stat().st_size * BOMB_PIXELS_PER_BYTE:
-                raise _bomb_error(path, canvas)
+                    and canvas > file_size() * BOMB_PIXELS_PER_BYTE:
+                raise _bomb_error(shown, canvas, file_size())
             turned = _turned(image)
             displayed = (image.height, image.width) if turned else image.size
             need_width, need_height = _needed_size(displayed, min_size, longest_side)
@@ -421,7 +439,7 @@ def decode(
                 else:
                     why = f"{image.format or 'this format'} cannot be decoded at a reduced scale"
                 raise ImageError(
-                    f"{path}: {displayed[0]}x{displayed[1]} is a {decoded_pixels / 1e6:.0f} MP decode ({why}), "
+                    f"{shown}: {displayed[0]}x{displayed[1]} is a {decoded_pixels / 1e6:.0f} MP decode ({why}), "
                     f"over --max-megapixels {max_megapixels:g}; raise --max-megapixels or downscale the file."
                 )
             with budget.hold(decoded_pixels) if budget else contextlib.nullcontext():
@@ -436,20 +454,19 @@ def decode(
     except Image.DecompressionBombError:  # over twice Pillow's limit and not a JPEG: nothing can shrink it
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
         raise ImageError(
-            f"{path}: declares over {limit:.0f} MP, Pillow's hard limit (a possible decompression bomb, which "
+            f"{shown}: declares over {limit:.0f} MP, Pillow's hard limit (a possible decompression bomb, which "
             "would take gigabytes of memory); downscale it first."
         ) from None
     except UnidentifiedImageError:
-        size = path.stat().st_size if path.exists() else 0
-        what = "an empty file" if size == 0 else "not an image Pillow can read"
-        raise ImageError(f"{path}: {what}; pass jpg, png, bmp, gif, webp or tiff files.") from None
+        what = "an empty file" if file_size() == 0 else "not an image Pillow can read"
+        raise ImageError(f"{shown}: {what}; pass jpg, png, bmp, gif, webp or tiff files.") from None
     except PermissionError:
-        raise ImageError(f"{path}: permission denied; make it readable (chmod +r).") from None
+        raise ImageError(f"{shown}: permission denied; make it readable (chmod +r).") from None
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file.") from None
+        raise ImageError(f"{shown}: no such file.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ImageError(f"{path}: damaged or truncated image ({detail}); re-export or remove it.") from None
+        raise ImageError(f"{shown}: damaged or truncated image ({detail}); re-export or remove it.") from None
 
 
 _REDUCIBLE_MODES = frozenset({"L", "RGB", "RGBA", "LA", "CMYK", "I", "F", "YCbCr"})

@@ -19,16 +19,24 @@ Which rows are current (:func:`current_rows`), so that every row describes the f
 Rows are appended and flushed batch by batch while a run goes (a killed run loses nothing already
 written); readers apply the rules above to whatever is on disk, and :meth:`Manifest.close` rewrites
 the file with the current rows only.
+
+On an object store (``-o s3://...``, :class:`RemoteManifest`) the same rows are kept in a local spool
+file and put whole; there, output paths are relative to the output URI and inputs that are URIs
+stay URIs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import render
+from .storage import OutputFolder, is_uri
 
 MANIFEST = "manifest.jsonl"
 FORMAT = 2
@@ -66,6 +74,13 @@ def _locate_old_output(stored: str, folder: Path) -> str:
     return str(folder.joinpath(*parts[-1:]))
 
 
+def _join(folder: Path | str, relative: str) -> str:
+    """A stored relative path -> the full path (or URI) under the manifest's folder."""
+    if is_uri(folder):
+        return f"{str(folder).rstrip('/')}/{relative}"
+    return os.path.normpath(os.path.join(folder, relative))
+
+
 def _target_count(targets: str) -> int:
     """Rows one input gets: ``top3`` -> 3, ``class=2,0`` -> 2 (the pipeline's ``targets`` field)."""
     if targets.startswith("top"):
@@ -76,10 +91,15 @@ def _target_count(targets: str) -> int:
 class Manifest:
     """The rows of one ``manifest.jsonl``: read, appended to during a run, compacted at its end."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, location: str | None = None,
+                 exists: Callable[[str], bool] = os.path.exists):
+        """``location``: the folder (or URI) rows' paths are relative to, when not the file's own
+        folder (a spool file); ``exists``: how a recorded output is checked for."""
         self.path = Path(path).absolute()
         self.folder = self.path.parent
-        self.previous = self.read_rows(self.path)
+        self.location = location or str(self.folder)
+        self._exists = exists
+        self.previous = current_rows(self._read_all(self.path, self.location)[0])
         self._stream = None
 
     @staticmethod
@@ -88,7 +108,7 @@ class Manifest:
         return current_rows(Manifest._read_all(Path(path).absolute())[0])
 
     @staticmethod
-    def _read_all(path: Path) -> tuple[list[dict], bool]:
+    def _read_all(path: Path, location: str | None = None) -> tuple[list[dict], bool]:
         """Every parseable row, in memory form, and whether any was stored in an older format."""
         rows, old = [], False
         try:
@@ -100,20 +120,20 @@ class Manifest:
                         continue
                     if isinstance(stored, dict):
                         old = old or stored.get("format") != FORMAT
-                        rows.append(Manifest.from_stored(stored, path.parent))
+                        rows.append(Manifest.from_stored(stored, location or path.parent))
         except FileNotFoundError:
             pass
         return rows, old
 
     @staticmethod
-    def from_stored(stored: dict, folder: Path) -> dict:
-        """A row as stored in the manifest in ``folder`` -> memory form."""
+    def from_stored(stored: dict, folder: Path | str) -> dict:
+        """A row as stored in the manifest in ``folder`` (a path, or an object-store URI) -> memory form."""
         row = dict(stored)
         if stored.get("format") == FORMAT:
             for key in PATH_FIELDS:
                 if row.get(key):
-                    row[key] = os.path.normpath(os.path.join(folder, row[key]))
-            if row.get("input") and not os.path.isabs(row["input"]):
+                    row[key] = _join(folder, row[key])
+            if row.get("input") and not os.path.isabs(row["input"]) and not is_uri(row["input"]):
                 row["input"] = os.path.normpath(os.path.join(folder, row["input"]))
             return row
         for key in PATH_FIELDS:  # format 1: relative to the directory the run started in
@@ -129,10 +149,15 @@ class Manifest:
     def to_stored(self, row: dict) -> dict:
         """Memory form -> the stored form (output paths relative to the manifest's folder)."""
         stored = {**row, "format": FORMAT}
+        remote = is_uri(self.location)
         for key in PATH_FIELDS:
-            if stored.get(key):
+            if stored.get(key) and remote:
+                prefix = self.location.rstrip("/") + "/"
+                if stored[key].startswith(prefix):
+                    stored[key] = stored[key][len(prefix):]
+            elif stored.get(key):
                 stored[key] = Path(os.path.relpath(os.path.abspath(stored[key]), self.folder)).as_posix()
-        if stored.get("input"):
+        if stored.get("input") and not is_uri(stored["input"]):
             stored["input"] = os.path.abspath(stored["input"])
         return stored
 
@@ -153,7 +178,7 @@ class Manifest:
             if len(rows) == _target_count(targets) and all(
                 row.get("status") == "ok"
                 and row.get("config") == config
-                and all(os.path.exists(row[key]) for key in PATH_FIELDS if row.get(key))
+                and all(self._exists(row[key]) for key in PATH_FIELDS if row.get(key))
                 for row in rows
             ):
                 done.add(input_path)
@@ -172,10 +197,47 @@ class Manifest:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
-        rows, old = self._read_all(self.path)
+        rows, old = self._read_all(self.path, self.location)
         kept = current_rows(rows)
         if old or len(kept) != len(rows):
             data = "".join(json.dumps(self.to_stored(row), ensure_ascii=False) + "\n" for row in kept)
             render.atomic_write_bytes(self.path, data.encode("utf-8"))
+
+    close_and_compact = close
+
+
+class RemoteManifest(Manifest):
+    """The manifest of an object-store output: object stores cannot append, so rows go to a local
+    spool file that is put whole (one atomic put) at most every ``publish_seconds`` while the run
+    goes on (less often as it grows: the puts stay under 5 % of the time), and at the end. A driver
+    killed outright loses at most that much of the manifest; the next run redoes those inputs."""
+
+    publish_seconds = 10.0
+
+    def __init__(self, output: OutputFolder):
+        handle, spool = tempfile.mkstemp(prefix="gradcam-manifest-", suffix=".jsonl")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(output.read_text(MANIFEST))
+        super().__init__(spool, location=output.location, exists=output.exists)
+        self.output = output
+        self._published, self._put_seconds = time.monotonic(), 0.0
+
+    def publish(self) -> None:
+        started = time.monotonic()
+        self.output.write(MANIFEST, self.path.read_bytes())
+        self._published = time.monotonic()
+        self._put_seconds = self._published - started
+
+    def append(self, rows: list[dict]) -> None:
+        super().append(rows)
+        if time.monotonic() - self._published >= max(self.publish_seconds, 20 * self._put_seconds):
+            self.publish()
+
+    def close(self) -> None:
+        super().close()
+        try:
+            self.publish()
+        finally:
+            self.path.unlink(missing_ok=True)
 
     close_and_compact = close

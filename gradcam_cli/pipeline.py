@@ -8,20 +8,24 @@ image gets an error row and the batch goes on.
 Rows go to ``manifest.jsonl`` through :class:`~.manifest.Manifest` (its docstring has the format and
 which rows are kept). A rerun skips inputs whose current rows are complete, all ``ok``, with the same settings
 and whose files exist, unless ``overwrite`` is set. An input is its resolved real path.
+
+The batch itself (decode -> explain -> render -> rows) is :meth:`BatchJob.explain_batch`, shared with
+the Ray engine (:mod:`gradcam_cli.engines.ray`), which runs it inside Ray Data actors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
+import io
 import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -36,11 +40,12 @@ from .images import (
     fit_longest_side,
     model_input,
 )
-from .manifest import MANIFEST, Manifest
+from .manifest import MANIFEST, Manifest, RemoteManifest
 from .models import ModelSpec
 from .sizes import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
+from .storage import OutputFolder, is_uri, read_bytes
 
-__all__ = ["MANIFEST", "Manifest", "RunOptions", "RunSummary", "run_explain"]
+__all__ = ["MANIFEST", "BatchJob", "Manifest", "RunOptions", "RunSummary", "plan_run", "run_explain"]
 TOP_PREDICTIONS = 3
 
 
@@ -51,7 +56,7 @@ class RunOptions:
     classes: list[str | int] | None = None
     top_k: int = 1
     batch_size: int = 16
-    output_dir: Path = Path("gradcam_out")
+    output_dir: Path | str = Path("gradcam_out")  # a folder, or an object-store URI (storage.py)
     alpha: float = 0.4
     colormap: str = "jet"
     overwrite: bool = False
@@ -94,27 +99,28 @@ def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, tar
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
-def _check_output_dir(output_dir: Path) -> None:
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        render.atomic_write_bytes(output_dir / ".gradcam-write-test", b"")
-        os.unlink(output_dir / ".gradcam-write-test")
-        render.remove_stale_temporaries(output_dir)
-    except OSError as error:
-        raise OutputError(
-            f"{output_dir}: cannot write the output folder ({error.strerror or error}); "
-            "pick another with -o/--output-dir."
-        ) from None
+def open_manifest(output: OutputFolder) -> Manifest:
+    """The run's manifest: ``OUTPUT/manifest.jsonl``, wherever OUTPUT is."""
+    if output.local is not None:
+        return Manifest(output.local / MANIFEST)
+    return RemoteManifest(output)
 
 
 def decode_item(item: InputItem, spec: ModelSpec, channels: int, overlay_size: int | None,
                 max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS, budget: PixelBudget | None = None,
-                ) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
+                source: str | None = None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
     """Decode one input once, at the scale needed: (the picture at the overlay's size, the model's
-    float32 input, the original (width, height)). Raises :class:`ImageError`."""
+    float32 input, the original (width, height)). ``source``: where to read the file when that
+    differs from ``item.path`` (an object-store URI is fetched whole and decoded from memory; messages
+    still name ``item.path``). Raises :class:`ImageError`."""
     if item.error:
         raise ImageError(f"{item.path}: {item.error}.")
-    decoded = decode(item.path, spec.input_size, overlay_size, max_megapixels, budget)
+    source = source or item.path
+    if is_uri(source):
+        picture = io.BytesIO(read_bytes(source))
+        decoded = decode(picture, spec.input_size, overlay_size, max_megapixels, budget, name=item.path)
+    else:
+        decoded = decode(source, spec.input_size, overlay_size, max_megapixels, budget)
     prepared = model_input(decoded.image, spec.input_size, channels)
     return fit_longest_side(decoded.image, overlay_size), prepared, decoded.original_size
 
@@ -122,6 +128,217 @@ def decode_item(item: InputItem, spec: ModelSpec, channels: int, overlay_size: i
 def _batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+@dataclass
+class BatchJob:
+    """Everything one batch needs, built once per run (local engine) or once per Ray actor.
+
+    :meth:`explain_batch` is the one batch function of the tool (decode -> explain -> render ->
+    manifest rows); the local engine and the Ray engine both call it, so their outputs are the same
+    by construction. Decoding and writing are handed in as futures and a submit function, so each
+    engine decides where they run (thread pools ahead of and behind the model here, the same pools
+    inside each Ray actor there).
+    """
+
+    spec: ModelSpec
+    explainer: Explainer
+    options: RunOptions
+    classes: list[int] | None
+    targets: str
+    config: str
+    run_id: str
+
+    @classmethod
+    def create(cls, spec: ModelSpec, options: RunOptions, explainer: Explainer | None = None,
+               item_count: int | None = None, run_id: str | None = None) -> BatchJob:
+        """Build (or reuse) the explainer and check the targets; raises before any image is read."""
+        if explainer is None:  # a run of 3 images compiles for 3, not for a padded batch of 16
+            batch_size = max(1, min(options.batch_size, item_count or options.batch_size))
+            explainer = Explainer(spec, options.method, options.layer, batch_size, options.xla,
+                                  options.smooth, options.chunk_size, options.max_channels, options.region)
+        classes = explainer.resolve_targets(options.classes, options.top_k)
+        targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
+        config = _fingerprint(spec, explainer, options, targets)
+        return cls(spec, explainer, options, classes, targets, config,
+                   run_id or f"{time.time():.6f}-{os.getpid()}")
+
+    @functools.cached_property
+    def output(self) -> OutputFolder:
+        return OutputFolder(self.options.output_dir)
+
+    @property
+    def method_name(self) -> str:
+        return self.explainer.method.name
+
+    @property
+    def base_row(self) -> dict:
+        head = self.explainer.head
+        row = {"run": self.run_id, "method": self.method_name, "layer": self.explainer.layer_name,
+               "model": self.spec.name, "targets": self.targets, "config": self.config, "head": head.kind,
+               "output": head.output_name}
+        if self.explainer.region_name:
+            row["region"] = self.explainer.region_name
+        return row
+
+    @functools.cached_property
+    def budget(self) -> PixelBudget | None:
+        return PixelBudget(self.options.max_megapixels) if self.options.max_megapixels else None
+
+    @functools.cached_property
+    def lut(self) -> np.ndarray:
+        return render.colormap_lut(self.options.colormap)
+
+    @functools.cached_property
+    def channels(self) -> int:
+        return int(self.spec.model.inputs[0].shape[-1] or 3)
+
+    def decode(self, item: InputItem, source: str | None = None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
+        """:func:`decode_item` with this run's sizes, limit and pixel budget."""
+        return decode_item(item, self.spec, self.channels, self.options.overlay_size, self.options.max_megapixels,
+                           self.budget, source)
+
+    def error_row(self, item: InputItem, message: str) -> dict:
+        return {**self.base_row, "input": item.real, "status": "error", "error": message,
+                "class_index": None, "label": None, "probability": None, "overlay": None, "heatmap": None}
+
+    def write_outputs(self, stem: str, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
+        """Write one target's overlay JPEG, raw .npy (and guided PNG) atomically; the row names them."""
+        overlay_name, heatmap_name = (name.as_posix() for name in render.output_paths(
+            Path(), stem, self.method_name, row["class_index"]))
+        image = render.overlay_image(original, heatmap, self.options.alpha, self.lut)
+        if row.get("region_pixels") is not None:
+            image = render.caption(image, f"{row['label']}: region of {row['region_pixels']} px")
+        row = {**row, "overlay": self.output.write(overlay_name, render.jpeg_bytes(image)),
+               "heatmap": self.output.write(heatmap_name, render.npy_bytes(heatmap))}
+        if saliency is not None:
+            saliency_picture = render.saliency_image(saliency, (original.height, original.width))
+            row["saliency"] = self.output.write(overlay_name[: -len(".jpg")] + ".guided.png",
+                                                render.png_bytes(saliency_picture))
+        return row
+
+    def explain_batch(
+        self,
+        batch: list[tuple[InputItem, str]],
+        decoded: list[Future],
+        submit_write: Callable[..., Future],
+    ) -> list[Future | dict]:
+        """One batch of (input, output stem): decode results (futures of :meth:`decode`) -> one
+        compiled step -> a row per (image, target), or an error row per image that failed to decode.
+
+        Writes go through ``submit_write(function, *arguments)``; the returned list holds, in input
+        order, error rows and futures of the written rows.
+        """
+        rows: list[Future | dict] = []
+        good: list[tuple[InputItem, str, Image.Image, np.ndarray, tuple[int, int]]] = []
+        for (item, stem), future in zip(batch, decoded, strict=True):
+            try:
+                good.append((item, stem, *future.result()))
+            except ImageError as error:
+                rows.append(self.error_row(item, str(error)))
+        if not good:
+            return rows
+        explainer, spec, head = self.explainer, self.spec, self.explainer.head
+        result = explainer.run(np.stack([g[3] for g in good]), self.classes, self.options.top_k)
+        for position, (item, stem, original, _, original_size) in enumerate(good):
+            probabilities = result.probabilities[position]
+            best = np.argsort(-probabilities)[:TOP_PREDICTIONS]
+            top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
+            for rank, class_index in enumerate(result.class_ids[position]):
+                heatmap = result.heatmaps[position, rank]
+                label = spec.label(int(class_index))
+                reported = round(float(probabilities[class_index]), 6)
+                row = {**self.base_row, "input": item.real, "status": "ok", "error": None, "rank": rank,
+                       "class_index": int(class_index), "label": label,
+                       "probability": reported if head.reports_probability else None, "top": top,
+                       "image_size": [original_size[1], original_size[0]],  # height, width
+                       "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
+                if head.kind == "regression":
+                    row["value"] = reported
+                if result.region_pixels is not None:
+                    row["pixel_share"] = reported
+                    row["region_pixels"] = int(result.region_pixels[position, rank])
+                    if row["region_pixels"] == 0:
+                        rows.append({**self.error_row(item, f"{item.path}: the {explainer.region_name} region of "
+                                                      f"class '{label}' is empty (no pixel predicted as it); "
+                                                      "pick another --class or use --region all."),
+                                     "rank": rank, "class_index": int(class_index), "label": label})
+                        continue
+                saliency = None if result.saliency is None else result.saliency[position, rank]
+                rows.append(submit_write(self.write_outputs, stem, original, heatmap, saliency, row))
+        return rows
+
+
+class RowSink:
+    """The driver's side of a run: rows into the manifest (flushed per batch), the summary, the
+    caller's ``on_row`` and ``progress``. Both engines feed it; a write error ends the run with
+    :class:`OutputError` after the rows already done are flushed."""
+
+    def __init__(self, manifest: Manifest, summary: RunSummary, output_dir: OutputFolder,
+                 on_row: Callable[[dict], None] | None, progress: Callable[[int], None] | None):
+        self.manifest, self.summary, self.output_dir = manifest, summary, output_dir
+        self.on_row, self.progress = on_row, progress
+
+    def resolve(self, futures: list[Future | dict], image_count: int) -> None:
+        """Wait for a batch's written rows (in order) and record them."""
+        rows = []
+        try:
+            for future in futures:
+                rows.append(future.result() if isinstance(future, Future) else future)
+        except OSError as error:
+            self.manifest.append(rows)
+            raise self.write_failure(error) from None
+        self.record(rows, image_count)
+
+    def write_failure(self, error: OSError) -> Exception:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            return OutputError(
+                f"{self.output_dir}: writing failed ({error.strerror}); stopped. Free space or "
+                "pick another --output-dir; a rerun resumes where this one stopped."
+            )
+        return error
+
+    def record(self, rows: list[dict], image_count: int) -> None:
+        self.manifest.append(rows)
+        self.summary.rows += len(rows)
+        for row in rows:
+            if row["status"] == "error":
+                self.summary.failures.append((row["input"], row["error"]))
+            elif row["rank"] == 0:
+                self.summary.images_done += 1
+            if self.on_row:
+                self.on_row(row)
+        if self.progress:
+            self.progress(image_count)
+
+
+@dataclass
+class RunPlan:
+    """What a run will do, decided by the driver before any image is read: the batch job, the
+    manifest, every input's output stem and the inputs not yet done (resume)."""
+
+    job: BatchJob
+    manifest: Manifest
+    summary: RunSummary
+    stems: dict[str, str]
+    todo: list[InputItem]
+
+
+def plan_run(items: list[InputItem], spec: ModelSpec, options: RunOptions,
+             explainer: Explainer | None = None, progress: Callable[[int], None] | None = None) -> RunPlan:
+    """Shared by the engines: check targets and the output folder, open the manifest, skip inputs
+    a previous run finished with the same settings (unless ``options.overwrite``)."""
+    job = BatchJob.create(spec, options, explainer, item_count=len(items))
+    job.output.check_writable()
+    manifest = open_manifest(job.output)
+    summary = RunSummary(layer=job.explainer.layer_name, method=job.method_name)
+    stems = dict(zip([i.real for i in items], render.unique_stems(i.relative for i in items), strict=True))
+    done = set() if options.overwrite else manifest.finished_inputs(job.method_name, job.targets, job.config)
+    todo = [item for item in items if item.real not in done]
+    summary.images_skipped = len(items) - len(todo)
+    if progress and summary.images_skipped:
+        progress(summary.images_skipped)
+    return RunPlan(job, manifest, summary, stems, todo)
 
 
 def run_explain(
@@ -140,130 +357,27 @@ def run_explain(
     :class:`OutputError` when writing fails mid-run (the manifest is flushed first).
     """
     started = time.perf_counter()
-    if explainer is None:  # a run of 3 images compiles for 3, not for a padded batch of 16
-        batch_size = max(1, min(options.batch_size, len(items)))
-        explainer = Explainer(spec, options.method, options.layer, batch_size, options.xla,
-                              options.smooth, options.chunk_size, options.max_channels, options.region)
-    classes = explainer.resolve_targets(options.classes, options.top_k)
-    targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
-    output_dir = Path(options.output_dir)
-    _check_output_dir(output_dir)
-    manifest = Manifest(output_dir / MANIFEST)
-    config = _fingerprint(spec, explainer, options, targets)
-    summary = RunSummary(layer=explainer.layer_name, method=explainer.method.name)
-    stems = dict(zip([i.real for i in items], render.unique_stems(i.relative for i in items), strict=True))
-    done = set() if options.overwrite else manifest.finished_inputs(explainer.method.name, targets, config)
-    todo = [item for item in items if item.real not in done]
-    summary.images_skipped = len(items) - len(todo)
-    if progress and summary.images_skipped:
-        progress(summary.images_skipped)
-    lut = render.colormap_lut(options.colormap)
-    channels = int(spec.model.inputs[0].shape[-1] or 3)
-    budget = PixelBudget(options.max_megapixels) if options.max_megapixels else None
-    run_id = f"{time.time():.6f}-{os.getpid()}"
-    head = explainer.head
-    base_row = {"run": run_id, "method": explainer.method.name, "layer": explainer.layer_name,
-                "model": spec.name, "targets": targets, "config": config, "head": head.kind,
-                "output": head.output_name}
-    if explainer.region_name:
-        base_row["region"] = explainer.region_name
-
-    def error_row(item: InputItem, message: str) -> dict:
-        return {**base_row, "input": item.real, "status": "error", "error": message,
-                "class_index": None, "label": None, "probability": None, "overlay": None, "heatmap": None}
-
-    def write_outputs(item: InputItem, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
-        overlay_path, heatmap_path = render.output_paths(output_dir, stems[item.real], explainer.method.name, row["class_index"])
-        image = render.overlay_image(original, heatmap, options.alpha, lut)
-        if row.get("region_pixels") is not None:
-            image = render.caption(image, f"{row['label']}: region of {row['region_pixels']} px")
-        render.atomic_write_bytes(overlay_path, render.jpeg_bytes(image))
-        render.atomic_write_bytes(heatmap_path, render.npy_bytes(heatmap))
-        row = {**row, "overlay": os.path.abspath(overlay_path), "heatmap": os.path.abspath(heatmap_path)}
-        if saliency is not None:
-            saliency_path = overlay_path.with_name(overlay_path.name[: -len(".jpg")] + ".guided.png")
-            saliency_picture = render.saliency_image(saliency, (original.height, original.width))
-            render.atomic_write_bytes(saliency_path, render.png_bytes(saliency_picture))
-            row["saliency"] = os.path.abspath(saliency_path)
-        return row
-
+    plan = plan_run(items, spec, options, explainer, progress)
+    job, summary = plan.job, plan.summary
+    sink = RowSink(plan.manifest, summary, job.output, on_row, progress)
     decoders = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode")
     writers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="write")
     pending: list[tuple[list[Future | dict], int]] = []  # rows of a batch being written, image count
 
     def drain(keep: int) -> None:
         while len(pending) > keep:
-            futures, image_count = pending.pop(0)
-            rows = []
-            try:
-                for future in futures:
-                    rows.append(future.result() if isinstance(future, Future) else future)
-            except OSError as error:
-                manifest.append(rows)
-                if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-                    raise OutputError(
-                        f"{output_dir}: writing failed ({error.strerror}); stopped. Free space or "
-                        "pick another --output-dir; a rerun resumes where this one stopped."
-                    ) from None
-                raise
-            manifest.append(rows)
-            summary.rows += len(rows)
-            for row in rows:
-                if row["status"] == "error":
-                    summary.failures.append((row["input"], row["error"]))
-                elif row["rank"] == 0:
-                    summary.images_done += 1
-                if on_row:
-                    on_row(row)
-            if progress:
-                progress(image_count)
+            sink.resolve(*pending.pop(0))
 
-    def submit_decodes(batch: list[InputItem]) -> list[Future]:
-        return [decoders.submit(decode_item, item, spec, channels, options.overlay_size, options.max_megapixels, budget)
-                for item in batch]
+    def submit_decodes(batch: list[tuple[InputItem, str]]) -> list[Future]:
+        return [decoders.submit(job.decode, item) for item, _ in batch]
 
-    batches = list(_batches(todo, explainer.batch_size))
+    batches = list(_batches([(item, plan.stems[item.real]) for item in plan.todo], job.explainer.batch_size))
     next_decodes: list[Future] = []
     try:
         next_decodes = submit_decodes(batches[0]) if batches else []
         for index, batch in enumerate(batches):
             decodes, next_decodes = next_decodes, (submit_decodes(batches[index + 1]) if index + 1 < len(batches) else [])
-            rows: list[Future | dict] = []
-            good: list[tuple[InputItem, Any, np.ndarray, tuple[int, int]]] = []
-            for item, future in zip(batch, decodes, strict=True):
-                try:
-                    good.append((item, *future.result()))
-                except ImageError as error:
-                    rows.append(error_row(item, str(error)))
-            if good:
-                result = explainer.run(np.stack([g[2] for g in good]), classes, options.top_k)
-                for position, (item, original, _, original_size) in enumerate(good):
-                    probabilities = result.probabilities[position]
-                    best = np.argsort(-probabilities)[:TOP_PREDICTIONS]
-                    top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
-                    for rank, class_index in enumerate(result.class_ids[position]):
-                        heatmap = result.heatmaps[position, rank]
-                        label = spec.label(int(class_index))
-                        reported = round(float(probabilities[class_index]), 6)
-                        row = {**base_row, "input": item.real, "status": "ok", "error": None, "rank": rank,
-                               "class_index": int(class_index), "label": label,
-                               "probability": reported if head.reports_probability else None, "top": top,
-                               "image_size": [original_size[1], original_size[0]],  # height, width
-                               "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
-                        if head.kind == "regression":
-                            row["value"] = reported
-                        if result.region_pixels is not None:
-                            row["pixel_share"] = reported
-                            row["region_pixels"] = int(result.region_pixels[position, rank])
-                            if row["region_pixels"] == 0:
-                                rows.append({**error_row(item, f"{item.path}: the {explainer.region_name} region of "
-                                                         f"class '{label}' is empty (no pixel predicted as it); "
-                                                         "pick another --class or use --region all."),
-                                             "rank": rank, "class_index": int(class_index), "label": label})
-                                continue
-                        saliency = None if result.saliency is None else result.saliency[position, rank]
-                        rows.append(writers.submit(write_outputs, item, original, heatmap, saliency, row))
-            pending.append((rows, len(batch)))
+            pending.append((job.explain_batch(batch, decodes, writers.submit), len(batch)))
             drain(keep=1)
         drain(keep=0)
     except KeyboardInterrupt:
@@ -275,6 +389,6 @@ def run_explain(
     finally:
         decoders.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True)
-        manifest.close()
+        plan.manifest.close()
         summary.seconds = time.perf_counter() - started
     return summary
