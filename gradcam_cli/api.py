@@ -144,7 +144,8 @@ def as_images(images: Any) -> tuple[list[np.ndarray], list[str | None], list[tup
             paths.append(None)
     if not arrays:
         reasons = "; ".join(message for _, message in failures[:3])
-        raise ImageError(f"no image to explain{': ' + reasons if reasons else ' (an empty list was given)'}.")
+        detail = f": {reasons.rstrip('.')}." if reasons else " (an empty list was given)."
+        raise ImageError(f"no image to explain{detail}")
     return arrays, paths, failures
 
 

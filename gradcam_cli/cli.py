@@ -57,11 +57,12 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
     try:
         numbers = [int(p) for p in parts if p.strip()]
     except ValueError:
-        raise click.BadParameter(f"'{value}' is not a size: use 224 or 224,224.") from None
+        raise click.BadParameter(f"'{value}' is not a size: use 224 or 224,224.", param_hint="'--input-size'") from None
     if len(numbers) == 1:
         numbers *= 2
     if len(numbers) != 2 or min(numbers) < 8:
-        raise click.BadParameter(f"'{value}' is not a size of at least 8: use 224 or 224,224.")
+        raise click.BadParameter(f"'{value}' is not a size of at least 8: use 224 or 224,224.",
+                                 param_hint="'--input-size'")
     return numbers[0], numbers[1]
 
 
@@ -178,7 +179,7 @@ def _load_spec(model, weights, preprocess, labels, input_size, unsafe, output=No
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gradcam")
 def cli() -> None:
-    """Show where a Keras image classifier looks: CAM, Grad-CAM, Grad-CAM++ and six more class
+    """Show where a Keras image classifier looks: CAM, Grad-CAM, Grad-CAM++ and seven more class
     activation methods, for one image or whole folders.
 
     \b
@@ -220,7 +221,7 @@ def cli() -> None:
                    "all (every pixel) or MASK.png (its nonzero pixels).")
 @click.option("--overlay-size", type=OverlaySize(), default=str(DEFAULT_OVERLAY_SIZE), show_default=True,
               help="Longest side of each overlay JPEG in pixels, or 'original' for the input's own size.")
-@click.option("--max-megapixels", type=click.FloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
+@click.option("--max-megapixels", type=FiniteFloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
               help="Refuse inputs that would decode to more pixels than this (PNG, TIFF, progressive "
                    "JPEG and --overlay-size original are decoded at full size); bounds memory.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,

@@ -11,6 +11,7 @@ from . import render
 from .api import as_images, explain
 from .errors import OptionConflict
 from .models import ModelSpec
+from .models.heads import format_prediction
 
 TILE = 224
 CAPTION = 22
@@ -87,7 +88,8 @@ def compare_sheet(
                 picture = result.overlay(image, target_index, colormap=colormap)
             sheet.paste(fit_tile(picture), (column * TILE, top + CAPTION))
             class_index = result.class_ids[image, target_index]
-            text = f"{result.label(image, target_index)} {result.probabilities[image, class_index]:.0%}"
+            text = format_prediction(result.spec.head.kind, result.label(image, target_index),
+                                     float(result.probabilities[image, class_index]))
             draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)
     output = Path(output)
     data = render.png_bytes(np.asarray(sheet)) if file_format == "PNG" else render.jpeg_bytes(sheet, quality=92)

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from . import render
-from .api import as_images
+from .api import as_images, check_alpha
 from .engine import BatchResult, Explainer, resolve_classes
 from .errors import GradcamError, ImageError, TargetError
 from .images import model_input
@@ -59,6 +59,7 @@ class GradCAMCallback(keras.callbacks.Callback):
     order of ``images``. Float inputs are shown stretched to their own minimum and maximum, which
     is exact for [0, 1] and [-1, 1] scalings.
     ``smooth``, ``chunk_size``, ``max_channels``: as in :func:`gradcam_cli.explain`.
+    ``output``: for a model with several outputs, the one to explain (name or index).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         smooth: str | None = None,
         chunk_size: int | None = None,
         max_channels: int | None = None,
+        output: str | int | None = None,
     ):
         super().__init__()
         if int(every) < 1:
@@ -95,9 +97,10 @@ class GradCAMCallback(keras.callbacks.Callback):
         self.png_dir = None if png_dir is None else Path(png_dir)
         self.preprocess = preprocess
         self.labels = labels
-        self.alpha = float(alpha)
+        self.alpha = check_alpha(alpha)
         self.colormap = colormap
         self.columns = columns
+        self.output = output
         self.method_options = {"smooth": smooth, "chunk_size": chunk_size, "max_channels": max_channels}
         self._decoded, self._arrays, dataset_labels = _collect(images)
         self._true_labels = classes if classes is not None else dataset_labels
@@ -158,6 +161,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         flexible = len(input_shape) == 4 and None in input_shape[1:3]
         array_size = tuple(self._arrays.shape[1:3]) if flexible and self._arrays is not None else None
         spec = spec_for_model(model, preprocess=self.preprocess, labels=self.labels, input_size=array_size)
+        spec.output = self.output
         self._pixels, self._display = self._model_pixels(spec)
         self.targets = self._resolve_targets(spec)
         self.explainers = {

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from . import render
+from .models.heads import format_prediction
 
 MAX_IMAGES = 16
 THUMBNAIL = 192
@@ -47,7 +48,8 @@ def explanation_html(result: Any, max_images: int = MAX_IMAGES, size: int = THUM
             class_index = int(result.class_ids[image, target])
             probability = float(result.probabilities[image, class_index])
             picture = thumbnail_overlay(result.images[image], result.heatmaps[image, target], size)
-            caption = f"{html.escape(name)}<br>{html.escape(result.label(image, target))} {probability:.1%}"
+            prediction = format_prediction(result.spec.head.kind, result.label(image, target), probability)
+            caption = f"{html.escape(name)}<br>{html.escape(prediction)}"
             figures.append(
                 '<figure style="margin:0;text-align:center;font:12px sans-serif">'
                 f'<img src="{_data_uri(picture)}" alt="{html.escape(name, quote=True)}" '

@@ -89,7 +89,9 @@ class RunSummary:
 
 
 def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
-    settings = [spec.source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
+    # a model file is one model however its path is typed (and Ray actors load it by absolute path)
+    source = os.path.realpath(spec.source) if os.path.isfile(spec.source) else spec.source
+    settings = [source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
                 targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
                 str(options.smooth), str(options.max_channels)]
     if spec.output is not None or options.region is not None:  # older runs' fingerprints stay valid

@@ -123,7 +123,7 @@ def select_output(model, output: str | int | None) -> int:
         if count > 1:
             raise UnsupportedModel(
                 f"{model.name} has {count} outputs: {describe_outputs(model)}; "
-                "pick the one to explain with --output NAME|INDEX."
+                "pick the one to explain with --output NAME|INDEX (--model-output in gradcam compare, output= in Python)."
             )
         return 0
     text = str(output).strip()
@@ -133,7 +133,8 @@ def select_output(model, output: str | int | None) -> int:
     if text.lstrip("-").isdigit() and 0 <= int(text) < max(count, 1):
         return int(text)
     raise UnsupportedModel(
-        f"--output {text}: no such output; {model.name} has {count}: {describe_outputs(model) or 'none'}."
+        f"--output {text}: no such output; {model.name} has {count}: {describe_outputs(model) or 'none'} "
+        "(the folder to write to is -o/--output-dir)."
     )
 
 
