@@ -2,7 +2,8 @@
 
 TensorFlow is imported inside the commands, never at module level, so ``gradcam --help`` is quick.
 Exit codes: 0 all good; 1 some inputs failed (listed at the end); 2 usage or model error;
-3 the output could not be written; 130 interrupted (Ctrl-C).
+3 the output could not be written; 4 an internal error (a bug); 5 a 'gradcam evaluate
+--fail-under' threshold was missed; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -126,6 +127,36 @@ input_size_option = click.option("--input-size", default=None,
                                  help="Input size H[,W] for models that accept any size (or weights=none).")
 unsafe_option = click.option("--unsafe-model-code", is_flag=True,
                              help="Allow Lambda layers in a trusted model file (turns Keras safe_mode off).")
+layer_option = click.option("--layer", default=None,
+                            help="Target layer name (nested: outer/inner). Default: automatic.")
+class_option = click.option("--class", "classes", multiple=True,
+                            help="Class to explain, as index or label; repeat for several. Default: the top-1 class.")
+top_k_option = click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+                            help="Explain each of the K most probable classes (not with --class).")
+batch_size_option = click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+recursive_option = click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
+exclude_option = click.option(
+    "--exclude", "excludes", multiple=True, metavar="GLOB",
+    help="Leave out files and folders whose name, path relative to the argument, or absolute "
+         "path matches GLOB (repeatable). OUTPUT_DIR is always left out.")
+xla_option = click.option(
+    "--xla", is_flag=True,
+    help="Compile with XLA (jit_compile). Measured slower on CPU (see the README); may help on a GPU.")
+
+
+def _options(*decorators):
+    """Several Click options as one decorator, so commands that share them declare them once."""
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+    return apply
+
+
+# what explain and evaluate share: the model, the layer and the targets
+model_options = _options(model_option, weights_option, preprocess_option, labels_option, input_size_option,
+                         unsafe_option)
+target_options = _options(layer_option, class_option, top_k_option, batch_size_option)
 
 
 output_option = click.option("--output", "output", default=None,
@@ -161,8 +192,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
-@model_option
-@weights_option
+@model_options
 @click.option("--method", type=MethodType(), default="gradcam", show_default=True,
               help=f"{', '.join(METHODS)} ('gradcam methods' describes them).")
 @click.option("--smooth", type=click.Choice(["aug", "eigen"]), default=None,
@@ -172,26 +202,18 @@ def cli() -> None:
               help="scorecam, ablationcam: channels per extra forward pass (default 32); bounds memory.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=None,
               help="scorecam: keep only the N channels of highest variance (Faster Score-CAM).")
-@click.option("--layer", default=None, help="Target layer name (nested: outer/inner). Default: automatic.")
-@click.option("--class", "classes", multiple=True,
-              help="Class to explain, as index or label; repeat for several. Default: the top-1 class.")
-@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Explain each of the K most probable classes (not with --class).")
-@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@target_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_out", show_default=True)
 @click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.4, show_default=True,
               help="Heatmap opacity in the overlay.")
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
-@click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
-@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
-              help="Leave out files and folders whose name, path relative to the argument, or absolute "
-                   "path matches GLOB (repeatable). OUTPUT_DIR is always left out.")
+@recursive_option
+@exclude_option
 @click.option("--overwrite", is_flag=True,
               help="Redo inputs already explained in OUTPUT_DIR (by default a rerun resumes, skipping them).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-image predictions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest rows as JSON lines on stdout.")
-@click.option("--xla", is_flag=True,
-              help="Compile with XLA (jit_compile). Measured slower on CPU (see the README); may help on a GPU.")
+@xla_option
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
 @output_option
 @click.option("--region", default=None,
@@ -210,10 +232,6 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="--engine ray: model actors, one CPU each (default: the cluster's CPUs; the "
                    "embedded Ray gets this many CPUs). Local engine: decode and write threads.")
-@preprocess_option
-@labels_option
-@input_size_option
-@unsafe_option
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
             recursive, excludes, overwrite, quiet, as_json, xla, report, output, region, overlay_size, max_megapixels,
             engine, ray_address, workers, preprocess, labels, input_size, unsafe_model_code):
@@ -329,6 +347,107 @@ def _report(summary, output_dir, quiet) -> None:
         skipped = f", {summary.images_skipped} already done" if summary.images_skipped else ""
         click.echo(f"gradcam: {summary.images_done} image(s) explained{skipped} with {summary.method} on "
                    f"layer {summary.layer} in {summary.seconds:.1f} s -> {output_dir}", err=True)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@model_options
+@click.option("--methods", "method_list", default="gradcam,gradcam++,random,center", show_default=True,
+              help="Comma-separated methods to score, baselines 'random' and 'center' included.")
+@click.option("--metrics", "metric_list", default=None,
+              help="Comma-separated: deletion, insertion, drop, increase, pointing, energy. "
+                   "Default: all (pointing and energy only with --ground-truth).")
+@click.option("--ground-truth", type=click.Path(exists=True), default=None,
+              help="Boxes: the project's ground_truth.json, a COCO detection JSON, or a folder of Pascal VOC XML.")
+@click.option("--steps", type=click.IntRange(min=2), default=20, show_default=True,
+              help="Deletion/insertion steps (each a forward pass per image and map).")
+@click.option("--fail-under", "gates", multiple=True, metavar="METRIC[:METHOD]=VALUE",
+              help="CI gate, repeatable: exit 5 when a mean is worse than VALUE (deletion and drop: above it).")
+@click.option("--sanity", is_flag=True,
+              help="Also compare each method's maps with those of the model with its head and last block "
+                   "re-initialised (Adebayo et al. 2018); flag methods whose maps barely change.")
+@target_options
+@click.option("--copies-per-pass", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Perturbed images per model call: bounds memory.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_eval", show_default=True)
+@click.option("--overwrite", is_flag=True,
+              help="Score every input again; by default inputs scored with the same settings in OUTPUT_DIR are reused.")
+@recursive_option
+@exclude_option
+@xla_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json on stdout instead of the table.")
+@click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html with the scores and curves.")
+def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_model_code, method_list, metric_list,
+             ground_truth, steps, gates, sanity, layer, classes, top_k, batch_size, copies_per_pass, output_dir,
+             overwrite, recursive, excludes, xla, quiet, as_json, report):
+    """Score methods' maps: faithfulness (deletion, insertion, Average Drop, Increase in Confidence)
+    and, with --ground-truth, placement (pointing game, energy). Read every score against the
+    'random' and 'center' baselines.
+
+    \b
+    Writes OUTPUT_DIR/metrics.json (mean, 95% bootstrap interval, n), metrics.jsonl (per image,
+    method and target) and curves.png; prints a table, best method first (by the first metric).
+    Exit codes: 0 ok, 1 some inputs failed, 2 usage/model error, 3 output not writable,
+    4 internal error, 5 a --fail-under threshold was missed (each listed; 5 wins over 1).
+    """
+    method_type = MethodType()
+    methods = list(dict.fromkeys(method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()))
+    if not methods:
+        _fail(GradcamError("--methods is empty: name at least one, e.g. gradcam,random,center."))
+    items = _collect(inputs, recursive, excludes, output_dir)
+    try:
+        from .metrics import parse_metrics
+        from .metrics.summary import parse_gate
+
+        metrics = parse_metrics(metric_list, ground_truth is not None)
+        parsed_gates = [parse_gate(text, lambda name: method_type.convert(name, None, None)) for text in gates]
+        spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        from .evaluate import EvaluateOptions, format_table, write_outputs
+        from .evaluate import evaluate as run_evaluation
+        from .metrics.ground_truth import load_ground_truth
+
+        options = EvaluateOptions(
+            methods=methods, metrics=metrics, steps=steps, layer=layer, classes=list(classes) or None, top_k=top_k,
+            batch_size=max(1, min(batch_size, len(items))), sanity=sanity, gates=parsed_gates, xla=xla,
+            copies_per_pass=copies_per_pass,
+            ground_truth=load_ground_truth(ground_truth) if ground_truth else None)
+        evaluation = _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_dir, overwrite)
+        write_outputs(evaluation, output_dir)
+        if report:
+            from .report import write_report
+
+            page = write_report(output_dir)
+            if not quiet:
+                click.echo(f"gradcam: report written to {page}", err=True)
+    except GradcamError as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(evaluation.as_json(), ensure_ascii=False))
+    elif not quiet:
+        for line in format_table(evaluation):
+            click.echo(line)
+    if evaluation.failures:
+        click.echo(f"gradcam: {len(evaluation.failures)} input(s) failed:", err=True)
+        for _, message in evaluation.failures:
+            click.echo(f"  {message}", err=True)
+    for line in evaluation.missed:
+        click.echo(f"gradcam: fail-under: {line}", err=True)
+    if not quiet:
+        click.echo(f"gradcam: {evaluation.images} image(s) x {len(methods)} method(s) scored on layer "
+                   f"{evaluation.layer} in {evaluation.seconds:.1f} s -> {output_dir}", err=True)
+    sys.exit(evaluation.exit_code)
+
+
+def _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_dir, overwrite):
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(items), unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
+               dynamic_ncols=True)
+    try:
+        return run_evaluation(items, spec, options, progress=bar.update, output_dir=output_dir, overwrite=overwrite)
+    finally:
+        bar.close()
 
 
 @cli.command()

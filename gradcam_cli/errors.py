@@ -63,5 +63,10 @@ class ImageError(GradcamError):
     exit_code = 1
 
 
+class EvaluationError(GradcamError):
+    """``gradcam evaluate`` cannot score: unreadable ground truth, a bad --fail-under, a metric that
+    needs what was not given, a preprocessing the perturbations cannot go through."""
+
+
 class EngineError(GradcamError):
     """``--engine ray`` cannot run: the extra is not installed, or the cluster cannot be reached."""

@@ -8,6 +8,7 @@ map (max == min) becomes all zeros, never NaN.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import os
@@ -97,6 +98,38 @@ def display_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if is_empty(heatmap):
         return np.zeros(size, np.float32)
     return normalize(upsample(heatmap, size))
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_weights(source: int, target: int) -> np.ndarray:
+    """(target, source) weights of Pillow's bilinear resize along one axis, read off by resizing the
+    identity: Pillow resamples each axis separately, so two such matrices reproduce :func:`upsample`."""
+    identity = Image.fromarray(np.eye(source, dtype=np.float32), mode="F")
+    return np.asarray(identity.resize((target, source), Image.BILINEAR), dtype=np.float32).T.copy()
+
+
+def display_heatmaps(heatmaps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`display_heatmap` for a stack of maps (N, h, w) at once: (N, H, W) in [0, 1], flat
+    maps all zero. The bilinear upsampling is two matrix products, equal to Pillow's to float
+    rounding."""
+    heatmaps = np.nan_to_num(np.asarray(heatmaps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    rows = _axis_weights(heatmaps.shape[1], size[0])
+    columns = _axis_weights(heatmaps.shape[2], size[1])
+    shown = np.einsum("Hh,nhw,Ww->nHW", rows, heatmaps, columns, optimize=True)
+    low = shown.min(axis=(1, 2), keepdims=True)
+    span = shown.max(axis=(1, 2), keepdims=True) - low
+    shown = np.where(span > 0, (shown - low) / np.where(span > 0, span, 1), 0.0).astype(np.float32)
+    shown[are_empty(heatmaps)] = 0.0
+    return shown
+
+
+def are_empty(heatmaps: np.ndarray) -> np.ndarray:
+    """:func:`is_empty` for a stack of maps (N, ...): (N,) bool."""
+    finite = np.nan_to_num(np.asarray(heatmaps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    flat = finite.reshape(len(finite), -1)
+    if not flat.shape[1]:
+        return np.ones(len(flat), bool)
+    return ~(flat.max(axis=1) > flat.min(axis=1))
 
 
 def is_empty(heatmap: np.ndarray) -> bool:

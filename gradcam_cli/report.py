@@ -22,6 +22,7 @@ from . import render
 from .errors import GradcamError, ManifestNotFound, OutputError
 from .images import open_rgb
 from .manifest import MANIFEST, Manifest
+from .metrics import CURVES_PNG, METRICS_JSON
 from .models.heads import format_prediction
 
 THUMB_SIZE = 256
@@ -74,7 +75,8 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     """Write ``index.html`` (and thumbnails) for the run in ``output_dir``; return its path."""
     output_dir = Path(output_dir)
     manifest_path = output_dir / MANIFEST
-    if not manifest_path.exists():
+    evaluation = _evaluation_section(output_dir)
+    if not manifest_path.exists() and not evaluation:
         raise ManifestNotFound(f"{output_dir}: no {MANIFEST} here; run 'gradcam explain ... -o {output_dir}' first.")
     rows = Manifest.read_rows(manifest_path)
     cards = _cards(rows)
@@ -95,7 +97,7 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     except OSError as error:
         raise OutputError(f"{thumbs}: cannot write thumbnails ({error.strerror or error}).") from None
     available = {str(job[1]) for job, ok in zip(jobs, done, strict=True) if ok}
-    page = _page(cards, output_dir, available)
+    page = _page(cards, output_dir, available, evaluation)
     path = output_dir / REPORT
     render.atomic_write_bytes(path, page.encode("utf-8"))
     return path
@@ -155,6 +157,9 @@ figure{margin:0}figure img{width:190px;height:auto;border-radius:4px;display:blo
 figcaption{font-size:.8rem;color:#555;max-width:190px}
 .top{font-size:.85rem;margin:.5rem 0 0;padding-left:1.2rem}.top span{color:#666}
 .layer{font-size:.75rem;color:#777;margin:.3rem 0 0}
+.evaluation table{border-collapse:collapse;background:#fff;font-size:.85rem}
+.evaluation td,.evaluation th{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}
+.evaluation small{color:#666}.curves{max-width:100%;margin-top:.6rem}
 .failed{border-left:4px solid #c33}.error{color:#a22;font-size:.85rem;overflow-wrap:anywhere}
 """
 
@@ -187,7 +192,45 @@ SCRIPT = """
 """
 
 
-def _page(cards: list[dict], output_dir: Path, available: set[str]) -> str:
+def _evaluation_section(output_dir: Path) -> str:
+    """The scores of a ``gradcam evaluate`` run in this folder (its metrics.json), or ''."""
+    try:
+        data = json.loads((output_dir / METRICS_JSON).read_text(encoding="utf-8"))
+        metrics, summaries = data["metrics"], data["methods"]
+        ranking = data.get("ranking") or list(summaries)
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    sanity = data.get("sanity") or {}
+
+    def cell(summary: dict) -> str:
+        if not summary or summary.get("mean") is None:
+            return "<td>-</td>"
+        low, high = summary["ci95"]
+        return f"<td>{summary['mean']:.3f} <small>[{low:.3f}, {high:.3f}] n={summary['n']}</small></td>"
+
+    head = "".join(f"<th>{_escape(m)}</th>" for m in metrics) + ("<th>sanity rho</th>" if sanity else "")
+    body = []
+    for method in ranking:
+        cells = "".join(cell(summaries[method].get(m, {})) for m in metrics)
+        if sanity and method in sanity:
+            entry = sanity[method]
+            mean = entry["rank_correlation"]["mean"]
+            flag = " <strong>flagged</strong>" if entry.get("flagged") else ""
+            cells += f"<td>{'-' if mean is None else f'{mean:.2f}'}{flag}</td>"
+        body.append(f"<tr><th>{_escape(method)}</th>{cells}</tr>")
+    gate = data.get("gate") or {}
+    missed = "".join(f"<li>{_escape(line)}</li>" for line in gate.get("missed", []))
+    verdict = f"<p>gate: missed</p><ul>{missed}</ul>" if missed else ""
+    curves = (f'<img src="{CURVES_PNG}" alt="mean deletion and insertion curves" class="curves">'
+              if (output_dir / CURVES_PNG).exists() else "")
+    return (f'<section class="evaluation"><h2>Evaluation: {_escape(data.get("model", ""))}, layer '
+            f'{_escape(data.get("layer", ""))}, {int(data.get("images", 0))} image(s)</h2>'
+            f"<p>Best first by {_escape(metrics[0]) if metrics else '-'}; mean [95% bootstrap interval] n. "
+            f"Read every score against the random and center baselines.</p>"
+            f'<table><tr><th>method</th>{head}</tr>{"".join(body)}</table>{verdict}{curves}</section>')
+
+
+def _page(cards: list[dict], output_dir: Path, available: set[str], evaluation: str = "") -> str:
     classes = sorted({c["top"][0][1] for c in cards if c["top"] and c["targets"]})
     options = "".join(f'<option value="{_escape(label)}">{_escape(label)}</option>' for label in classes)
     failed = [c for c in cards if c["error"] and not c["targets"]]
@@ -203,10 +246,13 @@ def _page(cards: list[dict], output_dir: Path, available: set[str]) -> str:
 <style>{STYLE}</style></head>
 <body>
 <header><h1>gradcam report</h1>
+<div{"" if cards else " hidden"}>
 <label>predicted class <select id="class-filter"><option value="">all</option>{options}</select></label>
 <label>sort by confidence <select id="sort"><option value="desc">high first</option><option value="asc">low first</option></select></label>
 <span><span id="shown">{len(cards)}</span> of {len(cards)} images; {len(failed)} failed; methods: {_escape(", ".join(methods))}</span>
+</div>
 </header>
+{evaluation}
 {f'<section class="failures"><h2>Failed inputs</h2><ul>{failures}</ul></section>' if failed else ''}
 <main class="grid" id="cards">
 {body}

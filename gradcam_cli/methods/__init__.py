@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import MethodError, OptionConflict
 from .base import CamContext, CamMethod
+from .baselines import CenterMap, RandomMap
 from .gradcam import CAM, GradCAM, GradCAMPlusPlus
 from .guided import GuidedGradCAM
 from .perturbation import AblationCAM, EigenCAM, ScoreCAM
@@ -14,6 +15,8 @@ METHODS: dict[str, type[CamMethod]] = {
     for cls in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, AblationCAM, EigenCAM,
                 GuidedGradCAM)
 }
+# not explanations: the floor every evaluation score is read against (gradcam evaluate)
+BASELINES: dict[str, type[CamMethod]] = {cls.name: cls for cls in (RandomMap, CenterMap)}
 
 
 def _key(name: str) -> str:
@@ -26,17 +29,19 @@ def method_names() -> list[str]:
 
 def canonical_name(name: str) -> str:
     """The method's own name for a name or alias (case-, dash- and underscore-insensitive)."""
-    for cls in METHODS.values():
+    for cls in (*METHODS.values(), *BASELINES.values()):
         if _key(name) in {_key(cls.name), *(_key(alias) for alias in cls.aliases)}:
             return cls.name
-    raise MethodError(f"unknown method '{name}': choose one of {', '.join(METHODS)}.")
+    raise MethodError(f"unknown method '{name}': choose one of {', '.join(METHODS)} "
+                      f"(or the baselines {', '.join(BASELINES)}).")
 
 
 def get_method(name: str | CamMethod, **options) -> CamMethod:
     """A method instance by name or alias; ``options`` go to :class:`CamMethod`'s constructor."""
     if isinstance(name, CamMethod):
         return name
-    cls = METHODS[canonical_name(name)]
+    canonical = canonical_name(name)
+    cls = METHODS.get(canonical) or BASELINES[canonical]
     if options.get("eigen_smooth") and not cls.supports_eigen_smooth:
         raise MethodError(f"--smooth eigen does not apply to {cls.name}, which has no channel weights.")
     if options.get("max_channels") is not None and not cls.uses_max_channels:
@@ -48,4 +53,4 @@ def get_method(name: str | CamMethod, **options) -> CamMethod:
     return cls(**options)
 
 
-__all__ = ["METHODS", "CamContext", "CamMethod", "canonical_name", "get_method", "method_names"]
+__all__ = ["BASELINES", "METHODS", "CamContext", "CamMethod", "canonical_name", "get_method", "method_names"]

@@ -1,0 +1,435 @@
+"""``gradcam evaluate``: score each method's maps for one model on a set of images.
+
+For every batch of images and every method, the engine's :class:`~gradcam_cli.engine.Explainer`
+makes the maps (one compiled pass), and one :class:`~gradcam_cli.metrics.perturbation.PerturbationRunner`
+(built on the first explainer's probe, shared by all methods) scores every perturbed copy the
+faithfulness metrics need in chunks of one compiled graph. Pointing games read the maps against
+ground-truth boxes; ``sanity`` repeats the maps with the model's top re-initialised.
+
+Outputs in the output folder: ``metrics.json`` (per method and metric: mean, 95 % bootstrap interval,
+number of images; the mean curves; the sanity check; the gate's verdict), ``metrics.jsonl`` (one
+row per image, method and target) and ``curves.png`` (mean deletion and insertion curves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import render
+from .engine import Explainer
+from .errors import ImageError, OutputError
+from .images import InputItem, model_input, open_rgb
+from .manifest import Manifest
+from .methods import BASELINES
+from .metrics import (
+    CURVES_PNG,
+    FAITHFULNESS,
+    METRICS,
+    METRICS_JSON,
+    METRICS_JSONL,
+    confidence,
+    deletion,
+    pointing,
+    sanity,
+)
+from .metrics.ground_truth import GroundTruth
+from .metrics.perturbation import PerturbationRunner, Rows, blurred, pixel_ranks
+from .metrics.summary import GATE_EXIT_CODE, Gate, check_gates, rank_methods, summarize
+from .models import ModelSpec
+
+
+@dataclass
+class EvaluateOptions:
+    methods: list[str]
+    metrics: list[str]
+    steps: int = 20
+    layer: str | None = None
+    classes: list[str | int] | None = None
+    top_k: int = 1
+    batch_size: int = 16
+    ground_truth: GroundTruth | None = None
+    sanity: bool = False
+    gates: list[Gate] = field(default_factory=list)
+    xla: bool = False
+    copies_per_pass: int = 64
+    workers: int = 2
+
+
+@dataclass
+class Evaluation:
+    """Everything ``gradcam evaluate`` reports; ``summaries[method][metric]`` is a
+    :func:`~gradcam_cli.metrics.summary.summarize` dict."""
+
+    model: str
+    layer: str
+    steps: int
+    metrics: list[str]
+    methods: list[str]
+    summaries: dict[str, dict[str, dict]]
+    ranking: list[str]
+    rows: list[dict]
+    curves: dict[str, dict[str, list[float]]]
+    sanity: dict[str, dict]
+    failures: list[tuple[str, str]]
+    missed: list[str]
+    images: int
+    seconds: float
+    forward_passes: dict[str, int]
+
+    @property
+    def exit_code(self) -> int:
+        return GATE_EXIT_CODE if self.missed else 1 if self.failures else 0
+
+    def as_json(self) -> dict:
+        return {"model": self.model, "layer": self.layer, "steps": self.steps, "images": self.images,
+                "metrics": self.metrics, "ranking": self.ranking, "methods": self.summaries,
+                "curves": self.curves, "sanity": self.sanity,
+                "failures": [{"input": path, "error": message} for path, message in self.failures],
+                "gate": {"passed": not self.missed, "missed": self.missed},
+                "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class BatchScores:
+    """Per (image, target) of one batch and one method; None/NaN where a metric was not asked."""
+
+    class_ids: np.ndarray  # (n, T)
+    probability: np.ndarray  # (n, T): the explained class on the unaltered image
+    values: dict[str, np.ndarray]  # metric -> (n, T) float, NaN where not scored
+    ground_truth: list[list[str]] | None  # (n, T) pointing status
+    curves: dict[str, np.ndarray]  # 'deletion'/'insertion' -> (n, T, S + 1)
+    sanity: np.ndarray | None  # (n, T) rank correlation
+
+
+class Evaluator:
+    """Compiled explainers (one per method) and the shared perturbation runner; ``sanity`` reruns
+    the same explainers inside :func:`~gradcam_cli.metrics.sanity.randomized_weights`.
+    :meth:`score_batch` is the whole per-batch computation."""
+
+    def __init__(self, spec: ModelSpec, options: EvaluateOptions):
+        self.spec = spec
+        self.options = options
+        self.explainers = {method: Explainer(spec, method, options.layer, options.batch_size, options.xla)
+                           for method in options.methods}
+        first = next(iter(self.explainers.values()))
+        self.layer = first.layer_name
+        self.runner = None
+        if any(metric in FAITHFULNESS for metric in options.metrics):
+            self.runner = PerturbationRunner(spec, first.probe, options.batch_size, options.copies_per_pass,
+                                             options.xla)
+        self.explained_images = 0
+
+    def resolve_targets(self):
+        first = next(iter(self.explainers.values()))
+        return first.resolve_targets(self.options.classes, self.options.top_k)
+
+    def score_batch(self, pixels: np.ndarray, annotations: list | None = None,
+                    image_sizes: list[tuple[int, int]] | None = None) -> dict[str, BatchScores]:
+        """Scores for ``pixels`` (n, H, W, C) in [0, 255] at the model's input size, every method.
+
+        ``annotations``: per image its ground-truth boxes (None: not annotated), with
+        ``image_sizes`` (width, height) of the originals the boxes refer to.
+        """
+        classes = self.resolve_targets()
+        substrate = blurred(pixels) if "insertion" in self.options.metrics else pixels
+        scores, maps = {}, {}
+        for method, explainer in self.explainers.items():
+            result = explainer.run(pixels, classes, self.options.top_k)
+            self.explained_images += len(pixels)
+            maps[method] = result
+            scores[method] = self.score_maps(pixels, substrate, result.heatmaps, result.class_ids,
+                                             result.probabilities, annotations, image_sizes)
+        if self.options.sanity:  # the same compiled explainers, on the model with its top re-initialised
+            with sanity.randomized_weights(self.spec.model):
+                for method, explainer in self.explainers.items():
+                    trained = maps[method]
+                    randomized = explainer.run(pixels, trained.class_ids, 1).heatmaps
+                    count, targets = trained.class_ids.shape
+                    scores[method].sanity = sanity.rank_correlation(
+                        trained.heatmaps.reshape(count * targets, -1),
+                        randomized.reshape(count * targets, -1)).reshape(count, targets)
+        return scores
+
+    def score_maps(self, pixels: np.ndarray, substrate: np.ndarray, heatmaps: np.ndarray, class_ids: np.ndarray,
+                   probabilities: np.ndarray, annotations: list | None = None,
+                   image_sizes: list[tuple[int, int]] | None = None) -> BatchScores:
+        """Scores for given maps: ``heatmaps`` (n, T, h, w) raw maps of classes ``class_ids`` (n, T);
+        ``probabilities`` (n, C) on the unaltered images; ``substrate`` = :func:`blurred` pixels."""
+        metrics, steps = self.options.metrics, self.options.steps
+        height, width = self.spec.input_size
+        count, targets = class_ids.shape
+        maps = heatmaps.reshape(count * targets, *heatmaps.shape[2:])
+        shown = render.display_heatmaps(maps, (height, width))
+        empty = render.are_empty(maps)
+        ranks = pixel_ranks(shown)
+        flat_ids = class_ids.reshape(-1).astype(np.int32)
+        images = np.repeat(np.arange(count), targets)
+        items = np.arange(count * targets)
+        original = probabilities[images, flat_ids]
+        values = {metric: np.full(count * targets, np.nan) for metric in metrics}
+        curves: dict[str, np.ndarray] = {}
+        parts: list[Rows] = []
+        wants_curves = "deletion" in metrics or "insertion" in metrics
+        wants_product = "drop" in metrics or "increase" in metrics
+        if wants_curves:
+            parts.append(deletion.curve_rows(items, images, flat_ids, height * width, steps))
+        if wants_product:
+            parts.append(confidence.multiplied_rows(items, images, flat_ids))
+        if parts:
+            scored = self.runner.probabilities(pixels, substrate, ranks, shown, Rows.concatenate(parts))
+            if wants_curves:
+                span = len(items) * 2 * steps
+                curves = dict(zip(("deletion", "insertion"),
+                                  deletion.assemble_curves(scored[:span], original, steps), strict=True))
+                for name, curve in curves.items():
+                    if name in values:
+                        values[name] = deletion.area_under_curve(curve)
+                scored = scored[span:]
+            if "drop" in values:
+                values["drop"] = confidence.average_drop(original, scored)
+            if "increase" in values:
+                values["increase"] = confidence.increase_in_confidence(original, scored)
+        statuses = None
+        if "pointing" in metrics or "energy" in metrics:
+            labels = [self.spec.label(int(c)) for c in flat_ids]
+            masks, flat_status = pointing.class_masks([annotations[i] for i in images], [image_sizes[i] for i in images],
+                                                      flat_ids, labels, (height, width))
+            scored_mask = np.array([s == pointing.HIT for s in flat_status])
+            if "pointing" in values:
+                hits = pointing.pointing_hits(ranks, masks, empty).astype(np.float64)
+                values["pointing"] = np.where(scored_mask, hits, np.nan)
+            if "energy" in values:
+                values["energy"] = np.where(scored_mask, pointing.energy_inside(shown, masks), np.nan)
+            statuses = [flat_status[i * targets:(i + 1) * targets] for i in range(count)]
+        return BatchScores(class_ids, original.reshape(count, targets),
+                           {name: value.reshape(count, targets) for name, value in values.items()}, statuses,
+                           {name: curve.reshape(count, targets, -1) for name, curve in curves.items()}, None)
+
+
+def _decode(item: InputItem, spec: ModelSpec, channels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    if item.error:
+        raise ImageError(f"{item.path}: {item.error}.")
+    original = open_rgb(item.path)
+    return model_input(original, spec.input_size, channels), (original.width, original.height)
+
+
+def _number(value) -> float | None:
+    return None if value is None or np.isnan(value) else round(float(value), 6)
+
+
+def config_fingerprint(spec: ModelSpec, layer: str, options: EvaluateOptions) -> str:
+    """What makes an earlier row reusable: the model, layer, targets and metric settings."""
+    settings = [spec.source, str(spec.extra.get("weights")), spec.preprocess_name, str(spec.input_size), layer,
+                str(options.classes), str(options.top_k), str(options.steps), ",".join(options.metrics),
+                options.ground_truth.source if options.ground_truth else "", str(options.sanity)]
+    return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
+
+
+def _reusable_rows(output_dir: Path | None, config: str, methods: list[str]) -> dict[str, list[dict]]:
+    """Earlier rows per input whose every requested method was scored with this ``config``."""
+    if output_dir is None:
+        return {}
+    by_input: dict[str, list[dict]] = {}
+    for row in Manifest.read_rows(Path(output_dir) / METRICS_JSONL):
+        if row.get("config") == config and row.get("method") in methods:
+            by_input.setdefault(row["input"], []).append(row)
+    return {path: rows for path, rows in by_input.items() if {row["method"] for row in rows} == set(methods)}
+
+
+def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
+             progress: Callable[[int], None] | None = None, output_dir: str | Path | None = None,
+             overwrite: bool = False) -> Evaluation:
+    """Score every method on ``items``; unreadable images are listed in ``failures`` and skipped.
+
+    With ``output_dir``, inputs whose rows in its metrics.jsonl have the same settings are not
+    scored again (unless ``overwrite``): their rows are reused, as ``explain`` resumes.
+    """
+    started = time.perf_counter()
+    evaluator = Evaluator(spec, options)
+    evaluator.resolve_targets()  # a bad --class fails before any image
+    config = config_fingerprint(spec, evaluator.layer, options)
+    reused = {} if overwrite else _reusable_rows(output_dir, config, options.methods)
+    channels = int(spec.model.inputs[0].shape[-1] or 3)
+    rows: list[dict] = [row for item in items for row in reused.get(item.path, [])]
+    todo = [item for item in items if item.path not in reused]
+    if progress and len(todo) < len(items):
+        progress(len(items) - len(todo))
+    failures: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode") as pool:
+        for start in range(0, len(todo), options.batch_size):
+            batch = todo[start:start + options.batch_size]
+            good, pixels, sizes = [], [], []
+            for item, future in zip(batch, [pool.submit(_decode, i, spec, channels) for i in batch], strict=True):
+                try:
+                    prepared, size = future.result()
+                except ImageError as error:
+                    failures.append((item.path, str(error)))
+                    continue
+                good.append(item)
+                pixels.append(prepared)
+                sizes.append(size)
+            if good:
+                annotations = None
+                if options.ground_truth is not None:
+                    annotations = [options.ground_truth.boxes(item.path, item.relative) for item in good]
+                for method, scores in evaluator.score_batch(np.stack(pixels), annotations, sizes).items():
+                    rows.extend(_rows(method, good, scores, spec, config))
+            if progress:
+                progress(len(batch))
+    summaries, curves, sanity_report = _summaries(rows, options, spec)
+    ranking = rank_methods(summaries, options.metrics[0]) if options.metrics else list(options.methods)
+    missed = check_gates(options.gates, summaries, set(BASELINES))
+    passes = {"explained_images": evaluator.explained_images,
+              "perturbed_copies": evaluator.runner.copies_run if evaluator.runner else 0}
+    images = len({row["input"] for row in rows})
+    return Evaluation(spec.name, evaluator.layer, options.steps, list(options.metrics), list(options.methods),
+                      summaries, ranking, rows, curves, sanity_report, failures, missed, images,
+                      time.perf_counter() - started, passes)
+
+
+def _rows(method: str, items: list[InputItem], scores: BatchScores, spec: ModelSpec, config: str) -> list[dict]:
+    """metrics.jsonl rows, one per (image, target), with the curves the summaries average."""
+    rows = []
+    for i, item in enumerate(items):
+        for t in range(scores.class_ids.shape[1]):
+            class_index = int(scores.class_ids[i, t])
+            row = {"input": item.path, "method": method, "rank": t, "class_index": class_index,
+                   "label": spec.label(class_index), "probability": round(float(scores.probability[i, t]), 6),
+                   "config": config}
+            for metric, value in scores.values.items():
+                row[metric] = _number(value[i, t])
+            if scores.ground_truth is not None:
+                row["ground_truth"] = scores.ground_truth[i][t]
+            if scores.sanity is not None:
+                row["sanity_correlation"] = round(float(scores.sanity[i, t]), 6)
+            for name, curve in scores.curves.items():
+                row[f"{name}_curve"] = [round(float(v), 6) for v in curve[i, t]]
+            rows.append(row)
+    return rows
+
+
+def _summaries(rows: list[dict], options: EvaluateOptions, spec: ModelSpec):
+    """Per method: metric summaries (pointing/energy with the images counted apart), mean curves,
+    and the sanity verdict."""
+    summaries: dict[str, dict[str, dict]] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    sanity_report: dict = {}
+    for method in options.methods:
+        own = [row for row in rows if row["method"] == method]
+        summaries[method] = {metric: summarize([row.get(metric) for row in own]) for metric in options.metrics}
+        for metric in ("pointing", "energy"):
+            if metric in summaries[method]:
+                for status in (pointing.ABSENT, pointing.UNANNOTATED):
+                    summaries[method][metric][status] = sum(row.get("ground_truth") == status for row in own)
+        curves[method] = {}
+        for name in ("deletion", "insertion"):
+            stacked = [row[f"{name}_curve"] for row in own if row.get(f"{name}_curve")]
+            if stacked:
+                curves[method][name] = [round(float(v), 6) for v in np.mean(stacked, axis=0)]
+        if options.sanity:
+            summary = summarize([row.get("sanity_correlation") for row in own])
+            flagged = summary["mean"] is not None and summary["mean"] >= sanity.FLAG_CORRELATION
+            sanity_report[method] = {"rank_correlation": summary, "flagged": bool(flagged)}
+    if options.sanity:
+        sanity_report["randomized_layers"] = sanity.randomized_layers(spec.model)
+    return summaries, curves, sanity_report
+
+
+def write_outputs(evaluation: Evaluation, output_dir: str | Path) -> list[Path]:
+    """Write metrics.json, metrics.jsonl and curves.png; return their paths."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{output_dir}: cannot create the output folder ({error.strerror or error}); "
+                          "pick another with -o/--output-dir.") from None
+    paths = [output_dir / METRICS_JSON, output_dir / METRICS_JSONL]
+    rows = [{"input": path, "status": "error", "error": message} for path, message in evaluation.failures]
+    jsonl = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [*evaluation.rows, *rows])
+    render.atomic_write_bytes(paths[0], (json.dumps(evaluation.as_json(), indent=2) + "\n").encode("utf-8"))
+    render.atomic_write_bytes(paths[1], jsonl.encode("utf-8"))
+    if evaluation.curves and any(evaluation.curves.values()):
+        paths.append(output_dir / CURVES_PNG)
+        render.atomic_write_bytes(paths[2], render.png_bytes(curve_chart(evaluation.curves)))
+    return paths
+
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def curve_chart(curves: dict[str, dict[str, list[float]]], panel: int = 360) -> np.ndarray:
+    """Mean deletion and insertion curves per method, two panels, drawn with Pillow: probability of
+    the explained class (0..1) against the fraction of pixels deleted or inserted (0..1)."""
+    from .compare import _font
+
+    margin, legend = 44, 18 * len(curves) + 10
+    image = Image.new("RGB", (2 * panel + 3 * margin, panel + 2 * margin + legend), "white")
+    draw = ImageDraw.Draw(image)
+    font = _font(12)
+    for column, name in enumerate(("deletion", "insertion")):
+        left, top = margin + column * (panel + margin), margin
+        draw.rectangle([left, top, left + panel, top + panel], outline=(0, 0, 0))
+        for tick in range(6):
+            x = left + panel * tick / 5
+            y = top + panel - panel * tick / 5
+            draw.line([(x, top + panel), (x, top + panel + 4)], fill=(0, 0, 0))
+            draw.line([(left - 4, y), (left, y)], fill=(0, 0, 0))
+            draw.text((x - 8, top + panel + 6), f"{tick / 5:.1f}", fill=(0, 0, 0), font=font)
+            draw.text((left - 30, y - 7), f"{tick / 5:.1f}", fill=(0, 0, 0), font=font)
+        verb = "deleted" if name == "deletion" else "inserted"
+        draw.text((left, 8), f"{name}: probability vs fraction of pixels {verb}", fill=(0, 0, 0), font=font)
+        for index, sets in enumerate(curves.values()):
+            values = sets.get(name)
+            if not values:
+                continue
+            steps = len(values) - 1
+            points = [(left + panel * s / steps, top + panel - panel * min(max(v, 0.0), 1.0)) for s, v in enumerate(values)]
+            draw.line(points, fill=PALETTE[index % len(PALETTE)], width=3, joint="curve")
+    for index, (method, sets) in enumerate(curves.items()):
+        y = panel + 2 * margin + 18 * index
+        colour = PALETTE[index % len(PALETTE)]
+        draw.line([(margin, y + 7), (margin + 24, y + 7)], fill=colour, width=3)
+        areas = ", ".join(f"{name} AUC {float(deletion.area_under_curve(np.asarray(values))):.3f}"
+                          for name, values in sets.items())
+        draw.text((margin + 30, y), f"{method}: {areas}", fill=(0, 0, 0), font=font)
+    return np.asarray(image)
+
+
+def format_table(evaluation: Evaluation) -> list[str]:
+    """The printed table: one row per method, best first by the first metric; mean [95 % interval]."""
+    headers = ["method", *evaluation.metrics] + (["sanity rho"] if evaluation.sanity else [])
+    table = [headers]
+    for method in evaluation.ranking:
+        cells = [method + (" (baseline)" if method in BASELINES else "")]
+        for metric in evaluation.metrics:
+            summary = evaluation.summaries[method][metric]
+            cells.append("-" if summary["mean"] is None else
+                         f"{summary['mean']:.3f} [{summary['ci95'][0]:.3f}, {summary['ci95'][1]:.3f}]")
+        if evaluation.sanity:
+            entry = evaluation.sanity[method]
+            mean = entry["rank_correlation"]["mean"]
+            cells.append("-" if mean is None else f"{mean:.2f}" + (" FLAGGED" if entry["flagged"] else ""))
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
+    directions = ", ".join(f"{m} {'higher' if METRICS[m].higher_is_better else 'lower'}" for m in evaluation.metrics)
+    lines.append(f"(mean [95% bootstrap interval] over {evaluation.images} image(s); better: {directions})")
+    for metric in ("pointing", "energy"):
+        if metric in evaluation.metrics and evaluation.ranking:
+            entry = evaluation.summaries[evaluation.ranking[0]][metric]
+            absent, unannotated = entry.get(pointing.ABSENT, 0), entry.get(pointing.UNANNOTATED, 0)
+            if absent or unannotated:
+                lines.append(f"({metric}: counted apart, not as misses: {absent} map(s) of a class the image's "
+                             f"boxes do not hold, {unannotated} of images without annotations)")
+            break
+    return lines

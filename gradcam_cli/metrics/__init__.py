@@ -1,0 +1,55 @@
+"""Scores for heatmaps: how faithful to the model (deletion, insertion, Average Drop, Increase in
+Confidence), how well placed against ground truth (pointing game, energy), and whether they depend
+on the model at all (the sanity check). One small module per family; the paper, the formula and
+every choice where implementations differ are in each module's docstring.
+
+:mod:`.perturbation` builds every perturbed copy of a batch (deletion and insertion steps, the
+multiplied images) inside one compiled graph per shape and runs them through the engine's probe
+in chunks, so no metric has a per-image or per-step Python loop around the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import EvaluationError
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    higher_is_better: bool
+    needs_ground_truth: bool
+    description: str
+
+
+METRICS: dict[str, MetricInfo] = {info.name: info for info in (
+    MetricInfo("deletion", False, False, "RISE deletion AUC: probability as the most salient pixels are zeroed"),
+    MetricInfo("insertion", True, False, "RISE insertion AUC: probability as salient pixels return to a blurred copy"),
+    MetricInfo("drop", False, False, "Average Drop: mean max(0, Y - O) / Y for the image times its map"),
+    MetricInfo("increase", True, False, "Increase in Confidence: share of images where O > Y"),
+    MetricInfo("pointing", True, True, "pointing game: the map's maximum within 15 px (at 224) of a box"),
+    MetricInfo("energy", True, True, "energy pointing game: share of the map's mass inside the boxes"),
+)}
+FAITHFULNESS = ("deletion", "insertion", "drop", "increase")
+# what gradcam evaluate writes in its output folder (read back by the HTML report)
+METRICS_JSON = "metrics.json"
+METRICS_JSONL = "metrics.jsonl"
+CURVES_PNG = "curves.png"
+
+
+def parse_metrics(text: str | None, have_ground_truth: bool) -> list[str]:
+    """``--metrics a,b`` to names; default: every metric the inputs allow."""
+    if not text:
+        return [name for name, info in METRICS.items() if have_ground_truth or not info.needs_ground_truth]
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    for name in names:
+        if name not in METRICS:
+            raise EvaluationError(f"unknown metric '{name}' in --metrics: choose from {', '.join(METRICS)}.")
+        if METRICS[name].needs_ground_truth and not have_ground_truth:
+            raise EvaluationError(f"--metrics {name} needs boxes: pass --ground-truth FILE "
+                                  "(ground_truth.json, COCO JSON or a folder of Pascal VOC XML).")
+    return list(dict.fromkeys(names))
+
+
+__all__ = ["CURVES_PNG", "FAITHFULNESS", "METRICS", "METRICS_JSON", "METRICS_JSONL", "MetricInfo", "parse_metrics"]

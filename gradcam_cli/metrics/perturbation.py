@@ -1,0 +1,218 @@
+"""Perturbed copies of a batch, built and scored inside one compiled graph per shape.
+
+Every faithfulness metric reads the model's probability of the explained class on altered copies
+of each image: pixels deleted (set to zero) or inserted (copied onto a blurred version) in the
+order of the map, or the image multiplied by its map. A :class:`PerturbationRunner` receives the
+batch once (its pixels, blurred copies, pixel ranks and display maps) and a table of *rows*, one
+per copy: ``(item, kind, count, target)``. The graph gathers each row's source, builds the copy,
+applies the model's preprocessing and runs the engine's :class:`~gradcam_cli.layers.Probe`, for
+``copies_per_pass`` rows at a time (the memory bound). Python loops only over those chunks. The
+probability read is what the head reports (:func:`gradcam_cli.targets.reported_values`: softmax,
+a binary head's two sigmoid sides, or a multi-label unit's sigmoid).
+
+Perturbations happen in pixel space, before preprocessing, as the papers define them (RISE's
+deletion substrate is a black image, not a zero *after* normalisation). That is possible inside
+the graph because every preprocessing this tool knows is affine per pixel, ``x @ M + c`` (scaling,
+mean/std normalisation, caffe's RGB->BGR flip): :func:`affine_preprocess` reads ``M`` and ``c`` off
+the model's own preprocessing function and checks the fit on random images.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import EvaluationError
+from ..targets import reported_values
+
+DELETE, INSERT, MULTIPLY = 0, 1, 2
+TIE_SEED = 13  # the fixed permutation that orders pixels of equal saliency
+RISE_SIGMA = 5 / 224  # RISE's blur: Gaussian, sigma 5 and kernel 11 (radius 5) at 224 px, scaled
+
+
+@dataclass
+class Rows:
+    """One row per perturbed copy: ``item`` indexes the (image, target) maps, ``image`` the pixels,
+    ``kind`` is DELETE/INSERT/MULTIPLY, ``count`` the pixels deleted or inserted, ``target`` the
+    class whose probability is read."""
+
+    item: np.ndarray
+    image: np.ndarray
+    kind: np.ndarray
+    count: np.ndarray
+    target: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: list[Rows]) -> Rows:
+        return Rows(*(np.concatenate([getattr(p, f) for p in parts]).astype(np.int32)
+                      for f in ("item", "image", "kind", "count", "target")))
+
+    def __len__(self) -> int:
+        return len(self.item)
+
+
+def affine_preprocess(preprocess, size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, c)`` with ``preprocess(x) == x @ M + c`` at every pixel, read off ``preprocess`` itself.
+
+    Raises :class:`EvaluationError` when the function is not of that form (a custom one that looks
+    at neighbours or is not linear), since the perturbations could then not be built in the graph.
+    """
+    height, width = size
+
+    def apply(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(preprocess(batch.astype(np.float32).copy()), dtype=np.float64)
+
+    probes = np.zeros((channels + 1, height, width, channels), np.float32)
+    for channel in range(channels):
+        probes[channel + 1, ..., channel] = 100.0
+    answers = apply(probes)
+    offset = answers[0, 0, 0]
+    matrix = (answers[1:, 0, 0] - offset) / 100.0
+    check = np.random.default_rng(0).uniform(0, 255, (2, height, width, channels)).astype(np.float32)
+    expected = apply(check)
+    fitted = check.astype(np.float64) @ matrix + offset
+    if expected.shape != fitted.shape or not np.allclose(expected, fitted, rtol=1e-4, atol=1e-3 * (1 + np.abs(expected).max())):
+        raise EvaluationError("the model's preprocessing is not a per-pixel affine map (scale, mean, std), "
+                              "so perturbations cannot be built before it; pick --preprocess none/scale01/tf/"
+                              "caffe/torch or an application name.")
+    return matrix.astype(np.float32), offset.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _tie_permutation(pixels: int) -> np.ndarray:
+    return np.random.default_rng(TIE_SEED).permutation(pixels)
+
+
+def pixel_ranks(saliency: np.ndarray) -> np.ndarray:
+    """(N, H, W) maps -> (N, H, W) int32 ranks: 0 for the most salient pixel, H*W - 1 the least.
+
+    Ties (the flat zero regions a ReLU leaves, or a constant map) are broken by a fixed seeded
+    permutation of the pixel positions rather than raster order, so a tie never favours the top
+    of the image; reruns give the same order.
+    """
+    count, height, width = saliency.shape
+    permutation = _tie_permutation(height * width)
+    flat = saliency.reshape(count, -1)[:, permutation]
+    order = permutation[np.argsort(-flat, axis=1, kind="stable")]
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(height * width), order.shape), axis=1)
+    return ranks.reshape(count, height, width).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=16)
+def _blur_weights(size: int) -> np.ndarray:
+    sigma = RISE_SIGMA * size
+    radius = max(1, int(round(sigma)))
+    positions = np.arange(size)
+    distance = positions[:, None] - positions[None, :]
+    weights = np.where(np.abs(distance) <= radius, np.exp(-(distance**2) / (2 * sigma**2)), 0.0)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def blurred(pixels: np.ndarray) -> np.ndarray:
+    """RISE's insertion substrate: a Gaussian blur (sigma 5 px at 224, kernel radius sigma, scaled
+    to the input side), separable, weights renormalised at the borders (RISE zero-pads instead,
+    which darkens the border)."""
+    rows = _blur_weights(pixels.shape[1])
+    columns = _blur_weights(pixels.shape[2])
+    return np.einsum("Hh,nhwc,Ww->nHWc", rows, pixels, columns, optimize=True).astype(np.float32)
+
+
+class PerturbationRunner:
+    """Scores perturbed copies with ``probe`` (the engine's, shared by all methods of a run).
+
+    ``images_per_batch``: the most images a batch holds (shapes are padded to it, so one graph
+    serves every batch); ``copies_per_pass``: perturbed copies per model call (the memory bound).
+    The first call fixes the pass size at the most even split of its rows into chunks of at most
+    ``copies_per_pass`` (656 rows at 64 a pass -> 11 passes of 60, not 64 with 48 wasted).
+    ``copies_run`` counts the copies that went through the model, padding included, for the
+    benchmark's passes-per-image figure.
+    """
+
+    def __init__(self, spec, probe, images_per_batch: int, copies_per_pass: int = 64, xla: bool = False):
+        if not probe.head.reports_probability:
+            raise EvaluationError(f"the model's head is {probe.head.describe()}: deletion, insertion, drop and "
+                                  "increase read class probabilities; score it with --metrics pointing,energy.")
+        self.probe = probe
+        self.size = tuple(spec.input_size)
+        self.channels = int(spec.model.inputs[0].shape[-1] or 3)
+        self.matrix, self.offset = affine_preprocess(spec.preprocess, self.size, self.channels)
+        self.images_per_batch = int(images_per_batch)
+        self.copies_per_pass = int(copies_per_pass)
+        self.xla = xla
+        self.copies_run = 0
+        self._pass_size: int | None = None
+        self._compiled: dict[tuple, Any] = {}
+
+    def _graph(self, items: int):
+        key = (items, self._pass_size)
+        if key not in self._compiled:
+            self._compiled[key] = self._build(items)
+        return self._compiled[key]
+
+    def _build(self, items: int):
+        import tensorflow as tf
+
+        probe = self.probe
+        matrix, offset = tf.constant(self.matrix), tf.constant(self.offset)
+
+        def score(pixels, substrate, ranks, weights, item, image, kind, count, target):
+            originals = tf.gather(pixels, image)
+            chosen = tf.gather(ranks, item)[..., None] < count[:, None, None, None]  # first `count` in order
+            kind = kind[:, None, None, None]
+            deleted = tf.where(chosen, tf.zeros_like(originals), originals)
+            inserted = tf.where(chosen, originals, tf.gather(substrate, image))
+            multiplied = originals * tf.gather(weights, item)[..., None]
+            copies = tf.where(kind == DELETE, deleted, tf.where(kind == INSERT, inserted, multiplied))
+            model_ready = tf.tensordot(copies, matrix, axes=[[3], [0]]) + offset
+            probabilities = reported_values(probe.head, probe.logits(model_ready))
+            return tf.gather(probabilities, target, batch_dims=1)
+
+        height, width = self.size
+        batch, copies = self.images_per_batch, self._pass_size
+        signature = [
+            tf.TensorSpec((batch, height, width, self.channels), tf.float32),
+            tf.TensorSpec((batch, height, width, self.channels), tf.float32),
+            tf.TensorSpec((items, height, width), tf.int32),
+            tf.TensorSpec((items, height, width), tf.float32),
+            *(tf.TensorSpec((copies,), tf.int32) for _ in range(5)),
+        ]
+        return tf.function(score, input_signature=signature, jit_compile=self.xla or None, autograph=False)
+
+    def probabilities(self, pixels: np.ndarray, substrate: np.ndarray, ranks: np.ndarray, weights: np.ndarray,
+                      rows: Rows) -> np.ndarray:
+        """(P,) probability of each row's target class on its perturbed copy.
+
+        ``pixels``, ``substrate``: (n, H, W, C) images in [0, 255] and their blurred copies;
+        ``ranks``, ``weights``: (m, H, W) pixel order and display map of each (image, target) item.
+        """
+        import tensorflow as tf
+
+        batch = self.images_per_batch
+        if len(pixels) > batch:
+            raise ValueError(f"{len(pixels)} images in one batch; the runner was built for {batch}")
+        items = max(batch, int(np.ceil(len(ranks) / batch)) * batch)  # one graph per targets-per-image
+
+        def padded(array: np.ndarray, length: int, dtype) -> Any:
+            out = np.zeros((length, *array.shape[1:]), dtype)
+            out[: len(array)] = array
+            return tf.constant(out)
+
+        fixed = (padded(pixels, batch, np.float32), padded(substrate, batch, np.float32),
+                 padded(ranks, items, np.int32), padded(weights, items, np.float32))
+        if self._pass_size is None:
+            chunks = max(1, -(-len(rows) // self.copies_per_pass))
+            self._pass_size = max(1, -(-len(rows) // chunks))
+        size = self._pass_size
+        graph = self._graph(items)
+        results = np.empty(len(rows), np.float32)
+        for start in range(0, len(rows), size):
+            stop = min(start + size, len(rows))
+            columns = [padded(getattr(rows, f)[start:stop], size, np.int32)
+                       for f in ("item", "image", "kind", "count", "target")]
+            results[start:stop] = graph(*fixed, *columns).numpy()[: stop - start]
+            self.copies_run += size
+        return results

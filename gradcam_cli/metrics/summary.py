@@ -1,0 +1,96 @@
+"""From per-image scores to what a reader and a CI job need: means with 95 % bootstrap intervals,
+methods ranked best first, and the ``--fail-under`` gate.
+
+Interval: the percentile bootstrap (Efron & Tibshirani 1993), ``BOOTSTRAP_SAMPLES`` resamples of the
+images with replacement, seeded, so a rerun prints the same interval. With n = 1 it is the point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import EvaluationError
+from . import METRICS
+
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0
+GATE_EXIT_CODE = 5  # not 1 (some inputs failed), not 4 (an internal error)
+
+
+def summarize(values) -> dict:
+    """``{"mean", "ci95": [low, high], "n"}`` for a list of per-image scores (None left out)."""
+    data = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if not len(data):
+        return {"mean": None, "ci95": [None, None], "n": 0}
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    resampled = data[rng.integers(0, len(data), (BOOTSTRAP_SAMPLES, len(data)))].mean(axis=1)
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    return {"mean": round(float(data.mean()), 6), "ci95": [round(float(low), 6), round(float(high), 6)],
+            "n": int(len(data))}
+
+
+def rank_methods(summaries: dict[str, dict[str, dict]], metric: str) -> list[str]:
+    """Methods best first by ``metric``'s mean (in its good direction); missing means go last."""
+    higher = METRICS[metric].higher_is_better
+
+    def key(method: str) -> float:
+        mean = summaries[method].get(metric, {}).get("mean")
+        if mean is None or math.isnan(mean):
+            return math.inf
+        return -mean if higher else mean
+
+    return sorted(summaries, key=key)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``--fail-under METRIC[:METHOD]=VALUE``: the mean must be at least VALUE, or, for the metrics
+    where lower is better (deletion, drop), at most VALUE. Without METHOD it applies to every
+    evaluated method except the baselines."""
+
+    metric: str
+    method: str | None
+    value: float
+
+    @property
+    def text(self) -> str:
+        return f"{self.metric}{':' + self.method if self.method else ''}={self.value:g}"
+
+    def passes(self, mean: float) -> bool:
+        return mean <= self.value if not METRICS[self.metric].higher_is_better else mean >= self.value
+
+
+def parse_gate(text: str, canonical_method) -> Gate:
+    """Parse one ``--fail-under``; ``canonical_method`` resolves method aliases."""
+    left, equals, right = text.partition("=")
+    metric, _, method = left.partition(":")
+    metric = metric.strip().lower()
+    usage = f"--fail-under '{text}': use METRIC[:METHOD]=VALUE, e.g. insertion:gradcam=0.6"
+    if not equals or metric not in METRICS:
+        raise EvaluationError(f"{usage} (metrics: {', '.join(METRICS)}).")
+    try:
+        value = float(right)
+    except ValueError:
+        raise EvaluationError(f"{usage}; '{right}' is not a number.") from None
+    return Gate(metric, canonical_method(method.strip()) if method.strip() else None, value)
+
+
+def check_gates(gates: list[Gate], summaries: dict[str, dict[str, dict]], baselines: set[str]) -> list[str]:
+    """One line per missed threshold (empty when every gate passes)."""
+    missed = []
+    for gate in gates:
+        methods = [gate.method] if gate.method else [m for m in summaries if m not in baselines]
+        for method in methods:
+            if method not in summaries:
+                missed.append(f"{gate.text}: {method} was not evaluated (add it to --methods)")
+                continue
+            mean = summaries[method].get(gate.metric, {}).get("mean")
+            if mean is None:
+                missed.append(f"{gate.text}: {method} has no {gate.metric} score (add it to --metrics)")
+            elif not gate.passes(mean):
+                relation = "above" if not METRICS[gate.metric].higher_is_better else "below"
+                missed.append(f"{gate.text}: {method} {gate.metric} = {mean:.3f}, {relation} {gate.value:g}")
+    return missed
