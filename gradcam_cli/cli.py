@@ -274,15 +274,19 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
                                  workers=workers)
         summary = _run_with_progress(items, spec, options, quiet, as_json, engine_run)
         if report:
-            from .report import write_report
-
-            page = write_report(output_dir)
-            if not quiet:
-                click.echo(f"gradcam: report written to {page}", err=True)
+            _write_report(output_dir, quiet)
     except GradcamError as error:
         _fail(error)
     _report(summary, output_dir, quiet)
     sys.exit(summary.exit_code)
+
+
+def _write_report(output_dir, quiet: bool) -> None:
+    from .report import write_report
+
+    page = write_report(output_dir)
+    if not quiet:
+        click.echo(f"gradcam: report written to {page}", err=True)
 
 
 def _collect(inputs, recursive, excludes, output_dir):
@@ -415,11 +419,7 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
         evaluation = _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_dir, overwrite)
         write_outputs(evaluation, output_dir)
         if report:
-            from .report import write_report
-
-            page = write_report(output_dir)
-            if not quiet:
-                click.echo(f"gradcam: report written to {page}", err=True)
+            _write_report(output_dir, quiet)
     except GradcamError as error:
         _fail(error)
     if as_json:
