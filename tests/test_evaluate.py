@@ -429,35 +429,32 @@ def test_the_readme_ci_job_passes_on_the_bundled_samples(tmp_path):
 
 
 def test_gradcam_beats_the_baselines_on_held_out_scenes(demo_spec):
-    """On 96 scenes from the independent held-out generator, explaining each image's true class:
-    Grad-CAM restores the evidence faster (higher insertion AUC) than the random and center
-    baselines, and deletes it faster than center. Deletion does not separate Grad-CAM from random
-    on the demo model (measured 0.228 vs 0.227 on 192 scenes: blacking out any few per cent of the
-    pixels already drops its confidence), so that comparison is reported, not asserted; README,
-    Measured margins."""
+    """On 96 scenes from the independent held-out generator, explaining each image's top-1 class
+    (as benchmarks/evaluate.py does): Grad-CAM deletes the evidence faster (lower deletion AUC) and
+    restores it faster (higher insertion AUC) than the random and center baselines. Margins
+    measured on 200 scenes: README, Measured margins."""
     from gradcam_cli.demo import heldout
     from gradcam_cli.images import model_input
     from gradcam_cli.metrics.perturbation import blurred
 
     scenes = heldout.make_scenes(907, 96, size=128)["single"]
     all_pixels = np.stack([model_input(scene.image, demo_spec.input_size) for scene in scenes])
-    all_labels = np.array([[scene.objects[0].label] for scene in scenes], np.int32)
     evaluator = make_evaluator(demo_spec, ["gradcam", "random", "center"], ["deletion", "insertion"], batch_size=48,
                                steps=10)
     scores: dict[str, dict[str, list]] = {}
     for start in (0, 48):
-        pixels, labels = all_pixels[start:start + 48], all_labels[start:start + 48]
+        pixels = all_pixels[start:start + 48]
         substrate = blurred(pixels)
         for method, explainer in evaluator.explainers.items():
-            result = explainer.run(pixels, labels)
-            batch = evaluator.score_maps(pixels, substrate, result.heatmaps, labels, result.probabilities)
+            result = explainer.run(pixels)
+            batch = evaluator.score_maps(pixels, substrate, result.heatmaps, result.class_ids, result.probabilities)
             for metric, values in batch.values.items():
                 scores.setdefault(method, {}).setdefault(metric, []).append(values)
     means = {method: {metric: float(np.concatenate(parts).mean()) for metric, parts in by_metric.items()}
              for method, by_metric in scores.items()}
     for baseline in ("random", "center"):
+        assert means["gradcam"]["deletion"] < means[baseline]["deletion"], means
         assert means["gradcam"]["insertion"] > means[baseline]["insertion"], means
-    assert means["gradcam"]["deletion"] < means["center"]["deletion"], means
 
 
 def test_maps_of_a_class_the_image_does_not_hold_are_counted_apart(tmp_path):
