@@ -3,7 +3,8 @@
     python scripts/readme_figure.py
 
 One row per sample image: the original, then the overlay of each method for the top-1 class
-(for two-class images, one row per class), labelled with the method and the explained class.
+(for two-class images, one row for each of the two classes the image holds, whatever the model
+ranks them), labelled with the method, the explained class and its probability.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ TILE = 192
 def main() -> None:
     paths = [str(ROOT / "sample_images" / "shapes" / name) for name in SAMPLES]
     rows: list[list[tuple[np.ndarray, str]]] = []
-    results = {m: gradcam_cli.explain("demo", paths, method=m, top_k=2) for m in METHODS}
-    for index, path in enumerate(paths):
-        targets = [0, 1] if "_pair_" in path else [0]
-        for target in targets:
-            first = results[METHODS[0]]
-            label = first.label(index, target)
-            probability = first.probabilities[index, first.class_ids[index, target]]
-            row = [(first.images[index], f"{Path(path).name[:18]}")]
-            row += [(results[m].overlay(index, target), f"{m}: {label} {probability:.0%}") for m in METHODS]
+    for path in paths:
+        # a pair's file name holds its two classes: 07_pair_cross_star.png -> cross, star
+        classes = Path(path).stem.split("_")[2:4] if "_pair_" in path else None
+        results = {m: gradcam_cli.explain("demo", [path], method=m, target=classes) for m in METHODS}
+        first = results[METHODS[0]]
+        for target in range(first.class_ids.shape[1]):
+            label = first.label(0, target)
+            probability = first.probabilities[0, first.class_ids[0, target]]
+            row = [(first.images[0], f"{Path(path).name[:18]}")]
+            row += [(results[m].overlay(0, target), f"{m}: {label} {probability:.0%}") for m in METHODS]
             rows.append(row)
     sheet = Image.new("RGB", (TILE * (len(METHODS) + 1), (TILE + 18) * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
