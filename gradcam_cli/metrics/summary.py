@@ -75,6 +75,8 @@ def parse_gate(text: str, canonical_method) -> Gate:
         value = float(right)
     except ValueError:
         raise EvaluationError(f"{usage}; '{right}' is not a number.") from None
+    if not math.isfinite(value):
+        raise EvaluationError(f"{usage}; VALUE must be a finite number, not '{right.strip()}'.")
     return Gate(metric, canonical_method(method.strip()) if method.strip() else None, value)
 
 

@@ -1,0 +1,15 @@
+"""Regression tests from a user review of ``gradcam evaluate`` (hostile inputs)."""
+from __future__ import annotations
+
+import pytest
+
+from gradcam_cli.errors import EvaluationError
+from gradcam_cli.methods import canonical_name
+from gradcam_cli.metrics.summary import parse_gate
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_fail_under_rejects_non_finite_value(value: str) -> None:
+    # 'insertion=nan' used to be accepted and reported as a missed threshold ("below nan", exit 5).
+    with pytest.raises(EvaluationError, match="finite"):
+        parse_gate(f"insertion={value}", canonical_name)
