@@ -13,3 +13,13 @@ def test_fail_under_rejects_non_finite_value(value: str) -> None:
     # 'insertion=nan' used to be accepted and reported as a missed threshold ("below nan", exit 5).
     with pytest.raises(EvaluationError, match="finite"):
         parse_gate(f"insertion={value}", canonical_name)
+
+
+@pytest.mark.parametrize("text", ["", ",", " , "])
+def test_empty_metrics_is_a_usage_error(text: str) -> None:
+    # '--metrics ,' used to fall back silently to every metric, while '--methods ,' is an error.
+    from gradcam_cli.metrics import parse_metrics
+
+    with pytest.raises(EvaluationError, match="--metrics is empty"):
+        parse_metrics(text, have_ground_truth=True)
+    assert parse_metrics(None, have_ground_truth=False) == ["deletion", "insertion", "drop", "increase"]

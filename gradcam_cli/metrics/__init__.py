@@ -40,9 +40,11 @@ CURVES_PNG = "curves.png"
 
 def parse_metrics(text: str | None, have_ground_truth: bool) -> list[str]:
     """``--metrics a,b`` to names; default: every metric the inputs allow."""
-    if not text:
+    if text is None:
         return [name for name, info in METRICS.items() if have_ground_truth or not info.needs_ground_truth]
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not names:
+        raise EvaluationError("--metrics is empty: name at least one, e.g. deletion,insertion, or leave it out for all.")
     for name in names:
         if name not in METRICS:
             raise EvaluationError(f"unknown metric '{name}' in --metrics: choose from {', '.join(METRICS)}.")
