@@ -23,3 +23,13 @@ def test_empty_metrics_is_a_usage_error(text: str) -> None:
     with pytest.raises(EvaluationError, match="--metrics is empty"):
         parse_metrics(text, have_ground_truth=True)
     assert parse_metrics(None, have_ground_truth=False) == ["deletion", "insertion", "drop", "increase"]
+
+
+def test_gate_without_method_is_not_silently_passed_when_only_baselines_ran() -> None:
+    # '--methods random,center --fail-under insertion=0.99' used to exit 0: the gate checked nothing.
+    from gradcam_cli.metrics.summary import check_gates
+
+    summaries = {"random": {"insertion": {"mean": 0.1}}, "center": {"insertion": {"mean": 0.2}}}
+    gate = parse_gate("insertion=0.99", canonical_name)
+    missed = check_gates([gate], summaries, baselines={"random", "center"})
+    assert len(missed) == 1 and "no method but the baselines" in missed[0]

@@ -85,6 +85,9 @@ def check_gates(gates: list[Gate], summaries: dict[str, dict[str, dict]], baseli
     missed = []
     for gate in gates:
         methods = [gate.method] if gate.method else [m for m in summaries if m not in baselines]
+        if not methods:
+            missed.append(f"{gate.text}: no method but the baselines was evaluated (add one to --methods, "
+                          f"or name a baseline: {gate.metric}:random=VALUE)")
         for method in methods:
             if method not in summaries:
                 missed.append(f"{gate.text}: {method} was not evaluated (add it to --methods)")
