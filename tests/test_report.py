@@ -100,14 +100,20 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def test_report_in_a_real_headless_browser(report_dir, tmp_path):
-    """Opens index.html over file:// in Debian's Chromium (installed by .ci/run)."""
+def _browser_or_skip():
+    """Debian's Chromium and playwright's driver; a failure under CI (which installs both), a skip
+    elsewhere."""
     browser = _chromium()
     if browser is None:
         if os.environ.get("CI"):
             pytest.fail("CI must install chromium (see .ci/run)")
         pytest.skip("no chromium on this machine: apt-get install chromium")
-    playwright = pytest.importorskip("playwright.sync_api")
+    return browser, pytest.importorskip("playwright.sync_api")
+
+
+def test_report_in_a_real_headless_browser(report_dir, tmp_path):
+    """Opens index.html over file:// in Debian's Chromium (installed by .ci/run)."""
+    browser, playwright = _browser_or_skip()
     errors: list[str] = []
     with playwright.sync_playwright() as driver:
         chrome = driver.chromium.launch(executable_path=browser, args=["--headless", "--no-sandbox", "--disable-gpu"])
@@ -179,12 +185,7 @@ def test_report_links_to_awkward_names_are_percent_encoded(awkward_report):
 
 
 def test_awkward_names_load_in_a_real_browser(awkward_report):
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install chromium (see .ci/run)")
-        pytest.skip("no chromium on this machine: apt-get install chromium")
-    playwright = pytest.importorskip("playwright.sync_api")
+    browser, playwright = _browser_or_skip()
     with playwright.sync_playwright() as driver:
         chrome = driver.chromium.launch(executable_path=browser, args=["--headless", "--no-sandbox", "--disable-gpu"])
         page = chrome.new_page()
