@@ -25,13 +25,18 @@ def test_non_finite_max_megapixels_is_a_usage_error(tmp_path, value):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.fixture(scope="module")
-def two_output_model(tmp_path_factory, keras):
+def _two_output_model(keras):
+    """A softmax output `kind` (3 classes) and a linear output `age`, on one conv -> GAP trunk."""
     layers = keras.layers
     inputs = keras.Input((32, 32, 3))
     features = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu", name="conv")(inputs))
-    model = keras.Model(inputs, [layers.Dense(3, activation="softmax", name="kind")(features),
-                                 layers.Dense(1, name="age")(features)])
+    return keras.Model(inputs, [layers.Dense(3, activation="softmax", name="kind")(features),
+                                layers.Dense(1, name="age")(features)])
+
+
+@pytest.fixture(scope="module")
+def two_output_model(tmp_path_factory, keras):
+    model = _two_output_model(keras)
     path = tmp_path_factory.mktemp("two") / "two.keras"
     model.save(path)
     return path
@@ -105,11 +110,7 @@ def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
 
     from gradcam_cli.keras import GradCAMCallback
 
-    layers = keras.layers
-    inputs = keras.Input((32, 32, 3))
-    features = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu", name="conv")(inputs))
-    model = keras.Model(inputs, [layers.Dense(3, activation="softmax", name="kind")(features),
-                                 layers.Dense(1, name="age")(features)])
+    model = _two_output_model(keras)
     model.compile("adam", ["categorical_crossentropy", "mse"])
     images = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
     watch = GradCAMCallback(images, output="kind", log_dir=None, png_dir=tmp_path)
