@@ -3,7 +3,7 @@
     python benchmarks/token_model.py [--train 6000] [--epochs 5] [--per-kind 200] [--json out.json]
 
 Trains a small hybrid Vision Transformer (:func:`build_vit`: the demo CNN's first two blocks,
-frozen, as the stem; 64 px input -> an 8 x 8 token grid plus a class token, class-token pooling) on
+frozen, as the stem; 96 px input -> an 8 x 8 token grid plus a class token, class-token pooling) on
 scenes from :mod:`gradcam_cli.demo.shapes` (the demo model's training mix, another seed), reports its
 held-out accuracy, then scores the tool's maps for it and for the bundled demo CNN on the same fresh
 scenes as ``benchmarks/localization.py`` (pointing game with the paper's tolerance, and strict), and
@@ -13,7 +13,7 @@ Trained from scratch for a few CPU minutes, ViTs of this size stayed near chance
 patch 8, 4 blocks of width 64: 31% after 7 epochs on 8,000 images; a ViT on a fresh conv stem: 38%
 after 4 epochs on 6,000), hence the pretrained stem. The ViT's maps come from the tokens entering
 its last block (an 8 x 8 grid, the tool's automatic pick); the CNN's from ``block3_relu2``
-(16 x 16); the model sizes are printed.
+(24 x 24); the model sizes are printed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from gradcam_cli.engine import Explainer  # noqa: E402
 from gradcam_cli.images import model_input  # noqa: E402
 from gradcam_cli.models import resolve_model, spec_for_model  # noqa: E402
 
-SIZE = 64
+SIZE = 96  # the demo CNN's input size
+STEM_LAYER = "block1_pool"  # the demo CNN's output at stride 4: 24 x 24 x 32 at 96 px
+PATCH = 3  # 3x3 patches of the stem's map -> 8 x 8 tokens
 LEARNING_RATE = 1e-3
 
 
@@ -45,7 +47,7 @@ def preprocess(images: np.ndarray) -> np.ndarray:
 
 def build_vit(stem, size: int = SIZE, classes: int = len(CLASSES), width: int = 64, blocks: int = 2, heads: int = 4):
     """A hybrid ViT (as ViT-R50 hybrids, Dosovitskiy et al. 2021, on a pretrained CNN stem): the demo
-    CNN's first two blocks, frozen, as the stem (16 x 16 x 32); 2x2 patches of it -> 8 x 8 = 64
+    CNN's first block, frozen, as the stem (24 x 24 x 32); 3x3 patches of it -> 8 x 8 = 64
     tokens, a class token and learned position embeddings, pre-norm transformer blocks, class-token
     pooling."""
     import keras
@@ -78,7 +80,7 @@ def build_vit(stem, size: int = SIZE, classes: int = len(CLASSES), width: int = 
 
     inputs = keras.Input((size, size, 3), name="image")
     x = stem(inputs)
-    x = layers.Conv2D(width, 2, strides=2, name="patchify")(x)
+    x = layers.Conv2D(width, PATCH, strides=PATCH, name="patchify")(x)
     tokens = layers.Reshape((-1, width), name="tokens")(x)
     tokens = ClassTokenAndPositions(name="cls_and_positions")(tokens)
     for index in range(1, blocks + 1):
@@ -90,10 +92,10 @@ def build_vit(stem, size: int = SIZE, classes: int = len(CLASSES), width: int = 
 
 
 def cnn_stem(cnn):
-    """The demo CNN up to ``block2_pool`` (16 x 16 x 32 at 64 px), frozen."""
+    """The demo CNN up to :data:`STEM_LAYER`, frozen."""
     import keras
 
-    stem = keras.Model(cnn.inputs, cnn.get_layer("block2_pool").output, name="cnn_stem")
+    stem = keras.Model(cnn.inputs, cnn.get_layer(STEM_LAYER).output, name="cnn_stem")
     stem.trainable = False
     return stem
 

@@ -50,7 +50,7 @@ def test_generator_sizes_stay_in_the_documented_range():
         extents.append(max(x1 - x0, y1 - y0) / 96)
     # masks lose a little to occlusion and the frame; the drawn extent is EXTENT
     assert min(extents) >= EXTENT[0] * 0.4 and max(extents) <= EXTENT[1] * 1.05
-    assert np.percentile(extents, 90) > 0.3 and np.percentile(extents, 10) < 0.2
+    assert np.percentile(extents, 90) > 0.55 and np.percentile(extents, 10) < 0.25
 
 
 def test_difficulty_zero_is_a_plain_large_filled_shape():

@@ -67,24 +67,29 @@ def make_scenes(seed: int, per_kind: int, size: int = 128) -> dict[str, list[Sce
 
 
 SOURCES = {"in_distribution": "the training generator (gradcam_cli.demo.shapes), another seed",
-           "heldout": "gradcam_cli.demo.heldout, written separately, never used for training or selection"}
+           "heldout": "gradcam_cli.demo.heldout, written separately, never used for training or selection",
+           "heldout2": "gradcam_cli.demo.heldout2, written separately again, after the model's recipe was fixed, "
+                       "and looked at only once, after the model was trained"}
+HELDOUT_SOURCES = ("heldout", "heldout2")  # the generators the model never saw
+
+
+def _heldout_module(source: str):
+    from importlib import import_module
+
+    return import_module(f"{__package__}.{source}")
 
 
 def source_scenes(source: str, seed: int, per_kind: int, size: int = 128) -> dict[str, list]:
     """Scored scenes (``.image``, ``.objects[i].label/.mask``) from one of :data:`SOURCES`."""
-    if source == "heldout":
-        from . import heldout
-
-        return heldout.make_scenes(seed, per_kind, size=size)
+    if source in HELDOUT_SOURCES:
+        return _heldout_module(source).make_scenes(seed, per_kind, size=size)
     return make_scenes(seed, per_kind, size)
 
 
 def source_single_objects(source: str, seed: int, count: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """``count`` single-object images (uint8) and their class indices, from one of :data:`SOURCES`."""
-    if source == "heldout":
-        from . import heldout
-
-        images, labels = heldout.make_dataset(seed, count, size=size)
+    if source in HELDOUT_SOURCES:
+        images, labels = _heldout_module(source).make_dataset(seed, count, size=size)
     else:
         images, labels, _ = make_dataset(seed, count, size, mix={"single": 1.0}, with_scenes=False)
     labels = np.asarray(labels)

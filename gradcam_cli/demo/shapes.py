@@ -1,7 +1,7 @@
 """A seeded, domain-randomized synthetic world of labelled shapes, with exact ground truth.
 
-Images hold one to three shapes (circle, square, triangle, star, cross) whose extent is about 8-45 %
-of the side, at any rotation, filled (solid colour, gradient or texture) or outlined, at low or high
+Images hold one to three shapes (circle, square, triangle, star, cross) whose extent is 10-80 % of
+the side (a lone object may fill most of the frame, as in a close-up photo), at any rotation, filled (solid colour, gradient or texture) or outlined, at low or high
 contrast to what lies under them, sometimes partly occluded. Backgrounds come from many families
 (flat, gradients, multicolour blocks at several scales, random rectangles, fractal value noise
 mapped through random palettes, stripes/checks/plaids at any angle, marble/wood grain, Voronoi
@@ -27,7 +27,10 @@ from PIL import Image, ImageDraw, ImageFilter
 CLASSES = ("circle", "square", "triangle", "star", "cross")
 KINDS = ("single", "pair", "same")  # one object; two of different classes; 2-3 of one class
 SUPERSAMPLE = 2  # shapes are drawn at twice the size and box-filtered down (anti-aliasing)
-EXTENT = (0.08, 0.45)  # an object's largest extent, as a fraction of the image side
+EXTENT = (0.10, 0.80)  # an object's largest extent, as a fraction of the image side (one object alone)
+CROWDED_EXTENT = {2: 0.50, 3: 0.40}  # the largest extent when two or three objects must fit
+MIN_VISIBLE = 40.0  # RGB distance (0..255) that most of an object's drawn pixels keep from what lies under them
+OUTLINE_MIN_EXTENT = 0.16  # smaller shapes are always filled: a thick outline on them reads as a blob
 
 
 @dataclass
@@ -391,9 +394,9 @@ def _camera(rng: np.random.Generator, image: np.ndarray, difficulty: float) -> n
 
 def _place(rng: np.random.Generator, count: int, size: int, difficulty: float) -> list[tuple[float, float, float]]:
     """(cx, cy, radius) for ``count`` non-overlapping objects, in image pixels; easier scenes have
-    no objects under 8 % + 8 % x (1 - difficulty) of the side."""
-    high = EXTENT[1] / 2 * (1.0 if count == 1 else 0.75 if count == 2 else 0.62)
-    low = min(EXTENT[0] / 2 + 0.04 * (1 - difficulty), high)
+    no objects under 10 % + 12 % x (1 - difficulty) of the side."""
+    high = (EXTENT[1] if count == 1 else CROWDED_EXTENT[min(count, 3)]) / 2
+    low = min(EXTENT[0] / 2 + 0.06 * (1 - difficulty), high)
     placed: list[tuple[float, float, float]] = []
     for _ in range(count):
         for _ in range(300):
@@ -404,6 +407,15 @@ def _place(rng: np.random.Generator, count: int, size: int, difficulty: float) -
                 break
         placed.append((cx, cy, radius))
     return placed
+
+
+def _visible_fraction(paint: np.ndarray, under: np.ndarray, alpha: np.ndarray) -> float:
+    """Fraction of an object's drawn pixels (alpha >= 0.5) whose colour is at least
+    :data:`MIN_VISIBLE` from the background under them (RGB Euclidean distance)."""
+    drawn = alpha >= 0.5
+    if not drawn.any():
+        return 0.0
+    return float(np.mean(np.linalg.norm(paint[drawn] - under[drawn], axis=-1) >= MIN_VISIBLE))
 
 
 def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single", difficulty: float = 1.0,
@@ -431,11 +443,15 @@ def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single", d
     image = _distractors(rng, background, size, difficulty)
     regions = []
     for label, (cx, cy, radius) in zip(labels, _place(rng, len(labels), size, difficulty), strict=True):
-        outline = rng.uniform(0.1, 0.25) if rng.random() < 0.25 * difficulty else 0.0
+        outlined = 2 * radius >= OUTLINE_MIN_EXTENT * size and rng.random() < 0.4 * difficulty
+        outline = rng.uniform(0.08, 0.3) if outlined else 0.0
         alpha, region = _shape_alpha(label, big, cx * SUPERSAMPLE, cy * SUPERSAMPLE, radius * SUPERSAMPLE,
                                      rng.uniform(0, 2 * math.pi), outline, rng, size)
         under = image[region >= 0.5].mean(axis=0) if (region >= 0.5).any() else image.mean(axis=(0, 1))
-        paint = _object_paint(rng, size, under, difficulty)
+        for _ in range(20):  # a person must be able to see it: most drawn pixels stand out from what is under them
+            paint = _object_paint(rng, size, under, difficulty)
+            if _visible_fraction(paint, image, alpha) >= 0.7:
+                break
         image = image * (1 - alpha[..., None]) + paint * alpha[..., None]
         regions.append(region >= 0.5)
     for index in range(len(regions)):  # partial occlusion by a bar or blob of foreign texture

@@ -70,7 +70,8 @@ def build_models(size: int = SIZE, classes: int = len(CLASSES)):
     x = layers.MaxPooling2D(name="block1_pool")(x)  # 24x24 from here on
     x = conv_bn_relu(x, 48, 2, 1)
     x = conv_bn_relu(x, 64, 2, 2, dilation=2)
-    x = conv_bn_relu(x, 64, 3, 1, dilation=4)
+    x = conv_bn_relu(x, 64, 2, 3, dilation=4)
+    x = conv_bn_relu(x, 64, 3, 1, dilation=8)
     evidence = conv_bn_relu(x, 96, 3, 2, kernel=1)  # the target layer: 24x24x96
     x = layers.GlobalAveragePooling2D(name="gap")(evidence)
     x = layers.Dropout(0.1, name="dropout")(x)
@@ -160,10 +161,10 @@ def present_accuracy(targets: np.ndarray, probabilities: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", type=int, default=40000, help="training images")
+    parser.add_argument("--train", type=int, default=80000, help="training images")
     parser.add_argument("--validation", type=int, default=2000, help="validation images (another seed)")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="processes drawing the training images")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--cache", type=Path, default=None, help="folder to keep and reuse generated arrays")
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = args.train // args.batch_size
     warmup = min(300, steps // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=args.epochs * steps - warmup, warmup_target=2e-3, warmup_steps=warmup)
+        0.0, decay_steps=args.epochs * steps - warmup, warmup_target=3e-3, warmup_steps=warmup)
     training_model.compile(keras.optimizers.AdamW(schedule, weight_decay=1e-4),
                            loss=["categorical_crossentropy", "categorical_crossentropy"], loss_weights=[1.0, 1.0])
 
