@@ -4,9 +4,10 @@ What it draws
 -------------
 Five shape classes (``CLASSES``: disc, square, equilateral triangle, five-pointed star, plus-sign
 cross with four equal arms) at any rotation, filled (solid, two-colour gradient, speckled or banded)
-or outlined (a 2-6 % stroke, sometimes dashed), on eleven photographic background families that
-the demo's training and first held-out generators do not use: brick walls with mortar, woven
-fabric, gravel, sky with clouds over a horizon, paper fibres, camouflage, text-like glyph clutter,
+or outlined (a 2-6 % stroke, sometimes dashed), on eleven photographic background families kept
+apart from those the project's other shape generators use (flat colours, gradients, blocks, value
+noise, stripes/checks, marble, wood, Voronoi cells, bokeh, foliage, ripples, halftone,
+hatching, salt-and-pepper): brick walls with mortar, woven fabric, gravel, sky with clouds over a horizon, paper fibres, camouflage, text-like glyph clutter,
 circuit boards, a one-point-perspective room, a light-leaked photo, and cracked asphalt. Random
 photo post-effects follow: exposure/contrast/gamma, colour temperature, vignetting, gaussian or
 motion blur, chromatic aberration, gaussian or signal-dependent (Poisson-like) sensor noise and
@@ -14,9 +15,9 @@ low-quality JPEG recompression.
 
 Why this way
 ------------
-The point is a test whose generator shares no code and no drawing method with the one the model
-was trained on, so that a score on it measures generalisation rather than memorised rendering
-artefacts. Shapes are rasterised by supersampling: every pixel is split into 5 x 5 subsamples, each
+The point is a test generator written without reading the one the model was trained on, sharing
+no code and not its drawing method (signed-distance compositing), so that a score on it measures
+generalisation rather than memorised rendering artefacts. Shapes are rasterised by supersampling: every pixel is split into 5 x 5 subsamples, each
 subsample is tested exactly against the shape (half-plane tests for the convex polygons, a folded
 wedge test for the star, two rectangles for the cross, a radius test for the disc) and the coverage
 is the mean, which anti-aliases the edges. Outlines are the set difference of the shape offset
@@ -29,11 +30,10 @@ least 85 % of each object's mask lies inside the image.
 
 Fairness. Each object's colour is chosen against the clean background under its painted pixels:
 the 20th percentile of the RGB Euclidean distance between the composited object and the background
-is either 50-90 (low contrast, about a third of objects, filled shapes only: a faint thin
-outline on clutter is unfair) or at least 110. After the post-effects
-the median Euclidean change the object causes (final image vs. the same scene rendered without it,
-same effect parameters and noise) must stay >= 25; otherwise the effects, then the scene, are
-redrawn. :func:`make_scene_with_evidence` returns the intermediate images so tests can re-check
+is either 50-90 (low contrast, about a third of objects; filled shapes only, since a faint thin
+outline on clutter is unfair) or at least 110. After the post-effects the median Euclidean change
+the object causes (final image vs. the same scene rendered without it, same effect parameters and
+noise) must stay >= 25; otherwise the effects, then the scene, are redrawn. :func:`make_scene_with_evidence` returns the intermediate images so tests can re-check
 both guarantees.
 
 ``python -m gradcam_cli.demo.heldout2 sheet.png`` prints the speed and writes a contact sheet.
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -206,13 +207,6 @@ def _segments_layer(segments: np.ndarray, size: int, spacing: float = 0.5) -> np
     xs = segments[:, 1:2] + (segments[:, 3:4] - segments[:, 1:2]) * t
     weights = (lengths / count)[:, None] * np.ones_like(t)
     return _splat(ys, xs, weights, size)
-
-
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    """HSV in [0, 1] to an RGB triple in [0, 255]."""
-    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
-    rgb = v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
-    return (rgb * 255.0).astype(np.float32)
 
 
 def _pick(rng: np.random.Generator, palette: list) -> np.ndarray:
@@ -500,7 +494,7 @@ def _bg_room(rng: np.random.Generator, n: int) -> np.ndarray:
     u = dx / t  # lateral floor coordinate, constant along lines to the vanishing point
     depth = 1.0 / t
     plank_w = rng.uniform(6, 12) * n / 128
-    lane = np.floor(u / plank_w * (1 + 0)).astype(int)
+    lane = np.floor(u / plank_w).astype(int)
     seam = (np.abs(((u / plank_w) % 1.0) - 0.5) > 0.5 - 0.07 * t)
     joint = (((depth * rng.uniform(6, 10) + (lane % 3) * 0.33) % 1.0) < 0.05)
     plank = floor_colour * (1 + 0.1 * np.sin(lane * 12.9898)[..., None])
@@ -563,7 +557,7 @@ def _bg_asphalt(rng: np.random.Generator, n: int) -> np.ndarray:
     return img * (1 - 0.75 * cracks[..., None])
 
 
-TEXTURES: dict[str, object] = {
+TEXTURES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "brick": _bg_brick,
     "weave": _bg_weave,
     "gravel": _bg_gravel,
@@ -900,7 +894,8 @@ def _plank(rng: np.random.Generator, size: int, obj: _Placed) -> tuple[np.ndarra
     return cover, shading.astype(np.float32)
 
 
-def _occlude(rng: np.random.Generator, size: int, placed: list[_Placed]):
+def _occlude(rng: np.random.Generator, size: int,
+             placed: list[_Placed]) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Maybe add planks over some large objects; returns (cover, shading, owner) tuples."""
     planks = []
     for index, obj in enumerate(placed):
@@ -977,11 +972,9 @@ def _try_scene(rng: np.random.Generator, size: int, kind: str,
             break
     else:
         return None
+    hidden = plank_any >= 0.5
     objects = []
     for index, obj in enumerate(placed):
-        hidden = np.zeros((size, size), bool)
-        for cover, _, _ in planks:
-            hidden |= cover >= 0.5
         mask = obj.mask & ~hidden
         ys, xs = np.nonzero(mask)
         box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
