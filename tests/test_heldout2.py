@@ -208,6 +208,29 @@ def test_every_object_keeps_its_contrast_against_the_clean_background(scenes_wit
     assert 0.15 <= low / total <= 0.5
 
 
+def test_every_object_stands_out_from_the_background_around_it(scenes_with_evidence):
+    """The object's mean colour differs from most of a 3-pixel ring of untouched background."""
+    for scene, evidence in scenes_with_evidence:
+        all_masks = np.zeros((SIZE, SIZE), bool)
+        for obj in scene.objects:
+            all_masks |= obj.mask
+        untouched = (evidence.clean == evidence.background).all(axis=2) & ~_dilate(all_masks)
+        for obj, painted in zip(scene.objects, evidence.painted, strict=True):
+            ring = _dilate(_dilate(_dilate(obj.mask))) & untouched
+            if ring.sum() < 10:
+                continue
+            typical = evidence.clean[painted].mean(axis=0)
+            apart = np.linalg.norm(evidence.background[ring] - typical, axis=1) >= 35
+            assert apart.mean() >= 0.7, (scene.texture, CLASSES[obj.label])
+
+
+def test_faint_objects_are_large_and_filled(scenes_with_evidence):
+    for scene, _ in scenes_with_evidence:
+        for obj in scene.objects:
+            if obj.contrast < 110:
+                assert obj.style == "filled" and obj.radius >= 0.1 * SIZE
+
+
 def test_every_object_stays_visible_after_the_post_effects(scenes_with_evidence):
     for scene, evidence in scenes_with_evidence:
         for i, (obj, painted) in enumerate(zip(scene.objects, evidence.painted, strict=True)):

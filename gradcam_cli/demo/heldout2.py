@@ -30,11 +30,14 @@ least 85 % of each object's mask lies inside the image.
 
 Fairness. Each object's colour is chosen against the clean background under its painted pixels:
 the 20th percentile of the RGB Euclidean distance between the composited object and the background
-is either 50-90 (low contrast, about a third of objects; filled shapes only, since a faint thin
-outline on clutter is unfair) or at least 110. After the post-effects the median Euclidean change
-the object causes (final image vs. the same scene rendered without it, same effect parameters and
-noise) must stay >= 25; otherwise the effects, then the scene, are redrawn. :func:`make_scene_with_evidence` returns the intermediate images so tests can re-check
-both guarantees.
+is either 50-90 (low contrast, about a third of objects; filled shapes with a circumradius of at
+least 10 % of the side only, since a faint thin outline or a faint speck on clutter is unfair) or
+at least 110. The object's mean colour must also differ by >= 40 from 75 % of the background in
+a 3-pixel ring around it (no faint blue cross on blue text). After the post-effects the median
+Euclidean change the object causes (final image vs. the same scene rendered without it, same
+effect parameters and noise) must stay >= 25; otherwise the effects, then the scene, are redrawn.
+:func:`make_scene_with_evidence` returns the intermediate images so tests can re-check these
+guarantees.
 
 ``python -m gradcam_cli.demo.heldout2 sheet.png`` prints the speed and writes a contact sheet.
 """
@@ -58,6 +61,11 @@ _HIGH_CONTRAST = 110.0
 _MIN_VISIBLE_CHANGE = 25.0
 _MIN_INSIDE = 0.85
 _MAX_HIDDEN = 0.25
+# an object's mean colour differs by >= _RING_DISTANCE from >= _RING_SHARE of the background in
+# a ring _RING_WIDTH pixels wide around it
+_RING_WIDTH = 3
+_RING_DISTANCE = 40.0
+_RING_SHARE = 0.75
 
 
 @dataclass
@@ -718,15 +726,21 @@ def _lower_quantile(dist: np.ndarray, q: float) -> np.ndarray:
 
 
 def _choose_colour(rng: np.random.Generator, background: np.ndarray, alpha: np.ndarray,
-                   offsets: np.ndarray, low: bool) -> tuple[np.ndarray, float] | None:
-    """A base colour whose composited pixels keep the contrast band against ``background``."""
+                   offsets: np.ndarray, surround: np.ndarray,
+                   low: bool) -> tuple[np.ndarray, float] | None:
+    """A base colour whose composited pixels keep the contrast band against ``background`` (the
+    pixels under the object) and whose mean colour stands out from ``surround`` (a ring of
+    background around it), so a faint object never matches the clutter next to it."""
     for _ in range(3):
         candidates = _colour_candidates(rng, background.mean(axis=0), 32)
         paint = np.clip(candidates[:, None, :] + offsets[None], 0, 255)
         dist = alpha[None, :] * np.linalg.norm(paint - background[None], axis=2)
         p20 = _lower_quantile(dist, 0.2)
-        good_low = (p20 >= _LOW_CONTRAST[0]) & (p20 <= _LOW_CONTRAST[1])
-        good_high = p20 >= _HIGH_CONTRAST
+        typical = paint.mean(axis=1)
+        apart = np.linalg.norm(surround[None] - typical[:, None], axis=2) >= _RING_DISTANCE
+        stands_out = apart.mean(axis=1) >= _RING_SHARE if len(surround) else True
+        good_low = (p20 >= _LOW_CONTRAST[0]) & (p20 <= _LOW_CONTRAST[1]) & stands_out
+        good_high = (p20 >= _HIGH_CONTRAST) & stands_out
         for good in ((good_low, good_high) if low else (good_high, good_low)):
             if good.any():
                 pick = rng.choice(np.flatnonzero(good))
@@ -936,13 +950,20 @@ def _try_scene(rng: np.random.Generator, size: int, kind: str,
     for cover, _, _ in planks:
         plank_any = np.maximum(plank_any, cover)
     painted = [(obj.alpha >= 0.5) & (plank_any == 0) for obj in placed]
+    all_masks = np.zeros((size, size), bool)
+    for obj in placed:
+        all_masks |= obj.mask
+    free = ~_dilate(all_masks, 1) & (plank_any == 0)
     for obj, where in zip(placed, painted, strict=True):
         if where.sum() < 4:
             return None
-        # thin strokes read poorly at low contrast on clutter: only filled shapes may be faint
-        # (0.4 of filled shapes, about a third of all objects)
-        low = obj.shape.style == "filled" and rng.random() < 0.4
-        choice = _choose_colour(rng, background[where], obj.alpha[where], obj.offsets[where], low)
+        # thin strokes and small objects read poorly at low contrast on clutter: only filled
+        # shapes with r >= 10 % of the side may be faint (0.55 of them: ~0.3 of all objects)
+        low = (obj.shape.style == "filled" and obj.shape.radius >= 0.1 * size
+               and rng.random() < 0.55)
+        ring = _dilate(obj.mask, _RING_WIDTH) & free
+        choice = _choose_colour(rng, background[where], obj.alpha[where], obj.offsets[where],
+                                background[ring], low)
         if choice is None:
             return None
         obj.colour, obj.contrast = choice
