@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 from . import render
 from .engine import Explainer
-from .errors import ImageError, OutputError
+from .errors import EvaluationError, ImageError, OutputError
 from .images import InputItem, model_input, open_rgb
 from .manifest import Manifest
 from .methods import BASELINES
@@ -43,7 +43,14 @@ from .metrics import (
 )
 from .metrics.ground_truth import GroundTruth
 from .metrics.perturbation import PerturbationRunner, Rows, blurred, pixel_ranks
-from .metrics.summary import GATE_EXIT_CODE, Gate, check_gates, rank_methods, summarize
+from .metrics.summary import (
+    GATE_EXIT_CODE,
+    Gate,
+    check_gates,
+    gate_problems,
+    rank_methods,
+    summarize,
+)
 from .models import ModelSpec
 
 
@@ -254,6 +261,9 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     scored again (unless ``overwrite``): their rows are reused, as ``explain`` resumes.
     """
     started = time.perf_counter()
+    problems = gate_problems(options.gates, list(options.methods), list(options.metrics), set(BASELINES))
+    if problems:  # a gate that could never be checked is a usage error, found before any scoring
+        raise EvaluationError("--fail-under " + "; ".join(problems))
     evaluator = Evaluator(spec, options)
     evaluator.resolve_targets()  # a bad --class fails before any image
     config = config_fingerprint(spec, evaluator.layer, options)

@@ -1,6 +1,8 @@
 """Regression tests from a user review of ``gradcam evaluate`` (hostile inputs)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gradcam_cli.errors import EvaluationError
@@ -33,3 +35,22 @@ def test_gate_without_method_is_not_silently_passed_when_only_baselines_ran() ->
     gate = parse_gate("insertion=0.99", canonical_name)
     missed = check_gates([gate], summaries, baselines={"random", "center"})
     assert len(missed) == 1 and "no method but the baselines" in missed[0]
+
+
+@pytest.mark.parametrize(("gate", "says"), [
+    ("pointing:gradcam++=0.9", "gradcam++ is not evaluated (add it to --methods)"),
+    ("energy:gradcam=0.4", "energy is not scored (add it to --metrics)"),
+])
+def test_gate_that_could_never_be_checked_is_a_usage_error_before_scoring(tmp_path, gate, says) -> None:
+    # It used to be reported only after every image was scored, as a missed threshold (exit 5).
+    from click.testing import CliRunner
+
+    from gradcam_cli.cli import cli
+
+    shapes = Path(__file__).resolve().parent.parent / "sample_images" / "shapes"
+    result = CliRunner().invoke(cli, ["evaluate", str(shapes / "01_single_cross.png"), "--model", "demo",
+                                       "--methods", "gradcam,random", "--metrics", "insertion,pointing",
+                                       "--ground-truth", str(shapes / "ground_truth.json"), "--steps", "2",
+                                       "-o", str(tmp_path), "--fail-under", gate])
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "metrics.jsonl").exists()  # nothing was scored

@@ -80,8 +80,24 @@ def parse_gate(text: str, canonical_method) -> Gate:
     return Gate(metric, canonical_method(method.strip()) if method.strip() else None, value)
 
 
+def gate_problems(gates: list[Gate], methods: list[str], metrics: list[str], baselines: set[str]) -> list[str]:
+    """One line per ``--fail-under`` that could never be checked with these methods and metrics: it
+    names a method or metric that is not requested, or (without METHOD) only baselines would run."""
+    problems = []
+    for gate in gates:
+        if gate.method is None and not [m for m in methods if m not in baselines]:
+            problems.append(f"{gate.text}: no method but the baselines is evaluated (add one to --methods, "
+                            f"or name a baseline: {gate.metric}:random=VALUE)")
+        elif gate.method is not None and gate.method not in methods:
+            problems.append(f"{gate.text}: {gate.method} is not evaluated (add it to --methods)")
+        if gate.metric not in metrics:
+            problems.append(f"{gate.text}: {gate.metric} is not scored (add it to --metrics)")
+    return problems
+
+
 def check_gates(gates: list[Gate], summaries: dict[str, dict[str, dict]], baselines: set[str]) -> list[str]:
-    """One line per missed threshold (empty when every gate passes)."""
+    """One line per missed threshold (empty when every gate passes). A gate whose method has no
+    score (every image failed) is missed."""
     missed = []
     for gate in gates:
         methods = [gate.method] if gate.method else [m for m in summaries if m not in baselines]
@@ -89,12 +105,9 @@ def check_gates(gates: list[Gate], summaries: dict[str, dict[str, dict]], baseli
             missed.append(f"{gate.text}: no method but the baselines was evaluated (add one to --methods, "
                           f"or name a baseline: {gate.metric}:random=VALUE)")
         for method in methods:
-            if method not in summaries:
-                missed.append(f"{gate.text}: {method} was not evaluated (add it to --methods)")
-                continue
-            mean = summaries[method].get(gate.metric, {}).get("mean")
+            mean = summaries.get(method, {}).get(gate.metric, {}).get("mean")
             if mean is None:
-                missed.append(f"{gate.text}: {method} has no {gate.metric} score (add it to --metrics)")
+                missed.append(f"{gate.text}: {method} has no {gate.metric} score")
             elif not gate.passes(mean):
                 relation = "above" if not METRICS[gate.metric].higher_is_better else "below"
                 missed.append(f"{gate.text}: {method} {gate.metric} = {mean:.3f}, {relation} {gate.value:g}")
