@@ -4,22 +4,28 @@ A small fully convolutional network, conv stack -> GlobalAveragePooling2D -> Den
 applies), trained on domain-randomized shapes from :mod:`gradcam_cli.demo.shapes`:
 
 - input 96x96; a stride-2 stem and one 2x2 max-pool bring the grid to 24x24 (stride 4), and the
-  layers after that keep 24x24 with dilated 3x3 convolutions (dilation 2 and 4, Yu & Koltun 2016),
-  so the target layer sees about 65 px (two thirds of the image: the largest shapes whole) while its
-  maps stay fine enough for a strict pointing game on objects 8 % of the side wide;
+  layers after that keep 24x24 with dilated 3x3 convolutions (dilation 2, 4 and 8, Yu & Koltun
+  2016), so the target layer's receptive field covers the whole image (129 px: a shape filling 80 %
+  of the side is seen whole from its centre) while its maps stay fine enough for a strict pointing
+  game on objects a tenth of the side wide;
 - a 1x1 convolution gives the class-evidence maps that GAP averages (the layer CAM explains);
 - the training images are drawn once (in parallel chunks with fixed seeds) and augmented on the fly
   in tf.data with the eight symmetries of the square, RGB channel permutations and negatives,
   which change no label; soft targets spread over the classes present in an image;
 - each training scene's difficulty is drawn uniformly from 0 (a large filled shape on a flat or
   gradient background) to 1 (the full randomization). With only full-difficulty scenes the network
-  sat at chance (loss ln 5) for a whole epoch: the easy scenes give the first gradients a signal.
+  sat at chance (loss ln 5) for a whole epoch: the easy scenes give the first gradients a signal;
+- the network is fully convolutional, so the first ``--low-res-epochs`` epochs train on the images
+  shrunk to ``--low-res`` pixels (about half the cost per image) and the last ones at full size
+  (progressive resizing, as in Howard's fast.ai ImageNet runs; Touvron et al., NeurIPS 2019, on the
+  train/test resolution gap that the full-size epochs close). More optimisation steps fit in the
+  same half hour.
 
 Model selection uses a validation set of full-difficulty scenes from the same generator with another
-seed: the weights of the epoch with the best validation accuracy (top-1 among the classes present)
-are kept. It writes
-``shapes_cnn.keras`` and its sidecar ``shapes_cnn.keras.gradcam.json`` (preprocessing, labels, how it
-was trained) beside this file, and logs progress to stdout.
+seed, at full size: the weights of the epoch with the best validation accuracy (top-1 among the
+classes present) are kept. It writes ``shapes_cnn.keras`` and its sidecar
+``shapes_cnn.keras.gradcam.json`` (preprocessing, labels, how it was trained) beside this file, and
+logs progress to stdout.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ def build_model(size: int = SIZE, classes: int = len(CLASSES)):
     return build_models(size, classes)[0]
 
 
-def build_models(size: int = SIZE, classes: int = len(CLASSES)):
+def build_models(size: int | None = SIZE, classes: int = len(CLASSES)):
     """(shipped model, training model). The training model shares every layer of the shipped one and
     adds a training-only head: a 1x1 convolution on the target layer that labels each cell of the
     24x24 grid with the class whose object covers it, or background (deep supervision, Lee et al.
@@ -119,10 +125,12 @@ def generate(seed: int, count: int, size: int = SIZE, workers: int = 2, difficul
     return images, targets, cells
 
 
-def training_dataset(images: np.ndarray, targets: np.ndarray, cells: np.ndarray, seed: int, batch_size: int):
+def training_dataset(images: np.ndarray, targets: np.ndarray, cells: np.ndarray, seed: int, batch_size: int,
+                     size: int = SIZE):
     """Shuffled, augmented, endless batches; every random choice is a stateless function of
     (seed, batch number), so a run is reproducible. The symmetries move the cell targets with the
-    pixels."""
+    pixels. With ``size`` under the images' side, pixels and cell targets are shrunk by area
+    averaging (the cells stay a distribution over classes)."""
     import tensorflow as tf
 
     permutations = tf.constant([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
@@ -144,7 +152,11 @@ def training_dataset(images: np.ndarray, targets: np.ndarray, cells: np.ndarray,
         pixels = tf.where(negative[:, None, None, None], 255 - pixels, pixels)
         cover = tf.cast(cover, tf.float32) / 255.0
         cover = cover / tf.reduce_sum(cover, axis=-1, keepdims=True)
-        return tf.cast(pixels, tf.float32) / 255.0, (labels, cover)
+        pixels = tf.cast(pixels, tf.float32) / 255.0
+        if size != images.shape[1]:
+            pixels = tf.image.resize(pixels, (size, size), method="area")
+            cover = tf.image.resize(cover, (size // 4, size // 4), method="area")
+        return pixels, (labels, cover)
 
     dataset = tf.data.Dataset.from_tensor_slices((images, targets, cells))
     dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
@@ -163,7 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=80000, help="training images")
     parser.add_argument("--validation", type=int, default=2000, help="validation images (another seed)")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=7)
+    parser.add_argument("--low-res-epochs", type=int, default=4,
+                        help=f"the first epochs see the images shrunk to --low-res px (full size: {SIZE})")
+    parser.add_argument("--low-res", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="processes drawing the training images")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
@@ -184,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     val_x = val_x.astype(np.float32) / 255
     log(f"generated {args.train} + {args.validation} images ({SIZE}x{SIZE})")
 
-    model, training_model = build_models()
+    model, training_model = build_models(None)  # any input size: the first epochs train on smaller images
     steps = args.train // args.batch_size
     warmup = min(300, steps // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -204,13 +219,21 @@ def main(argv: list[str] | None = None) -> None:
         def on_epoch_end(self, epoch, logs=None):
             probabilities = model.predict(val_x, batch_size=256, verbose=0)
             accuracy = present_accuracy(val_y, probabilities)
-            log(f"epoch {epoch + 1}/{args.epochs} loss {logs['loss']:.4f} validation accuracy {accuracy:.4f}")
+            log(f"epoch {epoch + 1}/{args.epochs} ({phase['size']} px) loss {logs['loss']:.4f} "
+                f"validation accuracy {accuracy:.4f}")
             if accuracy >= self.best[0]:
                 Progress.best = (accuracy, model.get_weights(), epoch + 1)
 
-    training_model.fit(training_dataset(train_x, train_y, train_cells, args.seed, args.batch_size), steps_per_epoch=steps,
-              epochs=args.epochs, verbose=0, callbacks=[Progress()])
+    phase = {}
+    low = min(args.low_res_epochs, args.epochs)
+    for size, first, last in ((args.low_res, 0, low), (SIZE, low, args.epochs)):
+        if last > first:
+            phase["size"] = size
+            training_model.fit(training_dataset(train_x, train_y, train_cells, args.seed + first, args.batch_size, size),
+                               steps_per_epoch=steps, initial_epoch=first, epochs=last, verbose=0,
+                               callbacks=[Progress()])
     accuracy, weights, best_epoch = Progress.best
+    model = build_model(SIZE)  # the shipped model takes the size it was validated at
     model.set_weights(weights)
     seconds = time.perf_counter() - started
     cpu_seconds = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
@@ -226,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
         "preprocess": "scale01",
         "labels": list(CLASSES),
         "input_size": [SIZE, SIZE],
-        "trained": {"seed": args.seed, "train_images": args.train, "epochs": args.epochs, "kept_epoch": best_epoch,
+        "trained": {"seed": args.seed, "train_images": args.train, "epochs": args.epochs,
+                    "low_res_epochs": low, "low_res": args.low_res, "kept_epoch": best_epoch,
                     "validation_accuracy": round(accuracy, 4), "seconds": round(seconds),
                     "cpu_seconds": round(cpu_seconds)},
     }
