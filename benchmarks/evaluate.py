@@ -9,7 +9,12 @@ predict seconds / our seconds: 1.0 is as fast as predict, above is faster). Comp
 excluded from both; ``--rounds`` alternated timings, the best of each kept. Random weights for keras.applications models (timing does not depend on them).
 
 Scores: every method and the random/center baselines on held-out scenes, with the margins of
-Grad-CAM over each baseline: the README's figures.
+Grad-CAM over each baseline: the README's figures. Then what deletion's black pixels do to the
+demo model on the same scenes: its probability of the true class on the image, with the object's
+pixels set to black (the black silhouette deletion leaves once the map has found the object) and
+with them replaced by the clean background (the object truly removed). When the silhouette keeps
+the class, the mask's shape leaks it (Rong et al., ICML 2022, "ROAD") and deletion cannot reward a
+map for finding the object.
 """
 
 from __future__ import annotations
@@ -115,6 +120,30 @@ def scores(count: int, steps: int, methods: list[str], seed: int) -> dict:
             "margins": margins, "curves": mean_curves}
 
 
+def silhouette(count: int, seed: int) -> dict:
+    """Mean probability of the true class (and accuracy) on held-out single-object scenes: as drawn,
+    with the object's mask set to black, and with it replaced by the scene's clean background."""
+    from gradcam_cli.demo.heldout import make_scenes
+
+    spec = resolve_model("demo")
+    scenes = make_scenes(seed, count, size=128)["single"]
+    labels = np.array([scene.objects[0].label for scene in scenes])
+    variants = {"as drawn": [], "object set to black": [], "object replaced by the background": []}
+    for scene in scenes:
+        mask = scene.objects[0].mask
+        black, removed = scene.image.copy(), scene.image.copy()
+        black[mask] = 0
+        removed[mask] = scene.background[mask]
+        for name, image in zip(variants, (scene.image, black, removed), strict=True):
+            variants[name].append(model_input(image, spec.input_size))
+    result = {}
+    for name, images in variants.items():
+        probabilities = spec.model.predict(spec.preprocess(np.stack(images)), batch_size=64, verbose=0)
+        result[name] = {"p_true": round(float(probabilities[np.arange(len(labels)), labels].mean()), 4),
+                        "accuracy": round(float(np.mean(probabilities.argmax(1) == labels)), 4)}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
@@ -149,6 +178,10 @@ def main() -> None:
             print(f"{method:<12}{cells}")
         for name, summary in report["scores"]["margins"].items():
             print(f"{name:<28}{summary['mean']:+.3f} [{summary['ci95'][0]:+.3f}, {summary['ci95'][1]:+.3f}]")
+        report["silhouette"] = silhouette(args.score_images, args.seed)
+        print("\nthe same scenes, probability of the true class (accuracy):")
+        for name, values in report["silhouette"].items():
+            print(f"  {name:<36}{values['p_true']:.3f} ({values['accuracy']:.1%})")
     if args.json:
         with open(args.json, "w") as stream:
             json.dump(report, stream, indent=2)

@@ -68,8 +68,8 @@ def make_scenes(seed: int, per_kind: int, size: int = 128) -> dict[str, list[Sce
 
 SOURCES = {"in_distribution": "the training generator (gradcam_cli.demo.shapes), another seed",
            "heldout": "gradcam_cli.demo.heldout, written separately, never used for training or selection",
-           "heldout2": "gradcam_cli.demo.heldout2, written separately again, after the model's recipe was fixed, "
-                       "and looked at only once, after the model was trained"}
+           "heldout2": "gradcam_cli.demo.heldout2, written separately again by another author, never used for "
+                       "training or selection"}
 HELDOUT_SOURCES = ("heldout", "heldout2")  # the generators the model never saw
 
 
