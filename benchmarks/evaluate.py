@@ -12,7 +12,9 @@ Scores: every method and the random/center baselines on held-out scenes, with th
 Grad-CAM over each baseline: the README's figures. Then what deletion's black pixels do to the
 demo model on the same scenes: its probability of the true class on the image, with the object's
 pixels set to black (the black silhouette deletion leaves once the map has found the object) and
-with them replaced by the clean background (the object truly removed). When the silhouette keeps
+with them replaced by the scene's background as drawn before the object and before the camera
+effects (the object removed, though a faint seam of the object's shape stays where the noise, blur
+and JPEG of the rest of the image stop). When the silhouette keeps
 the class, the mask's shape leaks it (Rong et al., ICML 2022, "ROAD") and deletion cannot reward a
 map for finding the object.
 """

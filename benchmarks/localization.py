@@ -1,9 +1,9 @@
-"""Accuracy and localization of every method with the bundled demo model, on two generators.
+"""Accuracy and localization of every method with the bundled demo model, on three generators.
 
     python benchmarks/localization.py [--per-kind 200] [--seed 777] [--json out.json] [--failures f.png]
                                       [--breakdown 600]
 
-Two sources of images, each scored the same way:
+Three sources of images, each scored the same way:
 
 - in-distribution: the generator the model was trained on (gradcam_cli.demo.shapes), another seed;
 - held-out: gradcam_cli.demo.heldout, drawn by separate code with its own textures, never used for
@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -120,7 +121,8 @@ def save_failures(spec, source: str, seed: int, count: int, path: str) -> None:
 def breakdown(spec, source: str, seed: int, count: int) -> dict[str, dict]:
     """Accuracy and Grad-CAM strict pointing on ``count`` single-object scenes of a held-out source,
     grouped by background family, drawing style, object area and (where the generator records it)
-    occlusion: where the misses are."""
+    occlusion: where the misses are. The scenes are those of the main tables' seed, so the first
+    ``--per-kind`` of them are the tables' single-object scenes."""
     scenes = source_scenes(source, seed, count)["single"]
     result = Explainer(spec, method="gradcam", batch_size=50).run(model_batch(spec, [s.image for s in scenes]), None)
     groups: dict[str, list[tuple[bool, bool]]] = {}
@@ -200,7 +202,8 @@ def main() -> None:
             print(f"issue 12 targets ({source}):")
             entry["targets_met"] = check_targets(accuracy, results)
             if args.failures:
-                path = args.failures if source == "heldout" else args.failures.replace(".png", f"_{source}.png")
+                sheet = Path(args.failures)
+                path = str(sheet if source == "heldout" else sheet.with_name(f"{sheet.stem}_{source}{sheet.suffix}"))
                 save_failures(spec, source, args.seed, args.per_kind, path)
             if args.breakdown:
                 entry["breakdown"] = breakdown(spec, source, args.seed, args.breakdown)

@@ -2,10 +2,10 @@
 
     python benchmarks/token_model.py [--train 6000] [--epochs 5] [--per-kind 200] [--json out.json]
 
-Trains a small hybrid Vision Transformer (:func:`build_vit`: the demo CNN's first two blocks,
-frozen, as the stem; 96 px input -> an 8 x 8 token grid plus a class token, class-token pooling) on
+Trains a small hybrid Vision Transformer (:func:`build_vit`: the demo CNN up to its first dilated
+convolution, frozen, as the stem; 96 px input -> an 8 x 8 token grid plus a class token, class-token pooling) on
 scenes from :mod:`gradcam_cli.demo.shapes` (the demo model's training mix, another seed), reports its
-held-out accuracy, then scores the tool's maps for it and for the bundled demo CNN on the same fresh
+accuracy on unseen scenes of that generator, then scores the tool's maps for it and for the bundled demo CNN on the same fresh
 scenes as ``benchmarks/localization.py`` (pointing game with the paper's tolerance, and strict), and
 on scenes of :mod:`gradcam_cli.demo.heldout`, a generator written separately from the training one.
 
@@ -148,14 +148,14 @@ def main() -> None:
     cnn = resolve_model("demo")
     vit, accuracy, seconds = train_vit(args.seed, args.train, args.test, args.epochs, cnn.model)
     print(f"ViT: {vit.count_params():,} parameters, trained {args.epochs} epochs on {args.train} images in "
-          f"{seconds:.0f} s; held-out accuracy {accuracy:.3f} ({args.test} single-object images)")
+          f"{seconds:.0f} s; accuracy on unseen training-generator scenes {accuracy:.3f} ({args.test} single-object images)")
     models = {"vit": spec_for_model(vit, name="shapes_vit", preprocess="scale01"), "demo_cnn": cnn}
     scene_sets = {"shapes": make_scenes(args.scene_seed, args.per_kind),
                   "heldout": heldout.make_scenes(args.scene_seed, args.per_kind)}
     trainable = int(sum(np.prod(w.shape) for w in vit.trainable_weights))
     print(f"ViT parameters: {vit.count_params():,} in all, {trainable:,} trained (the rest: the frozen CNN stem)")
     results = {"vit": {"parameters": int(vit.count_params()), "trained_parameters": trainable,
-                       "held_out_accuracy": accuracy,
+                       "unseen_scene_accuracy": accuracy,
                        "train_seconds": round(seconds), "train_images": args.train, "epochs": args.epochs},
                "demo_cnn": {"parameters": int(cnn.model.count_params())}}
     print(f"{'scenes':<9}{'model':<10}{'params':>10}{'method':>12}{'pointing':>10}{'strict':>8}{'two-class':>11}  layer")

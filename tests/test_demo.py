@@ -54,9 +54,10 @@ def test_generator_sizes_stay_in_the_documented_range():
 
 
 def test_difficulty_zero_is_a_plain_large_filled_shape():
-    scene = make_scene(np.random.default_rng(3), 96, "single", difficulty=0.0)
-    x0, y0, x1, y1 = scene.objects[0].box
-    assert max(x1 - x0, y1 - y0) >= 0.15 * 96
+    for seed in range(5):
+        scene = make_scene(np.random.default_rng(seed), 96, "single", difficulty=0.0)
+        x0, y0, x1, y1 = scene.objects[0].box
+        assert max(x1 - x0, y1 - y0) >= 0.2 * 96  # at least 22 % drawn; the frame may cut a little
 
 
 def test_dataset_targets_are_soft_labels():
@@ -78,6 +79,26 @@ def test_cell_targets_follow_the_masks():
     np.testing.assert_allclose(cells.sum(axis=-1), 1.0, atol=0.02)
     for obj in scene.objects:
         np.testing.assert_allclose(cells[..., obj.label].sum() * 16, obj.mask.sum(), rtol=0.02)
+
+
+def test_low_resolution_epochs_shrink_pixels_and_cell_targets_and_the_weights_fit_the_shipped_model(keras):
+    from gradcam_cli.demo.train import build_model, build_models, training_dataset
+
+    count = 8
+    images = np.random.default_rng(0).integers(0, 256, (count, 96, 96, 3), dtype=np.uint8)
+    targets = np.eye(len(CLASSES), dtype=np.float32)[np.arange(count) % len(CLASSES)]
+    cells = np.zeros((count, 24, 24, len(CLASSES) + 1), np.uint8)
+    cells[:, :12, :, 0], cells[:, 12:, :, -1] = 255, 255  # a circle over the top half, background below
+    pixels, (labels, cover) = next(iter(training_dataset(images, targets, cells, seed=0, batch_size=4, size=64)))
+    assert pixels.shape == (4, 64, 64, 3) and cover.shape == (4, 16, 16, len(CLASSES) + 1)
+    np.testing.assert_allclose(cover.numpy().sum(axis=-1), 1.0, atol=1e-5)  # still a distribution per cell
+    assert cover.numpy()[..., 0].sum() == pytest.approx(4 * 16 * 8, rel=1e-5)  # half the cells, whatever the symmetry
+    any_size, training = build_models(None)
+    assert [tuple(o.shape) for o in training(np.zeros((1, 64, 64, 3), np.float32))] == [(1, 5), (1, 16, 16, 6)]
+    shipped = build_model(96)
+    shipped.set_weights(any_size.get_weights())
+    sample = np.random.default_rng(1).random((2, 96, 96, 3)).astype(np.float32)
+    np.testing.assert_allclose(shipped(sample).numpy(), any_size(sample).numpy(), atol=1e-5)
 
 
 def test_confusion_matrix_counts():

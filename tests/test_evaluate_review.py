@@ -39,7 +39,7 @@ def test_gate_without_method_is_not_silently_passed_when_only_baselines_ran() ->
 
 @pytest.mark.parametrize(("gate", "says"), [
     ("pointing:gradcam++=0.9", "gradcam++ is not evaluated (add it to --methods)"),
-    ("energy:gradcam=0.4", "energy is not scored (add it to --metrics)"),
+    ("energy:gradcam=0.4", "energy is not scored (add --ground-truth FILE and energy to --metrics)"),
 ])
 def test_gate_that_could_never_be_checked_is_a_usage_error_before_scoring(tmp_path, gate, says) -> None:
     # It used to be reported only after every image was scored, as a missed threshold (exit 5).

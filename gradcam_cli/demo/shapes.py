@@ -29,7 +29,7 @@ KINDS = ("single", "pair", "same")  # one object; two of different classes; 2-3 
 SUPERSAMPLE = 2  # shapes are drawn at twice the size and box-filtered down (anti-aliasing)
 EXTENT = (0.10, 0.80)  # an object's largest extent, as a fraction of the image side (one object alone)
 CROWDED_EXTENT = {2: 0.50, 3: 0.40}  # the largest extent when two or three objects must fit
-MIN_VISIBLE = 40.0  # RGB distance (0..255) that most of an object's drawn pixels keep from what lies under them
+MIN_VISIBLE = 40.0  # Euclidean RGB distance (0..441) that most of an object's drawn pixels keep from what lies under them
 OUTLINE_MIN_EXTENT = 0.16  # smaller shapes are always filled: a thick outline on them reads as a blob
 
 
@@ -448,7 +448,7 @@ def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single", d
         alpha, region = _shape_alpha(label, big, cx * SUPERSAMPLE, cy * SUPERSAMPLE, radius * SUPERSAMPLE,
                                      rng.uniform(0, 2 * math.pi), outline, rng, size)
         under = image[region >= 0.5].mean(axis=0) if (region >= 0.5).any() else image.mean(axis=(0, 1))
-        for _ in range(20):  # a person must be able to see it: most drawn pixels stand out from what is under them
+        for _ in range(20):  # a person must see it: up to 20 paints, until most drawn pixels stand out from what is under them
             paint = _object_paint(rng, size, under, difficulty)
             if _visible_fraction(paint, image, alpha) >= 0.7:
                 break

@@ -91,7 +91,8 @@ def gate_problems(gates: list[Gate], methods: list[str], metrics: list[str], bas
         elif gate.method is not None and gate.method not in methods:
             problems.append(f"{gate.text}: {gate.method} is not evaluated (add it to --methods)")
         if gate.metric not in metrics:
-            problems.append(f"{gate.text}: {gate.metric} is not scored (add it to --metrics)")
+            fix = "--ground-truth FILE and " if METRICS[gate.metric].needs_ground_truth else ""
+            problems.append(f"{gate.text}: {gate.metric} is not scored (add {fix}{gate.metric} to --metrics)")
     return problems
 
 
