@@ -329,7 +329,7 @@ def _run_with_progress(items, spec, options, quiet, as_json, engine_run=None):
     def on_row(row: dict) -> None:
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
-        elif not quiet and row["status"] == "ok" and row["rank"] == 0:
+        elif not quiet and row["status"] == "ok" and row["rank"] == 0 and not row.get("resumed"):
             top = ", ".join(format_prediction(row["head"], label, value) for _, label, value in row["top"])
             tqdm.write(f"{shown.get(row['input'], row['input'])}: {top}", file=sys.stdout)
 

@@ -165,13 +165,13 @@ class Manifest:
     def group(row: dict) -> tuple:
         return (row.get("input"), row.get("method"), row.get("targets"))
 
-    def finished_inputs(self, method: str, targets: str, config: str) -> set[str]:
+    def finished_inputs(self, method: str, targets: str, config: str) -> dict[str, list[dict]]:
         """Inputs (real paths) whose current rows for (method, targets) are complete (one per target),
-        all ok, with the same config and their files present: a rerun skips them."""
+        all ok, with the same config and their files present, with those rows: a rerun skips them."""
         groups: dict[tuple, list[dict]] = {}
         for row in self.previous:
             groups.setdefault(self.group(row), []).append(row)
-        done = set()
+        done = {}
         for (input_path, row_method, row_targets), rows in groups.items():
             if row_method != method or row_targets != targets:
                 continue
@@ -181,7 +181,7 @@ class Manifest:
                 and all(self._exists(row[key]) for key in PATH_FIELDS if row.get(key))
                 for row in rows
             ):
-                done.add(input_path)
+                done[input_path] = rows
         return done
 
     def append(self, rows: list[dict]) -> None:

@@ -281,6 +281,18 @@ class RowSink:
         self.manifest, self.summary, self.output_dir = manifest, summary, output_dir
         self.on_row, self.progress = on_row, progress
 
+    @classmethod
+    def for_plan(cls, plan: RunPlan, on_row: Callable[[dict], None] | None,
+                 progress: Callable[[int], None] | None) -> RowSink:
+        """The sink of a planned run. ``on_row`` first gets the rows of the inputs a previous run
+        finished (skipped on resume), marked ``"resumed": True`` and not written again, so that a
+        caller reading rows (``--json``) sees every input."""
+        sink = cls(plan.manifest, plan.summary, plan.job.output, on_row, progress)
+        if on_row:
+            for row in plan.reused:
+                on_row({**row, "resumed": True})
+        return sink
+
     def resolve(self, futures: list[Future | dict], image_count: int) -> None:
         """Wait for a batch's written rows (in order) and record them."""
         rows = []
@@ -324,6 +336,7 @@ class RunPlan:
     summary: RunSummary
     stems: dict[str, str]
     todo: list[InputItem]
+    reused: list[dict]  # the manifest rows of the inputs skipped on resume, in input order
 
 
 def plan_run(items: list[InputItem], spec: ModelSpec, options: RunOptions,
@@ -335,12 +348,13 @@ def plan_run(items: list[InputItem], spec: ModelSpec, options: RunOptions,
     manifest = open_manifest(job.output)
     summary = RunSummary(layer=job.explainer.layer_name, method=job.method_name)
     stems = dict(zip([i.real for i in items], render.unique_stems(i.relative for i in items), strict=True))
-    done = set() if options.overwrite else manifest.finished_inputs(job.method_name, job.targets, job.config)
+    done = {} if options.overwrite else manifest.finished_inputs(job.method_name, job.targets, job.config)
     todo = [item for item in items if item.real not in done]
+    reused = [row for item in dict.fromkeys(i.real for i in items) if item in done for row in done[item]]
     summary.images_skipped = len(items) - len(todo)
     if progress and summary.images_skipped:
         progress(summary.images_skipped)
-    return RunPlan(job, manifest, summary, stems, todo)
+    return RunPlan(job, manifest, summary, stems, todo, reused)
 
 
 def run_explain(
@@ -361,7 +375,7 @@ def run_explain(
     started = time.perf_counter()
     plan = plan_run(items, spec, options, explainer, progress)
     job, summary = plan.job, plan.summary
-    sink = RowSink(plan.manifest, summary, job.output, on_row, progress)
+    sink = RowSink.for_plan(plan, on_row, progress)
     decoders = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode")
     writers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="write")
     pending: list[tuple[list[Future | dict], int]] = []  # rows of a batch being written, image count

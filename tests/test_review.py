@@ -146,3 +146,26 @@ def test_a_model_file_is_one_model_however_its_path_is_typed(tmp_path, monkeypat
 def test_a_bad_input_size_names_the_option(tmp_path, value):
     result = run("explain", PAIR, "--input-size", value, "-o", tmp_path / "out")
     assert result.exit_code == 2 and "--input-size" in result.output.splitlines()[-1], result.output
+
+
+def test_json_lists_the_inputs_a_resumed_run_skips(tmp_path):
+    # '--json' used to print nothing for inputs already done, so a script reading stdout lost them.
+    import json
+
+    shapes = ROOT / "sample_images" / "shapes"
+    first_two = [shapes / "01_single_cross.png", shapes / "02_single_square.png"]
+    out = tmp_path / "out"
+    first = run("explain", *first_two, "--model", "demo", "-o", out, "--json")
+    assert first.exit_code == 0
+    again = run("explain", *first_two, shapes / "03_single_triangle.png", "--model", "demo", "-o", out, "--json")
+    rows = [json.loads(line) for line in again.stdout.splitlines()]
+    assert again.exit_code == 0 and len(rows) == 3
+    by_name = {Path(row["input"]).name: row for row in rows}
+    assert by_name["01_single_cross.png"]["resumed"] and by_name["02_single_square.png"]["resumed"]
+    assert "resumed" not in by_name["03_single_triangle.png"]
+    before = {Path(json.loads(line)["input"]).name: json.loads(line) for line in first.stdout.splitlines()}
+    assert by_name["01_single_cross.png"]["overlay"] == before["01_single_cross.png"]["overlay"]
+    manifest = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 3 and not any("resumed" in line for line in manifest)  # not written again
+    human = run("explain", *first_two, "--model", "demo", "-o", out)
+    assert "01_single_cross.png:" not in human.stdout  # predictions are printed only for new work

@@ -334,7 +334,7 @@ def run_explain_ray(
     started = time.perf_counter()
     plan = plan_run(items, spec, options, progress=progress)
     job, summary = plan.job, plan.summary
-    sink = RowSink(plan.manifest, summary, job.output, on_row, progress)
+    sink = RowSink.for_plan(plan, on_row, progress)
     try:
         if plan.todo:
             with ray_session(address, workers), warnings.catch_warnings():
