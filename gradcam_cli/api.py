@@ -149,6 +149,32 @@ def as_images(images: Any) -> tuple[list[np.ndarray], list[str | None], list[tup
     return arrays, paths, failures
 
 
+_EXPLAINERS = "_gradcam_explainers"  # an in-memory model's attribute: {options: Explainer}
+_EXPLAINERS_PER_MODEL = 8
+
+
+def _explainer(model: Any, model_options: dict, explainer_options: dict) -> Explainer:
+    """The Explainer for one :func:`explain` call. For an in-memory Keras model it is the one an
+    earlier call with the same options built, kept on the model itself (so it goes when the model
+    goes), so that calling :func:`explain` in a loop traces its graphs once instead of every call."""
+    if isinstance(model, (str, os.PathLike, ModelSpec)):
+        return Explainer(resolve_model(model, **model_options), **explainer_options)
+    key = tuple((name, tuple(value) if isinstance(value, list) else value)
+                for name, value in sorted({**model_options, **explainer_options}.items()))
+    cached = getattr(model, _EXPLAINERS, None)
+    if cached is None:
+        cached = {}
+        try:
+            object.__setattr__(model, _EXPLAINERS, cached)  # past Keras's attribute tracking
+        except (AttributeError, TypeError):  # an object that takes no attributes: no reuse
+            return Explainer(resolve_model(model, **model_options), **explainer_options)
+    if key not in cached:
+        if len(cached) >= _EXPLAINERS_PER_MODEL:
+            cached.pop(next(iter(cached)))
+        cached[key] = Explainer(resolve_model(model, **model_options), **explainer_options)
+    return cached[key]
+
+
 def explain(
     model: Any,
     images: Any,
@@ -193,10 +219,12 @@ def explain(
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
     arrays, paths, failures = as_images(images)
-    spec = resolve_model(model, weights=weights, preprocess=preprocess, labels=labels,
-                         input_size=tuple(input_size) if input_size is not None else None, output=output)
-    explainer = Explainer(spec, method=method, layer=layer, batch_size=batch_size, smooth=smooth,
-                          chunk_size=chunk_size, max_channels=max_channels, region=region)
+    model_options = {"weights": weights, "preprocess": preprocess, "labels": labels,
+                     "input_size": tuple(input_size) if input_size is not None else None, "output": output}
+    explainer_options = {"method": method, "layer": layer, "batch_size": batch_size, "smooth": smooth,
+                         "chunk_size": chunk_size, "max_channels": max_channels, "region": region}
+    explainer = _explainer(model, model_options, explainer_options)
+    spec = explainer.spec
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
     if target is None or isinstance(target, np.ndarray):

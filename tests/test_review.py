@@ -169,3 +169,36 @@ def test_json_lists_the_inputs_a_resumed_run_skips(tmp_path):
     assert len(manifest) == 3 and not any("resumed" in line for line in manifest)  # not written again
     human = run("explain", *first_two, "--model", "demo", "-o", out)
     assert "01_single_cross.png:" not in human.stdout  # predictions are printed only for new work
+
+
+def test_explain_in_a_loop_with_an_in_memory_model_traces_once(gap_dense_model, random_images):
+    # gradcam_cli.explain built a fresh Explainer per call, so a notebook loop retraced every time.
+    import gc
+    import weakref
+
+    import numpy as np
+
+    import gradcam_cli
+    from gradcam_cli import api
+
+    images = [random_images[i].astype(np.uint8) for i in range(3)]
+    first = gradcam_cli.explain(gap_dense_model, images[0], method="gradcam++")
+    explainers = list(getattr(gap_dense_model, api._EXPLAINERS).values())
+    for image in images[1:]:
+        later = gradcam_cli.explain(gap_dense_model, image, method="gradcam++")
+    assert list(getattr(gap_dense_model, api._EXPLAINERS).values()) == explainers  # the same one, reused
+    assert explainers[0].tracing_count == 1
+    np.testing.assert_allclose(gradcam_cli.explain(gap_dense_model, images[0], method="gradcam++").heatmap(0),
+                               first.heatmap(0), rtol=1e-5, atol=1e-6)
+    assert later.method == "gradcam++"
+    other = gradcam_cli.explain(gap_dense_model, images[0], method="gradcam")  # other options: its own
+    assert other.method == "gradcam" and len(getattr(gap_dense_model, api._EXPLAINERS)) == 2
+    import keras
+
+    throwaway = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),
+                                  keras.layers.Dense(2, activation="softmax")])
+    gradcam_cli.explain(throwaway, images[0][:8, :8])
+    gone = weakref.ref(throwaway)
+    del throwaway
+    gc.collect()
+    assert gone() is None  # the cache does not keep a model alive
