@@ -157,8 +157,11 @@ def _explainer(model: Any, model_options: dict, explainer_options: dict) -> Expl
     """The Explainer for one :func:`explain` call. For an in-memory Keras model it is the one an
     earlier call with the same options built, kept on the model itself (so it goes when the model
     goes), so that calling :func:`explain` in a loop traces its graphs once instead of every call."""
-    if isinstance(model, (str, os.PathLike, ModelSpec)):
+    def build() -> Explainer:
         return Explainer(resolve_model(model, **model_options), **explainer_options)
+
+    if isinstance(model, (str, os.PathLike, ModelSpec)):
+        return build()
     key = tuple((name, tuple(value) if isinstance(value, list) else value)
                 for name, value in sorted({**model_options, **explainer_options}.items()))
     cached = getattr(model, _EXPLAINERS, None)
@@ -167,11 +170,11 @@ def _explainer(model: Any, model_options: dict, explainer_options: dict) -> Expl
         try:
             object.__setattr__(model, _EXPLAINERS, cached)  # past Keras's attribute tracking
         except (AttributeError, TypeError):  # an object that takes no attributes: no reuse
-            return Explainer(resolve_model(model, **model_options), **explainer_options)
+            return build()
     if key not in cached:
         if len(cached) >= _EXPLAINERS_PER_MODEL:
             cached.pop(next(iter(cached)))
-        cached[key] = Explainer(resolve_model(model, **model_options), **explainer_options)
+        cached[key] = build()
     return cached[key]
 
 

@@ -166,15 +166,20 @@ HELDOUT2_FLOORS = {"pointing_game": 0.84, "pointing_game_strict": 0.75, "two_cla
 METHOD_FLOORS = {("scorecam", "two_class"): 0.68}  # its channel-masking scores are the least class-specific
 
 
-@pytest.mark.parametrize("method", method_names())
-def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, heldout_scenes, method):
-    explainer = Explainer(demo_spec, method=method, batch_size=40)
+def _localization(spec, method: str, scenes) -> dict[str, float]:
+    """The localization summary of ``method``'s maps for the demo model on ``scenes``."""
+    explainer = Explainer(spec, method=method, batch_size=40)
 
     def explain_fn(images, classes):
-        batch = np.stack([model_input(image, demo_spec.input_size) for image in images])
+        batch = np.stack([model_input(image, spec.input_size) for image in images])
         return explainer.run(batch, classes).heatmaps
 
-    summary = score_method(explain_fn, heldout_scenes).summary()
+    return score_method(explain_fn, scenes).summary()
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, heldout_scenes, method):
+    summary = _localization(demo_spec, method, heldout_scenes)
     for metric, floor in FLOORS.items():
         if method == "eigencam" and metric == "two_class":  # class-agnostic: the same map for A and B
             assert summary[metric] <= 0.6, summary
@@ -184,12 +189,6 @@ def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, heldout_
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
 def test_gradcam_localizes_shapes_of_the_second_heldout_generator(demo_spec, heldout2_scenes, method):
-    explainer = Explainer(demo_spec, method=method, batch_size=40)
-
-    def explain_fn(images, classes):
-        batch = np.stack([model_input(image, demo_spec.input_size) for image in images])
-        return explainer.run(batch, classes).heatmaps
-
-    summary = score_method(explain_fn, heldout2_scenes).summary()
+    summary = _localization(demo_spec, method, heldout2_scenes)
     for metric, floor in HELDOUT2_FLOORS.items():
         assert summary[metric] >= floor, (method, metric, summary)
