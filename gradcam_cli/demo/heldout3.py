@@ -415,15 +415,34 @@ def _bg_dunes(rng: np.random.Generator, s: int) -> np.ndarray:
 
 
 def _bg_caustics(rng: np.random.Generator, s: int) -> np.ndarray:
+    """Pool floor lit through a wavy surface: light rays bent by the surface slope pile up in
+    bright lines; their density is gathered by forward-mapping a 2x grid of rays (a histogram)."""
     yy, _ = _grid(s)
     deep = _jitter(rng, np.array((0.1, 0.45, 0.55), np.float32), 0.15)
     shallow = _jitter(rng, np.array((0.45, 0.78, 0.8), np.float32), 0.1)
     base = _lerp(shallow, deep, np.clip(yy / s * 0.6 + 0.5 * _noise(rng, s, 2) - 0.1, 0, 1))
-    frequency = rng.uniform(9, 16)
-    first, second = _noise(rng, s, 3), _noise(rng, s, 3)
-    lines = ((1 - np.abs(np.sin(frequency * first + 2 * second))) ** 10
-             + (1 - np.abs(np.sin(frequency * second - 2 * first))) ** 10)
-    return np.clip(base + 0.3 * lines[..., None] * np.array((0.9, 1.0, 0.95), np.float32), 0, 1)
+    margin = s // 4
+    ray_y, ray_x = np.mgrid[0:2 * (s + 2 * margin), 0:2 * (s + 2 * margin)].astype(np.float32)
+    ray_y, ray_x = ray_y / 2 + 0.25 - margin, ray_x / 2 + 0.25 - margin
+    # surface h = sum of plane waves; a ray's landing point moves by c * grad h, and the weights
+    # are set so that c * (second derivative of h) reaches about 2, past the focusing point 1
+    waves = int(rng.integers(6, 10))
+    focus = rng.uniform(1.6, 2.6) / math.sqrt(waves)
+    land_x, land_y = ray_x.copy(), ray_y.copy()
+    for _ in range(waves):
+        heading = rng.uniform(0, 2 * np.pi)
+        wavenumber = 2 * np.pi / (s * rng.uniform(0.12, 0.45))
+        kx, ky = wavenumber * math.cos(heading), wavenumber * math.sin(heading)
+        shift = focus / wavenumber * np.cos(kx * ray_x + ky * ray_y + rng.uniform(0, 2 * np.pi))
+        land_x += shift * math.cos(heading)
+        land_y += shift * math.sin(heading)
+    inside = (land_x >= 0) & (land_x < s) & (land_y >= 0) & (land_y < s)
+    cells = land_y[inside].astype(np.int64) * s + land_x[inside].astype(np.int64)
+    density = np.bincount(cells, minlength=s * s).reshape(s, s) / 4.0
+    density = _blur(density.astype(np.float32), 1)
+    light = np.clip(density - 0.6, 0, 2.5)
+    return np.clip(base * (0.8 + 0.15 * density.clip(0, 2))[..., None]
+                   + 0.22 * light[..., None] * np.array((0.9, 1.0, 0.95), np.float32), 0, 1)
 
 
 def _bg_fence(rng: np.random.Generator, s: int) -> np.ndarray:
