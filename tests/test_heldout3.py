@@ -256,6 +256,7 @@ def test_occlusion_hides_at_most_a_fifth_of_any_object():
         hidden = (whole & scene.occluder).sum() / whole.sum()
         assert hidden <= 0.2 + 0.02
         assert 0 < obj.occluded_fraction <= 0.2
+        assert obj.extent >= 0.16 * 64
         assert not (obj.mask & scene.occluder).any()
         # the foreground twig must not merge with the object it crosses (a plain RGB check)
         touching = ~heldout3._dilate(~scene.occluder, 1) & heldout3._dilate(obj.mask, 3)
@@ -285,8 +286,10 @@ def test_every_object_meets_the_contrast_guarantee(scenes):
             image = scene.image.astype(float)
             gap = np.linalg.norm(np.median(image[core], 0) - np.median(image[band], 0))
             assert gap >= 50, (scene.background, CLASSES[obj.label], gap)
-            luma = image @ np.array([0.299, 0.587, 0.114])  # Rec. 601
-            assert abs(np.median(luma[core]) - np.median(luma[band])) >= 30
+            # Rec. 601 luma weighs saturated blues and reds differently from CIELAB's L*, so
+            # this bound is looser than the module's |Delta L*| >= 20
+            luma = image @ np.array([0.299, 0.587, 0.114])
+            assert abs(np.median(luma[core]) - np.median(luma[band])) >= 20
 
 
 def test_contrast_check_rejects_an_invisible_object(scenes):

@@ -37,7 +37,8 @@ Fairness guarantees (checked by tests/test_heldout3.py)
   0.28-0.4 of the total length; every object's largest extent is 10-70 % of the side (singles);
   the parameters are stored on the object so a test can rebuild the polygon independently.
 - Objects lie wholly inside the image with a margin and never overlap (bounding circles apart).
-- Occlusion hides at most 20 % of an object; the hidden pixels are removed from ``mask``.
+- Occlusion hides at most 20 % of an object, and only of objects of at least 16 % of the side;
+  the hidden pixels are removed from ``mask``.
 - Contrast, measured on the final uint8 image in CIELAB (see :func:`contrast_report`): the median
   colour of the object's inner pixels differs from the median of a ring 2-4 px outside it by
   Delta E76 >= 30 with a lightness gap |Delta L*| >= 20 (so JPEG's halved chroma resolution and
@@ -69,6 +70,7 @@ STAR_RATIO = (0.38, 0.5)
 CROSS_WIDTH_RATIO = (0.28, 0.4)
 SINGLE_EXTENT = (0.10, 0.70)
 MAX_OCCLUDED = 0.20
+OCCLUDABLE_EXTENT = 0.16
 CONTRAST_MEDIAN_DE = 30.0
 CONTRAST_LIGHTNESS = 20.0
 SMALL_OBJECT = 0.20  # objects below this share of the side need more contrast
@@ -1013,15 +1015,19 @@ def _attempt(rng: np.random.Generator, size: int, kind: str, labels: Sequence[in
             ink=ink >= 0.5))
 
     occluder = None
-    if rng.random() < 0.15:
-        target = plans[int(rng.integers(len(plans)))]
+    # only objects of at least 16 % of the side may be partly hidden; small ones stay whole
+    large = [plan for plan in plans if plan.extent >= OCCLUDABLE_EXTENT * size]
+    if large and rng.random() < 0.15:
+        target = large[int(rng.integers(len(large)))]
         for _ in range(8):
             ring = _occluder_ring(rng, size, target)
             coverage = polygon_coverage([ring], size, size)
             hidden = coverage >= 0.5
             fractions = [float((o.mask & hidden).sum() / o.mask.sum()) for o in objects]
+            small_hit = any(f > 0 and o.extent < OCCLUDABLE_EXTENT * size
+                            for o, f in zip(objects, fractions, strict=True))
             stem = _occluder_colour(rng, colours)
-            if stem is not None and MAX_OCCLUDED >= max(fractions) >= 0.03:
+            if stem is not None and not small_hit and MAX_OCCLUDED >= max(fractions) >= 0.03:
                 shade = 0.85 + 0.3 * _noise(rng, size, 6)
                 image = _lerp(image, stem * shade[..., None], coverage)
                 occluder = hidden
