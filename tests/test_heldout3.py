@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from matplotlib.path import Path as MplPath
 
 from gradcam_cli.demo import heldout3
 from gradcam_cli.demo.heldout3 import CLASSES, KINDS, make_dataset, make_scene, make_scenes
@@ -31,22 +30,32 @@ def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
     return points @ np.array([[c, s], [-s, c]])
 
 
-def _rebuilt_paths(obj) -> list[MplPath]:
-    """Outline(s) of the object from its stored parameters; the union of the paths is the shape."""
+def _crossing_number_inside(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Even-odd ray casting (a horizontal ray to +x): inside where it crosses an odd number of edges."""
+    inside = np.zeros(len(points), bool)
+    px, py = points[:, 0], points[:, 1]
+    for (x0, y0), (x1, y1) in zip(vertices, np.roll(vertices, -1, axis=0), strict=True):
+        straddles = (y0 > py) != (y1 > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_cross = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= straddles & (px < x_cross)
+    return inside
+
+
+def _rebuilt_polygons(obj) -> list[np.ndarray]:
+    """Outline(s) of a non-circle object from its stored parameters; the union is the shape."""
     cx, cy = obj.center
     name = CLASSES[obj.label]
-    if name == "circle":
-        return [MplPath.circle((cx, cy), obj.extent / 2)]
     if name == "square":
         half_side = obj.extent / (2 * math.sqrt(2))
         corners = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], float) * half_side
-        return [MplPath(_rotate(corners, obj.angle) + (cx, cy))]
+        return [_rotate(corners, obj.angle) + (cx, cy)]
     if name == "triangle":
         side = obj.extent
         height = side * math.sqrt(3) / 2
         # apex up, centroid at the origin, then rotated
         corners = np.array([(0, -2 * height / 3), (side / 2, height / 3), (-side / 2, height / 3)])
-        return [MplPath(_rotate(corners, obj.angle) + (cx, cy))]
+        return [_rotate(corners, obj.angle) + (cx, cy)]
     if name == "star":
         # the distance between two non-adjacent tips (144 degrees apart) is the extent
         outer = obj.extent / 2 / math.sin(math.radians(72))
@@ -55,14 +64,13 @@ def _rebuilt_paths(obj) -> list[MplPath]:
             radius = outer if k % 2 == 0 else outer * obj.ratio
             theta = obj.angle - math.pi / 2 + k * math.pi / 5
             points.append((cx + radius * math.cos(theta), cy + radius * math.sin(theta)))
-        return [MplPath(np.array(points))]
+        return [np.array(points)]
     # cross: the union of two perpendicular bars; extent is the diagonal of one bar
     length = obj.extent / math.sqrt(1 + obj.ratio**2)
     width = obj.ratio * length
     bar = np.array([(-length / 2, -width / 2), (length / 2, -width / 2),
                     (length / 2, width / 2), (-length / 2, width / 2)])
-    return [MplPath(_rotate(bar, obj.angle) + (cx, cy)),
-            MplPath(_rotate(bar[:, ::-1], obj.angle) + (cx, cy))]
+    return [_rotate(bar, obj.angle) + (cx, cy), _rotate(bar[:, ::-1], obj.angle) + (cx, cy)]
 
 
 def _centres(size: int) -> np.ndarray:
@@ -70,11 +78,15 @@ def _centres(size: int) -> np.ndarray:
     return np.stack([xx.ravel(), yy.ravel()], axis=1)
 
 
-def _inside(paths: list[MplPath], size: int) -> np.ndarray:
+def _inside(obj, size: int) -> np.ndarray:
+    """Pixel centres inside the rebuilt object."""
     points = _centres(size)
-    inside = np.zeros(len(points), bool)
-    for path in paths:
-        inside |= path.contains_points(points)
+    if CLASSES[obj.label] == "circle":
+        inside = np.linalg.norm(points - np.asarray(obj.center), axis=1) <= obj.extent / 2
+    else:
+        inside = np.zeros(len(points), bool)
+        for polygon in _rebuilt_polygons(obj):
+            inside |= _crossing_number_inside(polygon, points)
     return inside.reshape(size, size)
 
 
@@ -82,10 +94,8 @@ def _distance_to_outline(obj, points: np.ndarray) -> np.ndarray:
     if CLASSES[obj.label] == "circle":
         return np.abs(np.linalg.norm(points - np.asarray(obj.center), axis=1) - obj.extent / 2)
     best = np.full(len(points), np.inf)
-    for path in _rebuilt_paths(obj):
-        vertices = path.vertices
-        a, b = vertices, np.roll(vertices, -1, axis=0)
-        for p, q in zip(a, b, strict=True):
+    for polygon in _rebuilt_polygons(obj):
+        for p, q in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
             d = q - p
             t = np.clip(((points - p) @ d) / max(d @ d, 1e-12), 0, 1)
             best = np.minimum(best, np.linalg.norm(points - (p + t[:, None] * d), axis=1))
@@ -158,7 +168,7 @@ def test_rasteriser_is_exact_area_coverage():
         assert coverage.sum() == pytest.approx(abs(heldout3.signed_area(ring)), abs=1e-3)
         # against 32x32 point samples per pixel (an independent, approximate measurement)
         fine = (np.mgrid[0:24 * 32, 0:24 * 32] + 0.5) / 32
-        inside = MplPath(ring).contains_points(np.stack([fine[1].ravel(), fine[0].ravel()], 1))
+        inside = _crossing_number_inside(ring, np.stack([fine[1].ravel(), fine[0].ravel()], 1))
         sampled = inside.reshape(24, 32, 24, 32).mean(axis=(1, 3))
         assert np.abs(sampled - coverage).max() < 0.06
     # a hole of opposite orientation is removed exactly
@@ -198,8 +208,7 @@ def test_masks_match_an_independent_rebuild_of_each_object(scenes):
     points = _centres(SIZE)
     for scene in _all(scenes):
         for obj in scene.objects:
-            paths = _rebuilt_paths(obj)
-            rebuilt = _inside(paths, SIZE)
+            rebuilt = _inside(obj, SIZE)
             visible = rebuilt if scene.occluder is None else rebuilt & ~scene.occluder
             mismatch = visible != obj.mask
             if scene.occluder is not None:
@@ -233,12 +242,12 @@ def test_objects_inside_the_image_and_apart(scenes):
             if CLASSES[obj.label] == "circle":
                 extremes = np.array([obj.center]) + [[obj.extent / 2] * 2, [-obj.extent / 2] * 2]
             else:
-                extremes = np.concatenate([path.vertices for path in _rebuilt_paths(obj)])
+                extremes = np.concatenate(_rebuilt_polygons(obj))
             assert extremes.min() >= 1.0 and extremes.max() <= SIZE - 1.0
         for i, a in enumerate(scene.objects):
             for b in scene.objects[i + 1:]:
-                whole_a = _inside(_rebuilt_paths(a), SIZE)
-                whole_b = _inside(_rebuilt_paths(b), SIZE)
+                whole_a = _inside(a, SIZE)
+                whole_b = _inside(b, SIZE)
                 assert not (heldout3._dilate(whole_a, 2) & whole_b).any()
 
 
@@ -248,7 +257,7 @@ def test_occlusion_hides_at_most_a_fifth_of_any_object():
     for _ in range(90):
         scene = make_scene(rng, 64, "single")
         obj = scene.objects[0]
-        whole = _inside(_rebuilt_paths(obj), 64)
+        whole = _inside(obj, 64)
         if scene.occluder is None:
             assert obj.occluded_fraction == 0
             continue
