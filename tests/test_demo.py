@@ -82,17 +82,22 @@ def test_cell_targets_follow_the_masks():
 
 
 def test_low_resolution_epochs_shrink_pixels_and_cell_targets_and_the_weights_fit_the_shipped_model(keras):
-    from gradcam_cli.demo.train import build_model, build_models, training_dataset
+    from gradcam_cli.demo.train import build_model, build_models, training_batches
 
     count = 8
     images = np.random.default_rng(0).integers(0, 256, (count, 96, 96, 3), dtype=np.uint8)
     targets = np.eye(len(CLASSES), dtype=np.float32)[np.arange(count) % len(CLASSES)]
     cells = np.zeros((count, 24, 24, len(CLASSES) + 1), np.uint8)
     cells[:, :12, :, 0], cells[:, 12:, :, -1] = 255, 255  # a circle over the top half, background below
-    pixels, (labels, cover) = next(iter(training_dataset(images, targets, cells, seed=0, batch_size=4, size=64)))
+    batches = training_batches(images, targets, cells, seed=0, batch_size=4, epochs=range(3, 5), size=64)
+    assert len(batches) == 2 * 2  # two epochs of two batches
+    pixels, (labels, cover) = batches[0]
     assert pixels.shape == (4, 64, 64, 3) and cover.shape == (4, 16, 16, len(CLASSES) + 1)
-    np.testing.assert_allclose(cover.numpy().sum(axis=-1), 1.0, atol=1e-5)  # still a distribution per cell
-    assert cover.numpy()[..., 0].sum() == pytest.approx(4 * 16 * 8, rel=1e-5)  # half the cells, whatever the symmetry
+    np.testing.assert_allclose(cover.sum(axis=-1), 1.0, atol=1e-5)  # still a distribution per cell
+    assert cover[..., 0].sum() == pytest.approx(4 * 16 * 8, rel=1e-5)  # half the cells, whatever the symmetry
+    # reproducible whatever the threads' order, and a new order each epoch
+    np.testing.assert_array_equal(batches[3][0], training_batches(images, targets, cells, 0, 4, range(3, 5), 64)[3][0])
+    assert not np.array_equal(batches[0][1][0], batches[2][1][0]) or not np.array_equal(batches[0][0], batches[2][0])
     any_size, training = build_models(None)
     assert [tuple(o.shape) for o in training(np.zeros((1, 64, 64, 3), np.float32))] == [(1, 5), (1, 16, 16, 6)]
     shipped = build_model(96)
@@ -192,3 +197,22 @@ def test_gradcam_localizes_shapes_of_the_second_heldout_generator(demo_spec, hel
     summary = _localization(demo_spec, method, heldout2_scenes)
     for metric, floor in HELDOUT2_FLOORS.items():
         assert summary[metric] >= floor, (method, metric, summary)
+
+
+def test_augmentation_moves_cells_with_pixels_and_keeps_colours_up_to_order():
+    from gradcam_cli.demo.train import augment
+
+    pixels = np.zeros((16, 96, 96, 3), np.uint8)
+    pixels[:, 8:28, 60:88] = (200, 40, 10)  # one coloured block on whole cells
+    cells = np.zeros((16, 24, 24, len(CLASSES) + 1), np.uint8)
+    cells[..., -1] = 255
+    cells[:, 2:7, 15:22] = 0
+    cells[:, 2:7, 15:22, 2] = 255
+    out, cover = augment(np.random.default_rng(3), pixels, cells)
+    assert out.dtype == np.float32 and out.max() <= 1.0
+    for image, cell in zip(out, cover, strict=True):
+        block = cell[..., 2] > 0.5
+        shown = np.abs(image - image[0, 0]).sum(axis=-1) > 0.1  # pixels unlike the corner (background)
+        np.testing.assert_array_equal(shown.reshape(24, 4, 24, 4).all(axis=(1, 3)), block)
+        colour = sorted(np.round(image[shown][0] * 255).astype(int))
+        assert colour in (sorted([200, 40, 10]), sorted([55, 215, 245]))  # a channel order, or its negative

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 CLASSES = ("circle", "square", "triangle", "star", "cross")
 KINDS = ("single", "pair", "same")  # one object; two of different classes; 2-3 of one class
@@ -31,6 +31,9 @@ EXTENT = (0.10, 0.80)  # an object's largest extent, as a fraction of the image 
 CROWDED_EXTENT = {2: 0.50, 3: 0.40}  # the largest extent when two or three objects must fit
 MIN_VISIBLE = 40.0  # Euclidean RGB distance (0..441) that most of an object's drawn pixels keep from what lies under them
 OUTLINE_MIN_EXTENT = 0.16  # smaller shapes are always filled: a thick outline on them reads as a blob
+DASHED = 0.3  # share of outlines drawn dashed
+DECOY_EXTENT = (0.08, 0.40)  # decoys' largest extent, as a fraction of the side
+LETTERS = "BEFGHJKLMNPRSUWYZbdefhkmnprsuwz2345679&?"  # glyphs that look like none of the classes
 
 
 @dataclass
@@ -107,6 +110,8 @@ def _shape_alpha(label: int, big: int, cx: float, cy: float, radius: float, angl
         if outline:
             drawn_draw.line(polygon + polygon[:2], fill=255, width=width, joint="curve")
             drawn = Image.fromarray(np.minimum(np.asarray(drawn), np.asarray(filled)))
+    if outline and rng.random() < DASHED:
+        drawn = Image.fromarray(np.where(_dashes(rng, big, cx, cy), np.asarray(drawn), 0).astype(np.uint8))
     if rng.random() < 0.2:  # rounded corners
         smooth = ImageFilter.GaussianBlur(radius * rng.uniform(0.03, 0.1))
         filled = filled.filter(smooth).point(lambda v: 255 if v >= 128 else 0)
@@ -117,6 +122,14 @@ def _shape_alpha(label: int, big: int, cx: float, cy: float, radius: float, angl
     alpha = np.asarray((drawn if outline else filled).resize(shrink, Image.BOX), np.float32) / 255
     region = np.asarray(filled.resize(shrink, Image.BOX), np.float32) / 255
     return alpha, region
+
+
+def _dashes(rng: np.random.Generator, big: int, cx: float, cy: float) -> np.ndarray:
+    """(big, big) bool: angular sectors around (cx, cy) that a dashed outline keeps (8-20 dashes,
+    40-70 % of the turn drawn)."""
+    ys, xs = np.mgrid[0:big, 0:big]
+    turn = (np.arctan2(ys - cy, xs - cx) / (2 * math.pi) * int(rng.integers(8, 21)) + rng.random()) % 1.0
+    return turn < rng.uniform(0.4, 0.7)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +379,82 @@ def _distractors(rng: np.random.Generator, image: np.ndarray, size: int, difficu
     return np.asarray(canvas, np.float32)
 
 
+def _decoy_alpha(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size) float32 alpha of one object of none of the classes: an elongated ellipse, a lumpy
+    blob, a bar, a crescent, a pentagon or hexagon, a right-angled trace (T and L junctions) or a
+    letter, sometimes outlined; drawn at :data:`SUPERSAMPLE` x like the objects."""
+    big = size * SUPERSAMPLE
+    radius = big * rng.uniform(*DECOY_EXTENT) / 2
+    cx, cy = rng.uniform(0, big, 2)
+    angle = rng.uniform(0, 2 * math.pi)
+    canvas = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(canvas)
+    outline = int(round(radius * rng.uniform(0.15, 0.3))) if rng.random() < 0.3 else 0
+
+    def rotated(points):
+        cos, sin = math.cos(angle), math.sin(angle)
+        return [(cx + x * cos - y * sin, cy + x * sin + y * cos) for x, y in points]
+
+    def closed(points):
+        if outline:
+            draw.line(points + points[:2], fill=255, width=outline, joint="curve")
+        else:
+            draw.polygon(points, fill=255)
+
+    kind = rng.choice(["ellipse", "blob", "bar", "crescent", "polygon", "trace", "letter"])
+    turn = np.linspace(0, 2 * math.pi, 72, endpoint=False)
+    if kind == "ellipse":  # at most 0.6 as wide as long: no one calls it a circle
+        aspect = rng.uniform(0.25, 0.6)
+        closed(rotated([(radius * math.cos(t), radius * aspect * math.sin(t)) for t in turn]))
+    elif kind == "blob":
+        lumps = 1 + sum(rng.uniform(0.15, 0.3) * np.cos(k * turn + rng.uniform(0, 2 * math.pi))
+                        for k in rng.choice([2, 3, 4], 2, replace=False))
+        closed(rotated([(radius * r * math.cos(t), radius * r * math.sin(t)) for r, t in zip(lumps, turn, strict=True)]))
+    elif kind == "bar":
+        w = radius * rng.uniform(0.12, 0.4)
+        closed(rotated([(-radius, -w), (radius, -w), (radius, w), (-radius, w)]))
+    elif kind == "polygon":
+        sides = int(rng.choice([5, 6]))
+        closed(rotated([(radius * math.cos(t), radius * math.sin(t))
+                        for t in np.linspace(0, 2 * math.pi, sides, endpoint=False)]))
+    elif kind == "crescent":
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=255)
+        shift = radius * rng.uniform(0.35, 0.7)
+        ox, oy = cx + shift * math.cos(angle), cy + shift * math.sin(angle)
+        draw.ellipse([ox - radius, oy - radius, ox + radius, oy + radius], fill=0)
+    elif kind == "trace":  # a circuit-like path: right-angled turns and a branch
+        step = radius * rng.uniform(0.6, 1.2)
+        points = [(0.0, 0.0)]
+        for _ in range(int(rng.integers(2, 5))):
+            x, y = points[-1]
+            points.append((x + step * rng.choice([-1, 1]), y) if len(points) % 2 else (x, y + step * rng.choice([-1, 1])))
+        width = max(2, int(radius * rng.uniform(0.1, 0.25)))
+        draw.line(rotated(points), fill=255, width=width, joint="curve")
+        x, y = points[len(points) // 2]
+        draw.line(rotated([(x, y), (x, y + step * rng.choice([-1, 1]))]), fill=255, width=width)
+    else:
+        font = ImageFont.load_default(size=max(8, int(radius * 2)))
+        glyph = Image.new("L", (big, big), 0)
+        ImageDraw.Draw(glyph).text((cx, cy), str(rng.choice(list(LETTERS))), font=font, fill=255, anchor="mm")
+        canvas = glyph.rotate(math.degrees(angle), center=(cx, cy))
+    return np.asarray(canvas.resize((size, size), Image.BOX), np.float32) / 255
+
+
+def _decoys(rng: np.random.Generator, image: np.ndarray, size: int, difficulty: float) -> np.ndarray:
+    """Up to three objects of none of the classes, painted the way objects are (so paint says nothing
+    about class): the model must learn the five shapes, not "a salient thing"."""
+    if rng.random() >= 0.6 * difficulty:
+        return image
+    for _ in range(int(rng.integers(1, 4))):
+        alpha = _decoy_alpha(rng, size)
+        drawn = alpha >= 0.5
+        if not drawn.any():
+            continue
+        paint = _object_paint(rng, size, image[drawn].mean(axis=0), difficulty)
+        image = image * (1 - alpha[..., None]) + paint * alpha[..., None]
+    return image
+
+
 def _camera(rng: np.random.Generator, image: np.ndarray, difficulty: float) -> np.ndarray:
     """Tone, blur, sensor noise and JPEG artefacts, each with its own probability (times ``difficulty``)."""
     if rng.random() < 0.3:
@@ -440,7 +529,7 @@ def make_scene(rng: np.random.Generator, size: int = 96, kind: str = "single", d
     big = size * SUPERSAMPLE
     simple = rng.random() >= difficulty
     background = (_flat if rng.random() < 0.5 else _gradient)(rng, size) if simple else _background(rng, size)
-    image = _distractors(rng, background, size, difficulty)
+    image = _decoys(rng, _distractors(rng, background, size, difficulty), size, difficulty)
     regions = []
     for label, (cx, cy, radius) in zip(labels, _place(rng, len(labels), size, difficulty), strict=True):
         outlined = 2 * radius >= OUTLINE_MIN_EXTENT * size and rng.random() < 0.4 * difficulty
