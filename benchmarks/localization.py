@@ -120,20 +120,24 @@ def save_failures(spec, source: str, seed: int, count: int, path: str) -> None:
 
 def breakdown(spec, source: str, seed: int, count: int) -> dict[str, dict]:
     """Accuracy and Grad-CAM strict pointing on ``count`` single-object scenes of a held-out source,
-    grouped by background family, drawing style, object area and (where the generator records it)
-    occlusion: where the misses are. The scenes are those of the main tables' seed, so the first
+    grouped by background family, class, drawing style, object area and (where the generator records
+    it) occlusion: where the misses are. The scenes are those of the main tables' seed, so the first
     ``--per-kind`` of them are the tables' single-object scenes."""
     scenes = source_scenes(source, seed, count)["single"]
     result = Explainer(spec, method="gradcam", batch_size=50).run(model_batch(spec, [s.image for s in scenes]), None)
     groups: dict[str, list[tuple[bool, bool]]] = {}
     for scene, class_id, heatmap in zip(scenes, result.class_ids[:, 0], result.heatmaps[:, 0], strict=True):
         truth = scene.objects[0]
-        style = getattr(truth, "style", None) or ("filled" if truth.filled else "outline")
+        # each generator names these its own way
+        filled = getattr(truth, "filled", getattr(truth, "stroke", 0) == 0)
+        style = getattr(truth, "style", None) or ("filled" if filled else "outline")
+        background = getattr(scene, "texture", None) or getattr(scene, "background", "?")
         area = float(truth.mask.mean())
         size = "area < 2 %" if area < 0.02 else "area 2-8 %" if area < 0.08 else "area 8-20 %" if area < 0.2 else "area > 20 %"
-        keys = ["all", f"background {scene.texture}", f"style {style}", size]
-        if hasattr(truth, "hidden"):
-            keys.append("occluded" if truth.hidden > 0 else "not occluded")
+        keys = ["all", f"background {background}", f"class {CLASSES[truth.label]}", f"style {style}", size]
+        hidden = getattr(truth, "hidden", getattr(truth, "occluded_fraction", None))
+        if hidden is not None:
+            keys.append("occluded" if hidden > 0 else "not occluded")
         for key in keys:
             groups.setdefault(key, []).append((int(class_id) == truth.label, points_inside(heatmap, truth.mask, 0.0)))
     table = {}

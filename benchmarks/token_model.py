@@ -35,7 +35,7 @@ from gradcam_cli.images import model_input  # noqa: E402
 from gradcam_cli.models import resolve_model, spec_for_model  # noqa: E402
 
 SIZE = 96  # the demo CNN's input size
-STEM_LAYER = "block2_relu2"  # the demo CNN after its first dilated layer: 24 x 24 x 64 at 96 px
+STEM_LAYER = "block2_relu2"  # the demo CNN after its first dilated layer: 24 x 24 x 96 at 96 px
 PATCH = 3  # 3x3 patches of the stem's map -> 8 x 8 tokens
 LEARNING_RATE = 1e-3
 
@@ -47,7 +47,7 @@ def preprocess(images: np.ndarray) -> np.ndarray:
 
 def build_vit(stem, size: int = SIZE, classes: int = len(CLASSES), width: int = 64, blocks: int = 2, heads: int = 4):
     """A hybrid ViT (as ViT-R50 hybrids, Dosovitskiy et al. 2021, on a pretrained CNN stem): the demo
-    CNN's layers up to its first dilated one, frozen, as the stem (24 x 24 x 64); 3x3 patches of it -> 8 x 8 = 64
+    CNN's layers up to its first dilated one, frozen, as the stem (24 x 24 x 96); 3x3 patches of it -> 8 x 8 = 64
     tokens, a class token and learned position embeddings, pre-norm transformer blocks, class-token
     pooling."""
     import keras

@@ -69,8 +69,10 @@ def make_scenes(seed: int, per_kind: int, size: int = 128) -> dict[str, list[Sce
 SOURCES = {"in_distribution": "the training generator (gradcam_cli.demo.shapes), another seed",
            "heldout": "gradcam_cli.demo.heldout, written separately, never used for training or selection",
            "heldout2": "gradcam_cli.demo.heldout2, written separately again by another author, never used for "
-                       "training or selection"}
-HELDOUT_SOURCES = ("heldout", "heldout2")  # the generators the model never saw
+                       "training or selection",
+           "heldout3": "gradcam_cli.demo.heldout3, a fourth generator by a fourth author who read none of the "
+                       "others, never used for training or selection and first run on the shipped model"}
+HELDOUT_SOURCES = ("heldout", "heldout2", "heldout3")  # the generators the model never saw
 
 
 def _heldout_module(source: str):

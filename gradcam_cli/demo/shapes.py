@@ -6,7 +6,10 @@ contrast to what lies under them, sometimes partly occluded. Backgrounds come fr
 (flat, gradients, multicolour blocks at several scales, random rectangles, fractal value noise
 mapped through random palettes, stripes/checks/plaids at any angle, marble/wood grain, Voronoi
 cells, soft blobs, foliage-like clutter) and are sometimes two families blended through a noise
-mask; distractor strokes and dots are scattered over them; the whole image then gets random blur,
+mask; distractor strokes and dots are scattered over them, and decoys: objects of none of the
+classes (elongated ellipses, lumpy blobs, bars, crescents, pentagons and hexagons, right-angled
+traces with T and L junctions, letters), painted the way objects are, so that "a salient coloured
+thing" is not a class; outlines are sometimes dashed. The whole image then gets random blur,
 sensor noise, JPEG artefacts and tone changes (domain randomization, Tobin et al., IROS 2017).
 
 Each object comes with its class, a pixel mask (the shape's filled region, outlined shapes

@@ -24,9 +24,9 @@ applies), trained on domain-randomized shapes from :mod:`gradcam_cli.demo.shapes
   same half hour.
 
 Two recipes (``--preset``): ``gpu``, the shipped model's (700,000 scenes, drawn by one process per
-core, a 1.5x wider network, full size throughout; about 15 minutes on one H100 with 16 cores, many
-hours on a laptop), and ``cpu``, which fits in about 35 minutes on 2 cores (72,000 scenes, 7 epochs,
-the first 4 at 64 px) and gives a weaker model. Any option given on the command line overrides the
+core, a 1.5x wider network, full size throughout; 12 minutes on one H100 with 16 cores, most of a
+day on 2 CPU cores), and ``cpu``, the previous model's, which fits in about 35 minutes on 2 cores
+(72,000 scenes, width 1, 7 epochs, the first 4 at 64 px) and gives a weaker model. Any option given on the command line overrides the
 preset's value.
 
 Model selection uses a validation set of full-difficulty scenes from the same generator with another
