@@ -35,6 +35,7 @@ from gradcam_cli.demo.localization import (  # noqa: E402
     HELDOUT_SOURCES,
     SOURCES,
     confusion_matrix,
+    pointing_distance,
     points_inside,
     score_method,
     source_scenes,
@@ -45,6 +46,7 @@ from gradcam_cli.engine import Explainer  # noqa: E402
 from gradcam_cli.images import model_input  # noqa: E402
 from gradcam_cli.methods import method_names  # noqa: E402
 from gradcam_cli.models import resolve_model  # noqa: E402
+from gradcam_cli.render import display_heatmap  # noqa: E402
 
 CLASS_AGNOSTIC = {"eigencam"}  # the same map whatever class is asked: not held to class targets
 TARGETS = {"accuracy": 0.97, "strict_gradcam": 0.90, "strict_discriminative": 0.85, "two_class": 0.95}
@@ -85,7 +87,7 @@ def save_failures(spec, source: str, seed: int, count: int, path: str) -> None:
     maximum falls outside the object (strict), with the overlay and what went wrong."""
     from PIL import Image, ImageDraw
 
-    from gradcam_cli.render import display_heatmap, overlay
+    from gradcam_cli.render import overlay
 
     scenes = source_scenes(source, seed, count)["single"]
     explainer = Explainer(spec, method="gradcam", batch_size=32)
@@ -146,7 +148,44 @@ def breakdown(spec, source: str, seed: int, count: int) -> dict[str, dict]:
         values = np.array(groups[key])
         table[key] = {"n": len(values), "accuracy": float(values[:, 0].mean()), "strict": float(values[:, 1].mean())}
         print(f"  {key:<28}{len(values):>6}  accuracy {values[:, 0].mean():6.1%}  strict pointing {values[:, 1].mean():6.1%}")
+    table["large_objects"] = halo(scenes, result.heatmaps[:, 0])
     return table
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` dilated by ``steps`` pixels (8-neighbourhood)."""
+    for _ in range(steps):
+        padded = np.pad(mask, 1)
+        mask = np.any([padded[1 + dy:1 + dy + mask.shape[0], 1 + dx:1 + dx + mask.shape[1]]
+                       for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    return mask
+
+
+def halo(scenes, heatmaps: np.ndarray, band: int = 6, area: float = 0.2) -> dict:
+    """For objects over ``area`` of the image: the display map's mean in the core (more than ``band``
+    px inside), on the inner ``band`` px rim and on a ``band`` px ring outside the mask, and how far
+    the maxima that miss lie from the mask: does the evidence stay inside large objects?"""
+    core, rim, ring, misses = [], [], [], []
+    for scene, heatmap in zip(scenes, heatmaps, strict=True):
+        mask = scene.objects[0].mask
+        if mask.mean() <= area:
+            continue
+        shown = display_heatmap(heatmap, mask.shape)
+        inner = ~_grow(~mask, band)
+        core.append(shown[inner].mean())
+        rim.append(shown[mask & ~inner].mean())
+        ring.append(shown[_grow(mask, band) & ~mask].mean())
+        distance = pointing_distance(heatmap, mask)
+        if distance > 0:
+            misses.append(distance)
+    summary = {"objects": len(core), "core": float(np.mean(core)), "inner_rim": float(np.mean(rim)),
+               "outer_ring": float(np.mean(ring)), "misses": len(misses),
+               "miss_distance_px": [round(float(d), 1) for d in sorted(misses)]}
+    print(f"  objects over {area:.0%} of the image ({summary['objects']}): mean display map {summary['core']:.3f} in "
+          f"the core, {summary['inner_rim']:.3f} on the inner {band} px rim, {summary['outer_ring']:.3f} on a {band} px "
+          f"ring outside; {len(misses)} maxima outside, {summary['miss_distance_px'][:1] or '-'} to "
+          f"{summary['miss_distance_px'][-1:] or '-'} px from the mask")
+    return summary
 
 
 def main() -> None:
