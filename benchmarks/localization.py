@@ -183,8 +183,8 @@ def halo(scenes, heatmaps: np.ndarray, band: int = 6, area: float = 0.2) -> dict
                "miss_distance_px": [round(float(d), 1) for d in sorted(misses)]}
     print(f"  objects over {area:.0%} of the image ({summary['objects']}): mean display map {summary['core']:.3f} in "
           f"the core, {summary['inner_rim']:.3f} on the inner {band} px rim, {summary['outer_ring']:.3f} on a {band} px "
-          f"ring outside; {len(misses)} maxima outside, {summary['miss_distance_px'][:1] or '-'} to "
-          f"{summary['miss_distance_px'][-1:] or '-'} px from the mask")
+          f"ring outside; {len(misses)} maxima outside"
+          + (f", {min(misses):.1f} to {max(misses):.1f} px from the mask (median {np.median(misses):.1f})" if misses else ""))
     return summary
 
 
