@@ -349,7 +349,8 @@ def test_a_rerun_reuses_rows_scored_with_the_same_settings(tmp_path):
 
 
 def test_gate_exit_codes(tmp_path, evaluated):
-    common = ["evaluate", SHAPES / "01_single_cross.png", SHAPES / "02_single_square.png", "--methods",
+    # two samples whose Grad-CAM maximum lies on the object and whose random map's does not
+    common = ["evaluate", SHAPES / "02_single_square.png", SHAPES / "03_single_triangle.png", "--methods",
               "gradcam,random", "--metrics", "insertion,pointing", "--ground-truth", SHAPES / "ground_truth.json",
               "--steps", 2, "-q"]
     passing = run(*common, "-o", tmp_path / "a", "--fail-under", "pointing:gradcam=0.5")
