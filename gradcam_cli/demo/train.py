@@ -20,14 +20,15 @@ applies), trained on domain-randomized shapes from :mod:`gradcam_cli.demo.shapes
 - the network is fully convolutional, so the first ``--low-res-epochs`` epochs train on the images
   shrunk to ``--low-res`` pixels (about half the cost per image) and the last ones at full size
   (progressive resizing, as in Howard's fast.ai ImageNet runs; Touvron et al., NeurIPS 2019, on the
-  train/test resolution gap that the full-size epochs close). More optimisation steps fit in the
-  same half hour.
+  train/test resolution gap that the full-size epochs close): more optimisation steps fit in a
+  CPU budget (the ``cpu`` recipe uses it; the ``gpu`` one trains at full size throughout).
 
 Two recipes (``--preset``): ``gpu``, the shipped model's (700,000 scenes, drawn by one process per
 core, a 1.5x wider network, full size throughout; 12 minutes on one H100 with 16 cores, most of a
-day on 2 CPU cores), and ``cpu``, the previous model's, which fits in about 35 minutes on 2 cores
-(72,000 scenes, width 1, 7 epochs, the first 4 at 64 px) and gives a weaker model. Any option given on the command line overrides the
-preset's value.
+day on 2 CPU cores; the scenes take about 22 GB of memory), and ``cpu``, the previous model's recipe,
+which took about 35 minutes on 2 cores with the previous generator (72,000 scenes, width 1, 7 epochs,
+the first 4 at 64 px) and gave a weaker model; it was not re-run with the present generator. Any
+option given on the command line overrides the preset's value.
 
 Model selection uses a validation set of full-difficulty scenes from the same generator with another
 seed, at full size: the weights of the epoch with the best validation accuracy (top-1 among the
@@ -44,7 +45,6 @@ import os
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +97,7 @@ def build_models(size: int | None = SIZE, classes: int = len(CLASSES), width: fl
     x = conv_bn_relu(x, 64, 2, 2, dilation=2)
     x = conv_bn_relu(x, 64, 2, 3, dilation=4)
     x = conv_bn_relu(x, 64, 3, 1, dilation=8)
-    evidence = conv_bn_relu(x, 96, 3, 2, kernel=1)  # the target layer: 24x24x96
+    evidence = conv_bn_relu(x, 96, 3, 2, kernel=1)  # the target layer: 24x24x(96 x width)
     x = layers.GlobalAveragePooling2D(name="gap")(evidence)
     x = layers.Dropout(0.1, name="dropout")(x)
     outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
@@ -203,32 +203,38 @@ def augment(rng: np.random.Generator, pixels: np.ndarray, cells: np.ndarray, siz
 
 
 def training_batches(images: np.ndarray, targets: np.ndarray, cells: np.ndarray, seed: int, batch_size: int,
-                     epochs: range, size: int = SIZE, workers: int = 4):
-    """A ``keras.utils.PyDataset`` of ``len(epochs)`` epochs of shuffled, augmented batches, read with
-    ``workers`` threads. Epoch e's order and batch b's augmentation are seeded by (seed, e) and
-    (seed, e, b) alone, so a run is reproducible whatever the threads' timing."""
+                     epoch: int, size: int = SIZE, workers: int = 4):
+    """One epoch of shuffled, augmented batches as a ``keras.utils.PyDataset`` read with ``workers``
+    threads: the epoch's order is seeded by (seed, epoch) and batch b's augmentation by
+    (seed, epoch, b) alone, so the batches do not depend on the threads' timing."""
     import keras
 
     steps = len(images) // batch_size
-
-    @lru_cache(maxsize=2)
-    def order(epoch: int) -> np.ndarray:
-        return np.random.default_rng((seed, epoch)).permutation(len(images))
+    order = np.random.default_rng((seed, epoch)).permutation(len(images))
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4 * workers)
 
         def __len__(self) -> int:
-            return len(epochs) * steps
+            return steps
 
-        def __getitem__(self, index: int):
-            epoch, batch = epochs[index // steps], index % steps
-            chosen = np.sort(order(epoch)[batch * batch_size:(batch + 1) * batch_size])
+        def __getitem__(self, batch: int):
+            chosen = np.sort(order[batch * batch_size:(batch + 1) * batch_size])
             pixels, cover = augment(np.random.default_rng((seed, epoch, batch)), images[chosen], cells[chosen], size)
             return pixels, (targets[chosen], cover)
 
     return Batches()
+
+
+def fit_epochs(training_model, images: np.ndarray, targets: np.ndarray, cells: np.ndarray, seed: int,
+               batch_size: int, sizes: list[int], workers: int = 4, callbacks=()) -> None:
+    """Trains one epoch per entry of ``sizes`` (that epoch's image side), each from its own
+    :func:`training_batches` read in order. ``shuffle=False`` matters: by default Keras reorders a
+    PyDataset's batches with an unseeded generator, which made the batches a run consumes random."""
+    for epoch, size in enumerate(sizes):
+        training_model.fit(training_batches(images, targets, cells, seed, batch_size, epoch, size, workers),
+                           initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=0, callbacks=list(callbacks))
 
 
 def present_accuracy(targets: np.ndarray, probabilities: np.ndarray) -> float:
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=SHIPPED_PRESET,
                         help=f"a recipe: the options below default to its values (shipped model: {SHIPPED_PRESET})")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", type=int, help="training images")
+    parser.add_argument("--train", type=int, help="training images (kept in memory: about 31 kB each)")
     parser.add_argument("--validation", type=int, default=2000, help="validation images (another seed)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--low-res-epochs", type=int,
@@ -298,20 +304,15 @@ def main(argv: list[str] | None = None) -> None:
         def on_epoch_end(self, epoch, logs=None):
             probabilities = model.predict(val_x, batch_size=256, verbose=0)
             accuracy = present_accuracy(val_y, probabilities)
-            log(f"epoch {epoch + 1}/{args.epochs} ({phase['size']} px) loss {float(logs['loss']):.4f} "
+            log(f"epoch {epoch + 1}/{args.epochs} ({sizes[epoch]} px) loss {float(logs['loss']):.4f} "
                 f"validation accuracy {accuracy:.4f}")
             if accuracy >= self.best[0]:
                 Progress.best = (accuracy, model.get_weights(), epoch + 1)
 
-    phase = {}
     low = min(args.low_res_epochs, args.epochs)
-    for size, first, last in ((args.low_res, 0, low), (SIZE, low, args.epochs)):
-        if last > first:
-            phase["size"] = size
-            batches = training_batches(train_x, train_y, train_cells, args.seed, args.batch_size, range(first, last), size,
-                                       workers=args.workers)
-            training_model.fit(batches, steps_per_epoch=steps, initial_epoch=first, epochs=last, verbose=0,
-                               callbacks=[Progress()])
+    sizes = [args.low_res] * low + [SIZE] * (args.epochs - low)
+    fit_epochs(training_model, train_x, train_y, train_cells, args.seed, args.batch_size, sizes, args.workers,
+               [Progress()])
     accuracy, weights, best_epoch = Progress.best
     model = build_model(SIZE, width=args.width)  # the shipped model takes the size it was validated at
     model.set_weights(weights)
