@@ -99,6 +99,7 @@ class Evaluation:
     def as_json(self) -> dict:
         return {"model": self.model, "layer": self.layer, "steps": self.steps, "images": self.images,
                 "metrics": self.metrics, "ranking": self.ranking, "methods": self.summaries,
+                "baselines": [method for method in self.ranking if method in BASELINES],
                 "curves": self.curves, "sanity": self.sanity,
                 "failures": [{"input": path, "error": message} for path, message in self.failures],
                 "gate": {"passed": not self.missed, "missed": self.missed},

@@ -159,7 +159,7 @@ figcaption{font-size:.8rem;color:#555;max-width:190px}
 .layer{font-size:.75rem;color:#777;margin:.3rem 0 0}
 .evaluation table{border-collapse:collapse;background:#fff;font-size:.85rem}
 .evaluation td,.evaluation th{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}
-.evaluation small{color:#666}.curves{max-width:100%;margin-top:.6rem}
+.evaluation small{color:#666}.evaluation tr.baseline{color:#666}.curves{max-width:100%;margin-top:.6rem}
 .failed{border-left:4px solid #c33}.error{color:#a22;font-size:.85rem;overflow-wrap:anywhere}
 """
 
@@ -201,6 +201,7 @@ def _evaluation_section(output_dir: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         return ""
     sanity = data.get("sanity") or {}
+    baselines = set(data.get("baselines") or ())
 
     def cell(summary: dict) -> str:
         if not summary or summary.get("mean") is None:
@@ -217,7 +218,8 @@ def _evaluation_section(output_dir: Path) -> str:
             mean = entry["rank_correlation"]["mean"]
             flag = " <strong>flagged</strong>" if entry.get("flagged") else ""
             cells += f"<td>{'-' if mean is None else f'{mean:.2f}'}{flag}</td>"
-        body.append(f"<tr><th>{_escape(method)}</th>{cells}</tr>")
+        name = _escape(method) + (" <small>(baseline)</small>" if method in baselines else "")
+        body.append(f'<tr{" class=baseline" if method in baselines else ""}><th>{name}</th>{cells}</tr>')
     gate = data.get("gate") or {}
     missed = "".join(f"<li>{_escape(line)}</li>" for line in gate.get("missed", []))
     verdict = f"<p>gate: missed</p><ul>{missed}</ul>" if missed else ""

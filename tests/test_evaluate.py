@@ -329,6 +329,10 @@ def test_evaluate_writes_metrics_curves_and_report(evaluated):
     assert Image.open(output / "curves.png").size[0] > 600
     page = (output / "index.html").read_text()
     assert "Evaluation: " in page and "curves.png" in page and "flagged" in page
+    assert summary["baselines"] == [m for m in summary["ranking"] if m in ("random", "center")]
+    assert "<tr><th>gradcam</th>" in page  # the evaluation table marks the baselines, and only them
+    for baseline in ("random", "center"):
+        assert f"<tr class=baseline><th>{baseline} <small>(baseline)</small></th>" in page
 
 
 def test_a_rerun_reuses_rows_scored_with_the_same_settings(tmp_path):
