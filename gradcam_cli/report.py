@@ -118,7 +118,7 @@ def _reported(row: dict) -> float:
 def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     name = _escape(Path(card["input"]).name)
     if card["error"] and not card["targets"]:
-        return (f'<article class="card failed" data-class="" data-confidence="-1">'
+        return (f'<article class="card failed" data-class="" data-kind="" data-confidence="-1">'
                 f'<h3>{name}</h3><p class="error">{_escape(card["error"])}</p></article>')
     top1_label, top1_probability = (card["top"][0][1], card["top"][0][2]) if card["top"] else ("", 0.0)
     pictures = []
@@ -140,7 +140,8 @@ def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     top = "".join(f"<li>{_escape(format_prediction(kind, label, float(p)))}</li>" for _, label, p in card["top"])
     layer = _escape(card["targets"][0]["layer"]) if card["targets"] else ""
     return (
-        f'<article class="card" data-class="{_escape(top1_label)}" data-confidence="{float(top1_probability):.6f}">'
+        f'<article class="card" data-class="{_escape(top1_label)}" data-kind="{_escape(kind)}" '
+        f'data-confidence="{float(top1_probability):.6f}">'
         f'<h3 title="{_escape(card["input"])}">{name}</h3><div class="pictures">{"".join(pictures)}</div>'
         f'<ol class="top">{top}</ol><p class="layer">layer {layer}</p></article>'
     )
@@ -173,6 +174,8 @@ SCRIPT = """
     const cards = Array.from(grid.children);
     const wanted = filter.value;
     cards.sort((a, b) => {
+      // a folder explained by models with different heads: probabilities and values are not one scale
+      if (a.dataset.kind !== b.dataset.kind) return a.dataset.kind < b.dataset.kind ? -1 : 1;
       const d = parseFloat(b.dataset.confidence) - parseFloat(a.dataset.confidence);
       return order.value === 'asc' ? -d : d;
     });
@@ -232,6 +235,21 @@ def _evaluation_section(output_dir: Path) -> str:
             f'<table><tr><th>method</th>{head}</tr>{"".join(body)}</table>{verdict}{curves}</section>')
 
 
+SORTED_BY = {"softmax": "probability", "binary": "probability", "multilabel": "probability",
+             "regression": "predicted value", "segmentation": "pixel share"}
+
+
+def _sort_label(cards: list[dict]) -> str:
+    """What the sort orders by: the top prediction's probability, a regression's value or a
+    segmentation's pixel share; several of them (runs of different models in one folder) are kept
+    in groups, one per head kind."""
+    kinds = {card["targets"][0].get("head", "softmax") for card in cards if card["targets"]}
+    names = sorted({SORTED_BY.get(kind, "score") for kind in kinds})
+    if len(names) <= 1:
+        return f"sort by {names[0] if names else 'probability'}"
+    return f"sort by {' / '.join(names)} (grouped by model head)"
+
+
 def _page(cards: list[dict], output_dir: Path, available: set[str], evaluation: str = "") -> str:
     classes = sorted({c["top"][0][1] for c in cards if c["top"] and c["targets"]})
     options = "".join(f'<option value="{_escape(label)}">{_escape(label)}</option>' for label in classes)
@@ -250,7 +268,7 @@ def _page(cards: list[dict], output_dir: Path, available: set[str], evaluation: 
 <header><h1>gradcam report</h1>
 <div{"" if cards else " hidden"}>
 <label>predicted class <select id="class-filter"><option value="">all</option>{options}</select></label>
-<label>sort by confidence <select id="sort"><option value="desc">high first</option><option value="asc">low first</option></select></label>
+<label>{_escape(_sort_label(cards))} <select id="sort"><option value="desc">high first</option><option value="asc">low first</option></select></label>
 <span><span id="shown">{len(cards)}</span> of {len(cards)} images; {len(failed)} failed; methods: {_escape(", ".join(methods))}</span>
 </div>
 </header>

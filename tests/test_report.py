@@ -205,3 +205,31 @@ def test_awkward_names_load_in_a_real_browser(awkward_report):
     for href, width in targets:
         assert width > 0, href
         assert Path(unquote(href.removeprefix("file://"))).is_file(), href
+
+
+def _card(name: str, kind: str, value: float) -> dict:
+    row = {"input": name, "method": "gradcam", "label": "x", "layer": "conv", "head": kind, "overlay": name,
+           "probability" if kind == "softmax" else "value": value}
+    return {"input": name, "targets": [row], "error": None, "top": [[0, "x", value]]}
+
+
+def test_sort_names_what_it_orders_and_keeps_probabilities_apart_from_regression_values(tmp_path):
+    """A regression's value (here 41.5) was sorted with softmax probabilities as one 'confidence'."""
+    from gradcam_cli.report import _page
+
+    softmax = [_card(f"p{i}.png", "softmax", p) for i, p in enumerate((0.2, 0.9, 0.5))]
+    regression = [_card(f"r{i}.png", "regression", v) for i, v in enumerate((41.5, -3.0))]
+    assert "sort by probability <select" in _page(softmax, tmp_path, set())
+    assert "sort by predicted value <select" in _page(regression, tmp_path, set())
+    mixed = _page(softmax + regression, tmp_path, set())
+    assert "sort by predicted value / probability (grouped by model head)" in mixed
+    assert 'data-kind="regression"' in mixed and 'data-kind="softmax"' in mixed
+    (tmp_path / "index.html").write_text(mixed, encoding="utf-8")
+    browser, playwright = _browser_or_skip()
+    with playwright.sync_playwright() as driver:
+        chrome = driver.chromium.launch(executable_path=browser, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = chrome.new_page()
+        page.goto((tmp_path / "index.html").as_uri())
+        order = page.eval_on_selector_all("article.card", "cards => cards.map(c => c.querySelector('h3').textContent)")
+        chrome.close()
+    assert order == ["r0.png", "r1.png", "p1.png", "p2.png", "p0.png"]  # one group per head, high first
