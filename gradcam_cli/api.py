@@ -30,7 +30,9 @@ class Explanation:
     passed; ``paths``: their files, when given;
     ``failures``: (path, one-line reason) for files that could not be read (skipped, as the CLI does);
     ``saliency``: (N, T, H, W, C) at the model's input size for guided-gradcam, else None;
-    ``alpha``: the overlay opacity :meth:`overlay` uses by default.
+    ``alpha``: the overlay opacity :meth:`overlay` uses by default; ``region_pixels``: (N, T) for a
+    segmentation model, the pixels each class was explained over (0: an empty region, an all-zero
+    map), else None.
     """
 
     heatmaps: np.ndarray
@@ -44,6 +46,7 @@ class Explanation:
     failures: list[tuple[str, str]] = field(default_factory=list)
     saliency: np.ndarray | None = None
     alpha: float = 0.4
+    region_pixels: np.ndarray | None = None
 
     def label(self, image: int, target: int = 0) -> str:
         return self.spec.label(int(self.class_ids[image, target]))
@@ -246,4 +249,5 @@ def explain(
         classes = [target] if isinstance(target, (int, str, np.integer)) else list(target)
     result = explainer.run(prepared, classes, top_k)
     return Explanation(result.heatmaps, result.class_ids, result.probabilities, arrays, paths,
-                       explainer.layer_name, explainer.method.name, spec, failures, result.saliency, alpha)
+                       explainer.layer_name, explainer.method.name, spec, failures, result.saliency, alpha,
+                       result.region_pixels)

@@ -125,6 +125,10 @@ labels_option = click.option("--labels", type=click.Path(dir_okay=False), defaul
                              help="Text file with one class name per line.")
 input_size_option = click.option("--input-size", default=None,
                                  help="Input size H[,W] for models that accept any size (or weights=none).")
+region_option = click.option(
+    "--region", default=None,
+    help="Segmentation models: explain a class over pred (pixels predicted as it; default), "
+         "all (every pixel) or MASK.png (its nonzero pixels).")
 unsafe_option = click.option("--unsafe-model-code", is_flag=True,
                              help="Allow Lambda layers in a trusted model file (turns Keras safe_mode off).")
 layer_option = click.option("--layer", default=None,
@@ -216,9 +220,7 @@ def cli() -> None:
 @xla_option
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
 @output_option
-@click.option("--region", default=None,
-              help="Segmentation models: explain a class over pred (pixels predicted as it; default), "
-                   "all (every pixel) or MASK.png (its nonzero pixels).")
+@region_option
 @click.option("--overlay-size", type=OverlaySize(), default=str(DEFAULT_OVERLAY_SIZE), show_default=True,
               help="Longest side of each overlay JPEG in pixels, or 'original' for the input's own size.")
 @click.option("--max-megapixels", type=FiniteFloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
@@ -482,8 +484,9 @@ def report(output_dir):
 @labels_option
 @input_size_option
 @unsafe_option
+@region_option
 def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, model_output, preprocess,
-            labels, input_size, unsafe_model_code):
+            labels, input_size, unsafe_model_code, region):
     """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
     per method."""
     method_type = MethodType()
@@ -499,11 +502,12 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
         sheet_format(output)
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
-                                        target=list(classes) or None, alpha=alpha, colormap=colormap)
+                                        target=list(classes) or None, alpha=alpha, colormap=colormap,
+                                        region=region)
     except GradcamError as error:
         _fail(error)
     for _, message in failures:
-        click.echo(f"gradcam: left out: {message}", err=True)
+        click.echo(f"gradcam: {message}", err=True)
     click.echo(f"gradcam: comparison sheet written to {sheet}", err=True)
     sys.exit(1 if failures else 0)
 

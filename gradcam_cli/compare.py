@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import render
 from .api import as_images, explain
+from .engine import empty_region_message
 from .errors import OptionConflict
 from .models import ModelSpec
 from .models.heads import format_prediction
@@ -56,7 +57,9 @@ def compare_sheet(
     **method_options,
 ) -> tuple[Path, list[tuple[str, str]]]:
     """Explain ``images`` with every method and write the comparison sheet to ``output``; return its
-    path and the (path, reason) of files that could not be read (left out of the sheet).
+    path and the (path, one-line reason) of what went wrong: files that could not be read (left out
+    of the sheet) and, for a segmentation model, classes whose region is empty (their tiles show no
+    map and say so).
 
     One row per image and explained class (each ``target``, or the top-1 class); guided-gradcam's
     column shows its guided saliency image, every other method its overlay.
@@ -64,11 +67,21 @@ def compare_sheet(
     if not methods:
         raise OptionConflict("--methods names no method; give one or more, comma-separated.")
     file_format = sheet_format(output)
-    arrays, paths, failures = as_images(images, spec.input_size, TILE)  # decoded once, at tile size, for every method
+    arrays, paths, unreadable = as_images(images, spec.input_size, TILE)  # decoded once, at tile size, for every method
+    failures = [(path, f"{reason.rstrip('.')}; left out of the sheet.") for path, reason in unreadable]
     results = [explain(spec, arrays, method=m, target=target, layer=layer, batch_size=batch_size, alpha=alpha,
                        **method_options) for m in methods]
     first = results[0]
     rows = [(image, target_index) for image in range(len(first.images)) for target_index in range(first.class_ids.shape[1])]
+    empty = set()
+    if first.region_pixels is not None:  # the region depends on the class and the image, not the method
+        chosen = method_options.get("region") or "pred"
+        region = chosen if chosen in ("pred", "all") else "mask"
+        for image, target_index in rows:
+            if first.region_pixels[image, target_index] == 0:
+                empty.add((image, target_index))
+                source = paths[image] or f"image {image}"
+                failures.append((source, empty_region_message(source, region, first.label(image, target_index))))
     columns = len(methods) + 1
     sheet = Image.new("RGB", (columns * TILE, len(rows) * (TILE + CAPTION) + CAPTION), "white")
     draw = ImageDraw.Draw(sheet)
@@ -90,6 +103,8 @@ def compare_sheet(
             class_index = result.class_ids[image, target_index]
             text = format_prediction(result.spec.head.kind, result.label(image, target_index),
                                      float(result.probabilities[image, class_index]))
+            if (image, target_index) in empty:
+                text += " (empty region)"
             draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)
     output = Path(output)
     data = render.png_bytes(np.asarray(sheet)) if file_format == "PNG" else render.jpeg_bytes(sheet, quality=92)

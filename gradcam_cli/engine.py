@@ -82,6 +82,12 @@ def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classe
     return indices
 
 
+def empty_region_message(source: str, region: str | None, label: str) -> str:
+    """The one line for a segmentation class whose region holds no pixel (its map is all zero)."""
+    return (f"{source}: the {region} region of class '{label}' is empty (no pixel predicted as it); "
+            "pick another --class or use --region all.")
+
+
 class Explainer:
     """Computes class activation maps for batches of RGB pixels at the model's input size.
 

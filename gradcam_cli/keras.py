@@ -60,6 +60,8 @@ class GradCAMCallback(keras.callbacks.Callback):
     is exact for [0, 1] and [-1, 1] scalings.
     ``smooth``, ``chunk_size``, ``max_channels``: as in :func:`gradcam_cli.explain`.
     ``output``: for a model with several outputs, the one to explain (name or index).
+    ``region``: for a segmentation model, the pixels a class is explained over: 'pred' (default),
+    'all' or a mask image path, as the CLI's ``--region``.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         chunk_size: int | None = None,
         max_channels: int | None = None,
         output: str | int | None = None,
+        region: str | None = None,
     ):
         super().__init__()
         if int(every) < 1:
@@ -101,7 +104,8 @@ class GradCAMCallback(keras.callbacks.Callback):
         self.colormap = colormap
         self.columns = columns
         self.output = output
-        self.method_options = {"smooth": smooth, "chunk_size": chunk_size, "max_channels": max_channels}
+        self.method_options = {"smooth": smooth, "chunk_size": chunk_size, "max_channels": max_channels,
+                               "region": region}
         self._decoded, self._arrays, dataset_labels = _collect(images)
         self._true_labels = classes if classes is not None else dataset_labels
         self.count = len(self._decoded if self._decoded is not None else self._arrays)

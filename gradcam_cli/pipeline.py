@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from . import render
-from .engine import Explainer
+from .engine import Explainer, empty_region_message
 from .errors import ImageError, OutputError
 from .images import (
     InputItem,
@@ -261,9 +261,8 @@ class BatchJob:
                     row["pixel_share"] = reported
                     row["region_pixels"] = int(result.region_pixels[position, rank])
                     if row["region_pixels"] == 0:
-                        rows.append({**self.error_row(item, f"{item.path}: the {explainer.region_name} region of "
-                                                      f"class '{label}' is empty (no pixel predicted as it); "
-                                                      "pick another --class or use --region all."),
+                        rows.append({**self.error_row(item, empty_region_message(item.path, explainer.region_name,
+                                                                                 label)),
                                      "rank": rank, "class_index": int(class_index), "label": label})
                         continue
                 saliency = None if result.saliency is None else result.saliency[position, rank]

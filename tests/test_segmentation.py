@@ -132,3 +132,32 @@ def test_cli_records_pixel_counts_and_reports_an_empty_region_per_image(unet, im
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "all" / "manifest.jsonl").read_text().splitlines()]
     assert [row["region_pixels"] for row in rows] == [SIZE * SIZE] * 2
+
+
+def test_compare_and_the_callback_take_a_region(unet, images, tmp_path):
+    """Both lacked --region / region=: a class no pixel is predicted as could not be compared or
+    watched in training; over 'all' it can, and the callback's map is the numpy reference's."""
+    from gradcam_cli.keras import GradCAMCallback
+
+    model_path = tmp_path / "unet.keras"
+    unet.save(model_path)
+    inputs = []
+    for index, image in enumerate(images):
+        inputs.append(str(tmp_path / f"img{index}.png"))
+        Image.fromarray(image.astype(np.uint8)).save(inputs[-1])
+    runner = CliRunner()
+    command = ["compare", *inputs, "--model", str(model_path), "--methods", "gradcam,gradcam++", "--class", str(NEVER)]
+    empty = runner.invoke(cli, [*command, "-o", str(tmp_path / "pred.png")], catch_exceptions=False)
+    assert empty.exit_code != 0 and "is empty" in empty.output and "Traceback" not in empty.output
+    assert "--region" in empty.output  # the message names the fix
+    result = runner.invoke(cli, [*command, "--region", "all", "-o", str(tmp_path / "all.png")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "all.png").size == (3 * 224, 2 * (224 + 22) + 22)
+
+    callback = GradCAMCallback(images, classes=[NEVER, NEVER], region="all", log_dir=None, png_dir=tmp_path / "cb")
+    callback.set_model(unet)
+    callback.explain(0)
+    expected, _ = numpy_gradcam(unet, images, NEVER, "all")
+    watched = callback.last_results["gradcam"].heatmaps[:, 0]
+    assert expected.max() > 0 and np.corrcoef(watched.ravel(), expected.ravel())[0, 1] > 0.999
+    np.testing.assert_allclose(watched, expected, rtol=1e-2, atol=1e-3 * expected.max())
