@@ -324,7 +324,8 @@ def _granite(rng: np.random.Generator, s: int) -> np.ndarray:
     base, minerals = stones[rng.integers(len(stones))]
     image = np.full((s, s, 3), base, np.float32) * (0.9 + 0.2 * _smooth_noise(rng, s, 4))[..., None]
     for mineral in minerals:
-        grains = np.clip((_smooth_noise(rng, s, max(8, s // 3)) - rng.uniform(0.7, 0.82)) * 10, 0, 1)
+        grains = np.clip((_smooth_noise(rng, s, max(8, s // 2)) - rng.uniform(0.74, 0.84)) * 10, 0, 1)
+        grains *= np.clip((_smooth_noise(rng, s, 6) - 0.2) * 3, 0, 1)  # crystals cluster in veins
         image = _mix(image, np.array(mineral, np.float32), grains)
     mica = (rng.random((s, s)) > 0.985).astype(np.float32) * 0.6
     image = _mix(image, np.array((250, 250, 250), np.float32), mica)
