@@ -61,7 +61,7 @@ CLASSES = ("circle", "square", "triangle", "star", "cross")
 KINDS = ("single", "pair", "same")
 
 MAX_TILT_DEGREES = 20.0
-MIN_MEAN_COLOUR_DISTANCE = 40.0
+MIN_MEAN_COLOUR_DISTANCE = 60.0
 MAX_CONFUSABLE_SHARE = 0.12
 MAX_OCCLUDED_SHARE = 0.20
 OBJECT_GAP_FRACTION = 0.03  # of the side, between the bounding circles of two objects
@@ -703,7 +703,7 @@ def _pick_colour(rng: np.random.Generator, surface: np.ndarray, region: np.ndarr
     distances = np.linalg.norm(candidates - mean, axis=1)
     near = np.linalg.norm(ring[None, :, :] - candidates[:, None, :], axis=2)
     confusable = (near < np.linalg.norm(ring - mean, axis=1)[None, :]).mean(1)
-    good = (distances > 110) & (confusable < 0.03)
+    good = (distances > 130) & (confusable < 0.03)
     pick = rng.choice(np.flatnonzero(good)) if good.any() else int(np.argmax(distances - 200 * confusable))
     return np.clip(candidates[pick], 0, 255)
 
@@ -960,6 +960,8 @@ def _scene(rng: np.random.Generator, size: int, kind: str, labels: list[int]) ->
         if scene is not None:
             return scene
         attempt += 1
+        if attempt > 200:
+            raise RuntimeError(f"no legible {kind} scene of {size} px after 200 tries; use a larger size")
 
 
 def make_scene(rng: np.random.Generator, size: int = 128, kind: str = "single") -> Scene:
