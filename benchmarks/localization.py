@@ -196,13 +196,15 @@ def main() -> None:
     parser.add_argument("--sources", default=",".join(SOURCES))
     parser.add_argument("--methods", default=",".join(method_names()))
     parser.add_argument("--smooth", default=None, choices=["aug", "eigen"])
+    parser.add_argument("--model", default="demo", help="the demo model (default) or a candidate's .keras file")
+    parser.add_argument("--layer", default=None, help="target layer (default: the one the tool picks)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--failures", default=None, help="PNG sheet of held-out failures (Grad-CAM)")
     parser.add_argument("--breakdown", type=int, default=0, metavar="N",
                         help="also group N held-out single-object scenes by background, style, size, occlusion")
     args = parser.parse_args()
 
-    spec = resolve_model("demo")
+    spec = resolve_model(args.model)
     report: dict = {"seed": args.seed, "per_kind": args.per_kind, "input_size": list(spec.input_size)}
     for source in args.sources.split(","):
         print(f"\n== {source}: {SOURCES[source]}")
@@ -219,7 +221,7 @@ def main() -> None:
         for method in args.methods.split(","):
             if args.smooth == "eigen" and method in CLASS_AGNOSTIC:
                 continue
-            explainer = Explainer(spec, method=method, batch_size=32, smooth=args.smooth)
+            explainer = Explainer(spec, method=method, layer=args.layer, batch_size=32, smooth=args.smooth)
             calls = {"images": 0, "seconds": 0.0}
 
             def explain_fn(images, classes, explainer=explainer, calls=calls):

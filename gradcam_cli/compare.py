@@ -64,7 +64,7 @@ def compare_sheet(
     if not methods:
         raise OptionConflict("--methods names no method; give one or more, comma-separated.")
     file_format = sheet_format(output)
-    arrays, paths, failures = as_images(images)  # decoded once, shared by every method
+    arrays, paths, failures = as_images(images, spec.input_size, TILE)  # decoded once, at tile size, for every method
     results = [explain(spec, arrays, method=m, target=target, layer=layer, batch_size=batch_size, alpha=alpha,
                        **method_options) for m in methods]
     first = results[0]

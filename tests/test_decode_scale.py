@@ -165,3 +165,27 @@ def test_pixel_budget_never_holds_more_than_its_limit_across_threads():
         thread.join(timeout=10)
     assert not any(t.is_alive() for t in threads)
     assert 0 < peak[0] <= 1_000_000 and held[0] == 0
+
+
+def test_api_decodes_files_at_the_overlay_size_like_the_cli(tmp_path, phone_jpeg):
+    """The Python API used to keep every file at full resolution (36 MB per 12 MP photo, for a
+    whole folder); it now decodes as the CLI does, and so gives the CLI's heatmap."""
+    from gradcam_cli import explain
+
+    monkeypatched = []
+    real = images_module.Image.Image.load
+
+    def counting_load(image):  # the largest decode made
+        monkeypatched.append(image.size)
+        return real(image)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images_module.Image.Image, "load", counting_load)
+        result = explain("demo", str(phone_jpeg))
+    assert result.images[0].shape == (750, 1000, 3)
+    assert max(width * height for width, height in monkeypatched) <= 1000 * 750  # DCT-scaled, never 12 MP
+    assert explain("demo", str(phone_jpeg), overlay_size=500).images[0].shape == (375, 500, 3)
+    out = tmp_path / "cli"
+    assert run("explain", phone_jpeg, "-o", out, "-q").exit_code == 0
+    row = Manifest.read_rows(out / "manifest.jsonl")[0]
+    np.testing.assert_allclose(np.load(row["heatmap"]), result.heatmaps[0, 0], rtol=1e-4, atol=1e-6)
