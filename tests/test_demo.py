@@ -265,3 +265,30 @@ def test_a_training_run_consumes_the_same_batches_whatever_the_threads(keras):
 
     for first, second in zip(run(0), run(1), strict=True):
         np.testing.assert_array_equal(first, second)
+
+
+def test_stage_two_retrains_the_evidence_head_on_the_frozen_backbone(keras):
+    from gradcam_cli.demo.train import (
+        BACKBONE_OUTPUT,
+        HEAD_LAYERS,
+        build_model,
+        generate,
+        retrain_head,
+    )
+
+    keras.utils.set_random_seed(2)
+    model = build_model(96, width=0.25)
+    validation = generate(99, 16, workers=1, difficulty=(1.0, 1.0))[:2]
+    lines = []
+    grafted, record = retrain_head(model, seed=5, images=64, epochs=1, workers=1, validation=validation,
+                                   log=lines.append)
+    names = [layer.name for layer in model.layers]
+    backbone = names[:names.index(BACKBONE_OUTPUT) + 1]
+    for name in backbone:  # frozen: the very same weights
+        for old, new in zip(model.get_layer(name).get_weights(), grafted.get_layer(name).get_weights(), strict=True):
+            np.testing.assert_array_equal(old, new)
+    assert not np.allclose(model.get_layer("predictions").get_weights()[0], grafted.get_layer("predictions").get_weights()[0])
+    assert [layer.name for layer in grafted.layers] == backbone + list(HEAD_LAYERS)  # no training head
+    assert grafted(np.zeros((2, 96, 96, 3), np.float32)).shape == (2, len(CLASSES))
+    assert record["images"] == 64 and record["seed"] == 12 and 0.0 <= record["validation_accuracy"] <= 1.0
+    assert any("stage 2 epoch 1/1" in line for line in lines)

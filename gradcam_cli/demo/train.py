@@ -30,6 +30,12 @@ which took about 35 minutes on 2 cores with the previous generator (72,000 scene
 the first 4 at 64 px) and gave a weaker model; it was not re-run with the present generator. Any
 option given on the command line overrides the preset's value.
 
+Stage 2 (:func:`retrain_head`, run after stage 1, or alone with ``--head-only`` on the bundled
+model in about 10 minutes on 2 CPU cores): the evidence head (the 1x1 convolution, GAP and Dense,
+with the training cells head) is trained again from scratch on the frozen backbone's maps of 24,000
+new scenes. The stage-1 head put the class maps' maximum outside large discs; the retrained one does
+not (README, "The demo model and measured localization").
+
 Model selection uses a validation set of full-difficulty scenes from the same generator with another
 seed, at full size: the weights of the epoch with the best validation accuracy (top-1 among the
 classes present) are kept. It writes ``shapes_cnn.keras`` and its sidecar
@@ -50,6 +56,8 @@ from pathlib import Path
 import numpy as np
 
 from .shapes import CLASSES, make_dataset
+
+DEMO_MODEL = Path(__file__).resolve().parent / "shapes_cnn.keras"
 
 SIZE = 96
 CHUNK = 500  # images per generator call; chunk i of run seed s uses seed s * 100_000 + i
@@ -96,14 +104,100 @@ def build_models(size: int | None = SIZE, classes: int = len(CLASSES), width: fl
     x = conv_bn_relu(x, 48, 2, 1)
     x = conv_bn_relu(x, 64, 2, 2, dilation=2)
     x = conv_bn_relu(x, 64, 2, 3, dilation=4)
-    x = conv_bn_relu(x, 64, 3, 1, dilation=8)
-    evidence = conv_bn_relu(x, 96, 3, 2, kernel=1)  # the target layer: 24x24x(96 x width)
+    x = conv_bn_relu(x, 64, 3, 1, dilation=8)  # BACKBONE_OUTPUT
+    outputs, cells = _evidence_head(x, round(96 * width), classes)
+    shipped = keras.Model(inputs, outputs, name="shapes_cnn")
+    return shipped, keras.Model(inputs, [outputs, cells], name="shapes_cnn_training")
+
+
+def _evidence_head(x, filters: int, classes: int):
+    """(class probabilities, training cell maps) on the backbone's output ``x``: a 1x1 convolution
+    (BN, ReLU) gives the class-evidence maps, the target layer, that GAP averages for the Dense
+    softmax (the layers CAM explains); the cells head is training-only."""
+    from keras import layers
+
+    x = layers.Conv2D(filters, 1, use_bias=False, name="block3_conv2")(x)
+    x = layers.BatchNormalization(name="block3_bn2")(x)
+    evidence = layers.ReLU(name="block3_relu2")(x)  # the target layer: 24x24x(96 x width)
     x = layers.GlobalAveragePooling2D(name="gap")(evidence)
     x = layers.Dropout(0.1, name="dropout")(x)
     outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
     cells = layers.Conv2D(classes + 1, 1, activation="softmax", name="training_cells")(evidence)
-    shipped = keras.Model(inputs, outputs, name="shapes_cnn")
-    return shipped, keras.Model(inputs, [outputs, cells], name="shapes_cnn_training")
+    return outputs, cells
+
+
+BACKBONE_OUTPUT = "block3_relu1"  # the dilated stack's last layer; the evidence head reads it
+HEAD_LAYERS = ("block3_conv2", "block3_bn2", "block3_relu2", "gap", "dropout", "predictions")
+HEAD_RECIPE = {"images": 24_000, "epochs": 8, "batch_size": 256, "learning_rate": 3e-3, "warmup": 100,
+               "seed_offset": 7}
+
+
+def retrain_head(model, seed: int, images: int = HEAD_RECIPE["images"], epochs: int = HEAD_RECIPE["epochs"],
+                 workers: int = 2, validation: tuple[np.ndarray, np.ndarray] | None = None, cache: Path | None = None,
+                 log=print):
+    """Stage 2: the evidence head trained afresh on the frozen backbone; returns (model, record).
+
+    The network of stage 1 (trained end to end) names shapes well, but its evidence layer put the
+    class maps' maximum outside large discs (measured on held-out 3: strict pointing 55.7 % on
+    objects over 20 % of the image). A head of the same architecture (``_evidence_head``, the
+    training cells head included) trained from scratch on the backbone's frozen ``block3_relu1``
+    maps of new scenes keeps the accuracy and lands on the objects; why the jointly trained head
+    spilled was not established. The maps are computed once (float16, about 110 kB per scene)
+    and the head, a 1x1 convolution and a Dense layer, trains on them in minutes on a CPU, with
+    no augmentation (it would need the backbone again). Scenes: ``images`` from seed
+    ``seed + 7``, which no stage-1 run with seed ``seed`` draws."""
+    import keras
+
+    tap = keras.Model(model.inputs, model.get_layer(BACKBONE_OUTPUT).output)
+
+    def backbone_maps(pixels: np.ndarray) -> np.ndarray:
+        return np.concatenate([tap.predict(pixels[i:i + 500].astype(np.float32) / 255, batch_size=100, verbose=0)
+                               .astype(np.float16) for i in range(0, len(pixels), 500)])
+
+    started = time.perf_counter()
+    pixels, targets, cells = generate(seed + HEAD_RECIPE["seed_offset"], images, workers=workers, cache=cache)
+    features = backbone_maps(pixels)
+    del pixels
+    cover = cells.astype(np.float32)
+    cover /= cover.sum(axis=-1, keepdims=True)
+    labels = targets / targets.sum(axis=1, keepdims=True)
+    val_features = None if validation is None else backbone_maps(validation[0])
+    log(f"stage 2: {images} scenes through the frozen backbone ({features.nbytes / 1e9:.1f} GB of maps)")
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(features.shape[1:])
+    outputs, cell_maps = _evidence_head(inputs, model.get_layer("block3_conv2").filters, labels.shape[1])
+    head = keras.Model(inputs, outputs)
+    steps = epochs * (images // HEAD_RECIPE["batch_size"])  # whole batches (the shipped run: 744)
+    warmup = min(HEAD_RECIPE["warmup"], steps // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, steps - warmup), warmup_target=HEAD_RECIPE["learning_rate"], warmup_steps=warmup)
+    training = keras.Model(inputs, [outputs, cell_maps])
+    training.compile(keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+                     loss=["categorical_crossentropy", "categorical_crossentropy"])
+    accuracies: list[float] = []
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            message = f"stage 2 epoch {epoch + 1}/{epochs} loss {float(logs['loss']):.4f}"
+            if val_features is not None:
+                accuracies.append(present_accuracy(validation[1], head.predict(val_features, batch_size=256, verbose=0)))
+                message += f" validation accuracy {accuracies[-1]:.4f}"
+            log(message)
+
+    training.fit(features, (labels, cover), batch_size=HEAD_RECIPE["batch_size"], epochs=epochs, verbose=0,
+                 callbacks=[Progress()])
+    x = model.get_layer(BACKBONE_OUTPUT).output
+    for name in HEAD_LAYERS:  # the new head on the old backbone; the cells head stays behind
+        x = training.get_layer(name)(x)
+    grafted = keras.Model(model.inputs, x, name=model.name)
+    record = {"images": images, "seed": seed + HEAD_RECIPE["seed_offset"], "epochs": epochs,
+              "batch_size": HEAD_RECIPE["batch_size"], "learning_rate": HEAD_RECIPE["learning_rate"],
+              "kept_epoch": epochs, "seconds": round(time.perf_counter() - started),
+              "backend": keras.backend.backend(), "accelerator": _accelerator()}
+    if accuracies:
+        record["validation_accuracy"] = round(accuracies[-1], 4)
+    return grafted, record
 
 
 def cell_targets(scene, grid: int) -> np.ndarray:
@@ -261,6 +355,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="processes drawing the training images (default: one per core)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--cache", type=Path, default=None, help="folder to keep and reuse generated arrays")
+    parser.add_argument("--head-images", type=int, default=HEAD_RECIPE["images"],
+                        help="stage 2: scenes the evidence head is retrained on (0: no stage 2)")
+    parser.add_argument("--head-epochs", type=int, default=HEAD_RECIPE["epochs"])
+    parser.add_argument("--head-only", nargs="?", type=Path, const=DEMO_MODEL, default=None, metavar="MODEL",
+                        help="run stage 2 only, on the backbone of MODEL (default: the bundled model; minutes on a "
+                             "CPU, and it reproduces the bundled model's head)")
     args = parser.parse_args(argv)
     for option, value in PRESETS[args.preset].items():
         if getattr(args, option) is None:
@@ -274,13 +374,26 @@ def main(argv: list[str] | None = None) -> None:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:7.0f} s] {message}", flush=True)
 
+    def validation_set() -> tuple[np.ndarray, np.ndarray]:
+        images, targets, _ = generate(args.seed + 50_000, args.validation, workers=args.workers,
+                                      difficulty=(1.0, 1.0), cache=args.cache)
+        return images, targets
+
+    if args.head_only is not None:
+        model = keras.saving.load_model(args.head_only, compile=False)
+        sidecar = Path(f"{args.head_only}.gradcam.json")
+        trained = json.loads(sidecar.read_text())["trained"] if sidecar.exists() else {}
+        model, head = retrain_head(model, args.seed, args.head_images, args.head_epochs, args.workers,
+                                   validation_set(), args.cache, log)
+        _save(model, args.out, trained, head, log)
+        return
+
     log(f"recipe {args.preset}: {args.train} images, {args.epochs} epochs ({args.low_res_epochs} at {args.low_res} px), "
         f"batch {args.batch_size}, width {args.width}, peak learning rate {args.learning_rate}; "
         f"Keras {keras.__version__} on {keras.backend.backend()}")
     train_x, train_y, train_cells = generate(args.seed, args.train, workers=args.workers, cache=args.cache)
-    val_x, val_y, _ = generate(args.seed + 50_000, args.validation, workers=args.workers, difficulty=(1.0, 1.0),
-                               cache=args.cache)
-    val_x = val_x.astype(np.float32) / 255
+    val_pixels, val_y = validation_set()
+    val_x = val_pixels.astype(np.float32) / 255
     log(f"generated {args.train} + {args.validation} images ({SIZE}x{SIZE})")
 
     # any input size: the first epochs may train on smaller images
@@ -323,22 +436,29 @@ def main(argv: list[str] | None = None) -> None:
     log(f"kept epoch {best_epoch}: validation accuracy {accuracy:.4f} ({args.validation} images, seed "
         f"{args.seed + 50_000}); parameters {model.count_params():,}; total time {seconds:.0f} s")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / "shapes_cnn.keras"
+    trained = {"preset": args.preset, "seed": args.seed, "train_images": args.train, "epochs": args.epochs,
+               "low_res_epochs": low, "low_res": args.low_res, "batch_size": args.batch_size,
+               "width": args.width, "learning_rate": args.learning_rate, "kept_epoch": best_epoch,
+               "validation_accuracy": round(accuracy, 4), "seconds": round(seconds),
+               "cpu_seconds": round(cpu_seconds), "backend": keras.backend.backend(),
+               "accelerator": _accelerator()}
+    head = None
+    if args.head_images > 0:
+        model, head = retrain_head(model, args.seed, args.head_images, args.head_epochs, args.workers,
+                                   (val_pixels, val_y), args.cache, log)
+    _save(model, args.out, trained, head, log)
+
+
+def _save(model, out: Path, trained: dict, head: dict | None, log) -> None:
+    """``shapes_cnn.keras`` and its sidecar (preprocessing, labels, how each stage was trained)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / "shapes_cnn.keras"
     model.save(model_path)
-    sidecar = {
-        "preprocess": "scale01",
-        "labels": list(CLASSES),
-        "input_size": [SIZE, SIZE],
-        "trained": {"preset": args.preset, "seed": args.seed, "train_images": args.train, "epochs": args.epochs,
-                    "low_res_epochs": low, "low_res": args.low_res, "batch_size": args.batch_size,
-                    "width": args.width, "learning_rate": args.learning_rate, "kept_epoch": best_epoch,
-                    "validation_accuracy": round(accuracy, 4), "seconds": round(seconds),
-                    "cpu_seconds": round(cpu_seconds), "backend": keras.backend.backend(),
-                    "accelerator": _accelerator()},
-    }
-    (args.out / "shapes_cnn.keras.gradcam.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-    log(f"wrote {model_path} ({model_path.stat().st_size / 1e6:.2f} MB)")
+    sidecar = {"preprocess": "scale01", "labels": list(CLASSES), "input_size": [SIZE, SIZE], "trained": trained}
+    if head is not None:
+        sidecar["head_retrained"] = head
+    (out / "shapes_cnn.keras.gradcam.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    log(f"wrote {model_path} ({model_path.stat().st_size / 1e6:.2f} MB, {model.count_params():,} parameters)")
 
 
 def _accelerator() -> str:
