@@ -133,11 +133,14 @@ def breakdown(spec, source: str, seed: int, count: int) -> dict[str, dict]:
         # each generator names these its own way
         filled = getattr(truth, "filled", getattr(truth, "stroke", 0) == 0)
         style = getattr(truth, "style", None) or ("filled" if filled else "outline")
-        background = getattr(scene, "texture", None) or getattr(scene, "background", "?")
+        background = (getattr(scene, "texture", None) or getattr(scene, "background", None)
+                      or getattr(scene, "surface", "?"))
         area = float(truth.mask.mean())
         size = "area < 2 %" if area < 0.02 else "area 2-8 %" if area < 0.08 else "area 8-20 %" if area < 0.2 else "area > 20 %"
         keys = ["all", f"background {background}", f"class {CLASSES[truth.label]}", f"style {style}", size]
-        hidden = getattr(truth, "hidden", getattr(truth, "occluded_fraction", None))
+        hidden = getattr(truth, "hidden", getattr(truth, "occluded_fraction", getattr(truth, "occluded_share", None)))
+        if getattr(truth, "outlined", False):
+            keys.append("outlined")
         if hidden is not None:
             keys.append("occluded" if hidden > 0 else "not occluded")
         for key in keys:
@@ -150,6 +153,35 @@ def breakdown(spec, source: str, seed: int, count: int) -> dict[str, dict]:
         print(f"  {key:<28}{len(values):>6}  accuracy {values[:, 0].mean():6.1%}  strict pointing {values[:, 1].mean():6.1%}")
     table["large_objects"] = halo(scenes, result.heatmaps[:, 0])
     return table
+
+
+def two_class_detail(spec, source: str, seed: int, per_kind: int, method: str) -> dict:
+    """Where ``method``'s two-class misses go: each pair scene's two classes explained in turn, split
+    by whether the model itself finds the explained class the more or the less probable of the two,
+    and how many misses land on the other object."""
+    pairs = source_scenes(source, seed, per_kind)["pair"]
+    batch = model_batch(spec, [scene.image for scene in pairs])
+    probabilities = spec.model.predict(spec.preprocess(batch), verbose=0)
+    explainer = Explainer(spec, method=method, batch_size=32)
+    hits, on_other, weaker = [], [], []
+    for position in (0, 1):
+        targets = np.array([[scene.objects[position].label] for scene in pairs])
+        maps = explainer.run(batch, targets).heatmaps[:, 0]
+        for scene, heatmap, probability in zip(pairs, maps, probabilities, strict=True):
+            mine, other = scene.objects[position], scene.objects[1 - position]
+            hits.append(points_inside(heatmap, mine.mask))
+            on_other.append(points_inside(heatmap, other.mask))
+            weaker.append(probability[other.label] > probability[mine.label])
+    hits, on_other, weaker = np.array(hits), np.array(on_other), np.array(weaker)
+    detail = {"two_class": float(hits.mean()), "misses": int((~hits).sum()),
+              "misses_on_the_other_object": int((~hits & on_other).sum()),
+              "two_class_explaining_the_less_probable": float(hits[weaker].mean()), "less_probable_n": int(weaker.sum()),
+              "two_class_explaining_the_more_probable": float(hits[~weaker].mean()), "more_probable_n": int((~weaker).sum())}
+    print(f"{source} {method}: two-class {detail['two_class']:.1%}; {detail['misses']} misses, "
+          f"{detail['misses_on_the_other_object']} of them on the other object; explaining the class the model finds "
+          f"less probable {detail['two_class_explaining_the_less_probable']:.1%} (n={detail['less_probable_n']}), "
+          f"more probable {detail['two_class_explaining_the_more_probable']:.1%} (n={detail['more_probable_n']})")
+    return detail
 
 
 def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
@@ -200,6 +232,8 @@ def main() -> None:
     parser.add_argument("--layer", default=None, help="target layer (default: the one the tool picks)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--failures", default=None, help="PNG sheet of held-out failures (Grad-CAM)")
+    parser.add_argument("--two-class-detail", default=None, metavar="METHODS",
+                        help="also split these methods' two-class results by the model's own confidence")
     parser.add_argument("--breakdown", type=int, default=0, metavar="N",
                         help="also group N held-out single-object scenes by background, style, size, occlusion")
     args = parser.parse_args()
@@ -252,6 +286,9 @@ def main() -> None:
                 save_failures(spec, source, args.seed, args.per_kind, path)
             if args.breakdown:
                 entry["breakdown"] = breakdown(spec, source, args.seed, args.breakdown)
+            if args.two_class_detail:
+                entry["two_class_detail"] = {method: two_class_detail(spec, source, args.seed, args.per_kind, method)
+                                             for method in args.two_class_detail.split(",")}
         report[source] = entry
     if args.json:
         with open(args.json, "w") as stream:

@@ -126,7 +126,8 @@ def as_images(images: Any, min_size: tuple[int, int] | None = None,
     (path, reason), as in the CLI; in-memory pictures of the wrong shape or range raise
     :class:`ImageError`. Files are decoded as the CLI decodes them: at the smallest scale covering
     ``min_size`` (the model's input) and ``overlay_size`` (a longest side; None: full resolution),
-    then fitted to ``overlay_size``, so a folder of phone photos holds about 3 MB per picture, not 36.
+    so a 12 MP photo is held at 1000-2000 px, not at 36 MB; the caller makes the model input from
+    that and then fits the picture to ``overlay_size`` (:func:`fit_pictures`), as the CLI does.
     """
     if isinstance(images, (str, os.PathLike, Image.Image)):
         images = [images]
@@ -141,8 +142,7 @@ def as_images(images: Any, min_size: tuple[int, int] | None = None,
                 try:
                     if item.error:
                         raise ImageError(f"{item.path}: {item.error}.")
-                    picture = open_rgb(item.path, min_size=min_size, longest_side=overlay_size)
-                    arrays.append(np.asarray(fit_longest_side(picture, overlay_size)))
+                    arrays.append(np.asarray(open_rgb(item.path, min_size=min_size, longest_side=overlay_size)))
                     paths.append(item.path)
                 except ImageError as error:
                     failures.append((item.path, str(error)))
@@ -157,6 +157,13 @@ def as_images(images: Any, min_size: tuple[int, int] | None = None,
         detail = f": {reasons.rstrip('.')}." if reasons else " (an empty list was given)."
         raise ImageError(f"no image to explain{detail}")
     return arrays, paths, failures
+
+
+def fit_pictures(arrays: list[np.ndarray], paths: list[str | None], overlay_size: int | None) -> list[np.ndarray]:
+    """Decoded files fitted to ``overlay_size`` once their model input is made (in-memory pictures
+    stay as given)."""
+    return [a if path is None else np.asarray(fit_longest_side(Image.fromarray(a), overlay_size))
+            for a, path in zip(arrays, paths, strict=True)]
 
 
 _EXPLAINERS = "_gradcam_explainers"  # an in-memory model's attribute: {options: Explainer}
@@ -243,6 +250,7 @@ def explain(
     arrays, paths, failures = as_images(images, spec.input_size, overlay_size)
     channels = int(spec.model.inputs[0].shape[-1] or 3)
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
+    arrays = fit_pictures(arrays, paths, overlay_size)
     if target is None or isinstance(target, np.ndarray):
         classes = target
     else:

@@ -270,7 +270,7 @@ def _collect(images: Any) -> tuple[list[np.ndarray] | None, np.ndarray | None, A
         if len(shapes) != 1:
             raise ImageError(f"GradCAMCallback: arrays of different shapes {sorted(shapes)}; give them at the model's input size.")
         return None, np.stack([np.asarray(item) for item in items]), labels
-    decoded, _, failures = as_images(items)
+    decoded, _, failures = as_images(items, overlay_size=None)  # tiles at the model's size: keep every pixel
     if failures:  # a training callback's images are few and chosen: a bad one is an error, not a skip
         raise ImageError(f"GradCAMCallback: {failures[0][1]}")
     return decoded, None, labels

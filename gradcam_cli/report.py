@@ -115,6 +115,10 @@ def _reported(row: dict) -> float:
     return 0.0
 
 
+SORTED_BY = {"softmax": "probability", "binary": "probability", "multilabel": "probability",
+             "regression": "predicted value", "segmentation": "pixel share"}
+
+
 def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     name = _escape(Path(card["input"]).name)
     if card["error"] and not card["targets"]:
@@ -140,7 +144,7 @@ def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     top = "".join(f"<li>{_escape(format_prediction(kind, label, float(p)))}</li>" for _, label, p in card["top"])
     layer = _escape(card["targets"][0]["layer"]) if card["targets"] else ""
     return (
-        f'<article class="card" data-class="{_escape(top1_label)}" data-kind="{_escape(kind)}" '
+        f'<article class="card" data-class="{_escape(top1_label)}" data-kind="{_escape(SORTED_BY.get(kind, "score"))}" '
         f'data-confidence="{float(top1_probability):.6f}">'
         f'<h3 title="{_escape(card["input"])}">{name}</h3><div class="pictures">{"".join(pictures)}</div>'
         f'<ol class="top">{top}</ol><p class="layer">layer {layer}</p></article>'
@@ -174,6 +178,8 @@ SCRIPT = """
     const cards = Array.from(grid.children);
     const wanted = filter.value;
     cards.sort((a, b) => {
+      const failed = a.classList.contains('failed') - b.classList.contains('failed');
+      if (failed) return failed;  // failed inputs last, whatever the order
       // a folder explained by models with different heads: probabilities and values are not one scale
       if (a.dataset.kind !== b.dataset.kind) return a.dataset.kind < b.dataset.kind ? -1 : 1;
       const d = parseFloat(b.dataset.confidence) - parseFloat(a.dataset.confidence);
@@ -233,10 +239,6 @@ def _evaluation_section(output_dir: Path) -> str:
             f"<p>Best first by {_escape(metrics[0]) if metrics else '-'}; mean [95% bootstrap interval] n. "
             f"Read every score against the random and center baselines.</p>"
             f'<table><tr><th>method</th>{head}</tr>{"".join(body)}</table>{verdict}{curves}</section>')
-
-
-SORTED_BY = {"softmax": "probability", "binary": "probability", "multilabel": "probability",
-             "regression": "predicted value", "segmentation": "pixel share"}
 
 
 def _sort_label(cards: list[dict]) -> str:

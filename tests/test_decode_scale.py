@@ -185,7 +185,12 @@ def test_api_decodes_files_at_the_overlay_size_like_the_cli(tmp_path, phone_jpeg
     assert result.images[0].shape == (750, 1000, 3)
     assert max(width * height for width, height in monkeypatched) <= 1000 * 750  # DCT-scaled, never 12 MP
     assert explain("demo", str(phone_jpeg), overlay_size=500).images[0].shape == (375, 500, 3)
-    out = tmp_path / "cli"
-    assert run("explain", phone_jpeg, "-o", out, "-q").exit_code == 0
-    row = Manifest.read_rows(out / "manifest.jsonl")[0]
-    np.testing.assert_allclose(np.load(row["heatmap"]), result.heatmaps[0, 0], rtol=1e-4, atol=1e-6)
+    # decoded at 1/2 scale (2000 px) for a 1200 px overlay: the model input comes from the decode,
+    # not from the fitted picture, in the API as in the CLI
+    for size, extra in ((None, []), (1200, ["--overlay-size", "1200"])):
+        api = result if size is None else explain("demo", str(phone_jpeg), overlay_size=size)
+        out = tmp_path / f"cli{size}"
+        assert run("explain", phone_jpeg, "-o", out, "-q", *extra).exit_code == 0
+        row = Manifest.read_rows(out / "manifest.jsonl")[0]
+        assert api.images[0].shape[:2] == tuple(reversed(Image.open(row["overlay"]).size))
+        np.testing.assert_allclose(np.load(row["heatmap"]), api.heatmaps[0, 0], rtol=1e-4, atol=1e-6)

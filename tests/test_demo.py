@@ -1,7 +1,8 @@
 """The bundled demo: reproducible synthetic world, the trained model, and localization floors.
 
-The model's floors are measured on the three held-out generators (gradcam_cli.demo.heldout, heldout2
-and heldout3), which the model was neither trained nor selected on; see README, "The demo model and measured localization".
+The model's floors are measured on the four held-out generators (gradcam_cli.demo.heldout, heldout2,
+heldout3 and heldout4), which the model was not trained on (heldout3 chose its stage-2 head); see
+README, "The demo model and measured localization".
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ def test_demo_model_classifies_third_heldout_single_objects(demo_spec):
     assert _accuracy(demo_spec, "heldout3", 200) >= HELDOUT3_ACCURACY_FLOOR
 
 
+def test_demo_model_classifies_fourth_heldout_single_objects(demo_spec):
+    assert _accuracy(demo_spec, "heldout4", 200) >= HELDOUT4_ACCURACY_FLOOR
+
+
 def test_demo_model_classifies_fresh_in_distribution_single_objects(demo_spec):
     assert _accuracy(demo_spec, "in_distribution", 200) >= IN_DISTRIBUTION_ACCURACY_FLOOR
 
@@ -166,23 +171,31 @@ def heldout3_scenes():
     return source_scenes("heldout3", seed=31337, per_kind=40)
 
 
+@pytest.fixture(scope="module")
+def heldout4_scenes():
+    return source_scenes("heldout4", seed=31337, per_kind=40)
+
+
 # Floors a little under the figures measured on the held-out generators (README, benchmarks/
 # localization.json), so that a broken method or model fails while sampling noise on 40 images
 # per kind does not.
-# Measured on these exact images (seed 4242 / 31337) with the shipped model: accuracy 96.0 % held-out,
-# 90.0 % second held-out, 97.5 % third held-out, 87.5 % in-distribution; held-out pointing 87.5-97.5 %,
-# strict 80.0-85.0 %, two-class 96.2-97.5 % (Score-CAM 83.8 %), multi-instance coverage 91.7-92.9 %;
-# Grad-CAM / Grad-CAM++ on the second held-out generator: pointing 85.0 %, strict 80.0 / 85.0 %,
-# two-class 88.7 %, multi-instance 73.8 / 76.2 %; on the third: pointing 90.0 %, strict 87.5 / 82.5 %,
-# two-class 96.3 %, multi-instance 94.2 %.
+# Measured on these exact images (seed 4242 / 31337) with the shipped model (stage-2 head): accuracy
+# 95.0 % held-out, 90.5 % second, 97.0 % third, 97.0 % fourth held-out, 85.5 % in-distribution;
+# held-out, every method: pointing 97.5 %, strict 87.5-90.0 %, two-class 96.3-97.5 % (Score-CAM
+# 82.5 %), multi-instance coverage 86.7-93.3 %; Grad-CAM / Grad-CAM++ on the second held-out
+# generator: pointing 87.5 %, strict 85.0 / 87.5 %, two-class 88.7 / 90.0 %, multi-instance 74.6 /
+# 76.7 %; on the third: pointing 95.0 / 92.5 %, strict 87.5 / 85.0 %, two-class 97.5 %, multi-instance
+# 92.5 %; on the fourth: pointing and strict 97.5 %, two-class 98.8 %, multi-instance 84.6 / 86.3 %.
 HELDOUT_ACCURACY_FLOOR = 0.92
 HELDOUT2_ACCURACY_FLOOR = 0.85
 HELDOUT3_ACCURACY_FLOOR = 0.93
+HELDOUT4_ACCURACY_FLOOR = 0.93
 IN_DISTRIBUTION_ACCURACY_FLOOR = 0.82
-FLOORS = {"pointing_game": 0.82, "pointing_game_strict": 0.75, "two_class": 0.90, "multi_instance_coverage": 0.85}
+FLOORS = {"pointing_game": 0.90, "pointing_game_strict": 0.80, "two_class": 0.90, "multi_instance_coverage": 0.82}
 LATER_HELDOUT_FLOORS = {
-    "heldout2": {"pointing_game": 0.80, "pointing_game_strict": 0.75, "two_class": 0.83, "multi_instance_coverage": 0.68},
-    "heldout3": {"pointing_game": 0.85, "pointing_game_strict": 0.77, "two_class": 0.90, "multi_instance_coverage": 0.88},
+    "heldout2": {"pointing_game": 0.80, "pointing_game_strict": 0.78, "two_class": 0.83, "multi_instance_coverage": 0.68},
+    "heldout3": {"pointing_game": 0.88, "pointing_game_strict": 0.80, "two_class": 0.92, "multi_instance_coverage": 0.88},
+    "heldout4": {"pointing_game": 0.92, "pointing_game_strict": 0.92, "two_class": 0.93, "multi_instance_coverage": 0.78},
 }
 METHOD_FLOORS = {("scorecam", "two_class"): 0.78}  # its channel-masking scores are the least class-specific
 
@@ -209,7 +222,7 @@ def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, heldout_
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
-@pytest.mark.parametrize("source", ["heldout2", "heldout3"])
+@pytest.mark.parametrize("source", ["heldout2", "heldout3", "heldout4"])
 def test_gradcam_localizes_shapes_of_the_later_heldout_generators(demo_spec, request, source, method):
     summary = _localization(demo_spec, method, request.getfixturevalue(f"{source}_scenes"))
     for metric, floor in LATER_HELDOUT_FLOORS[source].items():
@@ -271,6 +284,7 @@ def test_stage_two_retrains_the_evidence_head_on_the_frozen_backbone(keras):
     from gradcam_cli.demo.train import (
         BACKBONE_OUTPUT,
         HEAD_LAYERS,
+        _evidence_head,
         build_model,
         generate,
         retrain_head,
@@ -278,17 +292,38 @@ def test_stage_two_retrains_the_evidence_head_on_the_frozen_backbone(keras):
 
     keras.utils.set_random_seed(2)
     model = build_model(96, width=0.25)
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
     validation = generate(99, 16, workers=1, difficulty=(1.0, 1.0))[:2]
     lines = []
     grafted, record = retrain_head(model, seed=5, images=64, epochs=1, workers=1, validation=validation,
                                    log=lines.append)
     names = [layer.name for layer in model.layers]
     backbone = names[:names.index(BACKBONE_OUTPUT) + 1]
-    for name in backbone:  # frozen: the very same weights
-        for old, new in zip(model.get_layer(name).get_weights(), grafted.get_layer(name).get_weights(), strict=True):
+    for name in backbone:  # frozen: the weights from before the call
+        for old, new in zip(before[name], grafted.get_layer(name).get_weights(), strict=True):
             np.testing.assert_array_equal(old, new)
-    assert not np.allclose(model.get_layer("predictions").get_weights()[0], grafted.get_layer("predictions").get_weights()[0])
     assert [layer.name for layer in grafted.layers] == backbone + list(HEAD_LAYERS)  # no training head
-    assert grafted(np.zeros((2, 96, 96, 3), np.float32)).shape == (2, len(CLASSES))
+    # the head trained: its Dense weights moved away from the ones a fresh head with the same seed starts with
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input(model.get_layer(BACKBONE_OUTPUT).output.shape[1:])
+    fresh = keras.Model(inputs, _evidence_head(inputs, model.get_layer("block3_conv2").filters, len(CLASSES))[0])
+    assert not np.allclose(fresh.get_layer("predictions").get_weights()[0], grafted.get_layer("predictions").get_weights()[0])
+    # and the grafted model is that head on the backbone's output
+    sample = np.random.default_rng(0).random((2, 96, 96, 3)).astype(np.float32)
+    features = keras.Model(model.inputs, model.get_layer(BACKBONE_OUTPUT).output)(sample)
+    x = features
+    for name in HEAD_LAYERS:
+        x = grafted.get_layer(name)(x)
+    np.testing.assert_allclose(grafted(sample).numpy(), np.asarray(x), atol=1e-6)
     assert record["images"] == 64 and record["seed"] == 12 and 0.0 <= record["validation_accuracy"] <= 1.0
     assert any("stage 2 epoch 1/1" in line for line in lines)
+
+
+def test_head_only_refuses_to_overwrite_the_model_it_reads(tmp_path, capsys):
+    from gradcam_cli.demo.train import DEMO_MODEL, main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--head-only", "--out", str(DEMO_MODEL.parent)])
+    assert stop.value.code == 2 and "pass --out DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--head-only", "--out", str(tmp_path), "--head-images", "0"])

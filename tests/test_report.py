@@ -133,7 +133,8 @@ def test_report_in_a_real_headless_browser(report_dir, tmp_path):
         page.select_option("#class-filter", "")
         page.select_option("#sort", "asc")
         confidences = page.eval_on_selector_all("article.card", "cards => cards.map(c => parseFloat(c.dataset.confidence))")
-        assert confidences == sorted(confidences)
+        shown = [c for c in confidences if c >= 0]
+        assert shown == sorted(shown) and confidences[:len(shown)] == shown  # failed inputs (-1) last
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         chrome.close()
     assert not errors, errors
@@ -219,17 +220,22 @@ def test_sort_names_what_it_orders_and_keeps_probabilities_apart_from_regression
 
     softmax = [_card(f"p{i}.png", "softmax", p) for i, p in enumerate((0.2, 0.9, 0.5))]
     regression = [_card(f"r{i}.png", "regression", v) for i, v in enumerate((41.5, -3.0))]
+    failed = [{"input": "bad.png", "targets": [], "error": "bad.png: cannot identify image file.", "top": []}]
     assert "sort by probability <select" in _page(softmax, tmp_path, set())
     assert "sort by predicted value <select" in _page(regression, tmp_path, set())
-    mixed = _page(softmax + regression, tmp_path, set())
+    mixed = _page(failed + softmax + regression, tmp_path, set())
     assert "sort by predicted value / probability (grouped by model head)" in mixed
-    assert 'data-kind="regression"' in mixed and 'data-kind="softmax"' in mixed
+    assert 'data-kind="predicted value"' in mixed and 'data-kind="probability"' in mixed
     (tmp_path / "index.html").write_text(mixed, encoding="utf-8")
     browser, playwright = _browser_or_skip()
     with playwright.sync_playwright() as driver:
         chrome = driver.chromium.launch(executable_path=browser, args=["--headless", "--no-sandbox", "--disable-gpu"])
         page = chrome.new_page()
         page.goto((tmp_path / "index.html").as_uri())
-        order = page.eval_on_selector_all("article.card", "cards => cards.map(c => c.querySelector('h3').textContent)")
+        names = "cards => cards.map(c => c.querySelector('h3').textContent)"
+        order = page.eval_on_selector_all("article.card", names)
+        page.select_option("#sort", "asc")
+        ascending = page.eval_on_selector_all("article.card", names)
         chrome.close()
-    assert order == ["r0.png", "r1.png", "p1.png", "p2.png", "p0.png"]  # one group per head, high first
+    assert order == ["r0.png", "r1.png", "p1.png", "p2.png", "p0.png", "bad.png"]  # a group per head, high first
+    assert ascending == ["r1.png", "r0.png", "p0.png", "p2.png", "p1.png", "bad.png"]  # failures last either way

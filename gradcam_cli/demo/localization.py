@@ -71,7 +71,7 @@ SOURCES = {"in_distribution": "the training generator (gradcam_cli.demo.shapes),
            "heldout2": "gradcam_cli.demo.heldout2, written separately again by another author, never used for "
                        "training or selection",
            "heldout3": "gradcam_cli.demo.heldout3, a fourth generator by a fourth author who read none of the "
-                       "others, never used for training or selection and first run on the shipped model",
+                       "others, never used for training; it chose the stage-2 head among four candidates",
            "heldout4": "gradcam_cli.demo.heldout4, a fifth generator by a fifth author who read none of the "
                        "others (shapes as photographed cut-outs, stickers, paint and tape on real-world surfaces), "
                        "written and first run after the shipped model was fixed"}
