@@ -7,6 +7,7 @@ README, "The demo model and measured localization".
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -156,24 +157,10 @@ def test_sample_ground_truth_matches_files():
     assert kinds.count("single") == kinds.count("pair") == kinds.count("same") == 4
 
 
-@pytest.fixture(scope="module")
-def heldout_scenes():
-    return source_scenes("heldout", seed=31337, per_kind=40)
-
-
-@pytest.fixture(scope="module")
-def heldout2_scenes():
-    return source_scenes("heldout2", seed=31337, per_kind=40)
-
-
-@pytest.fixture(scope="module")
-def heldout3_scenes():
-    return source_scenes("heldout3", seed=31337, per_kind=40)
-
-
-@pytest.fixture(scope="module")
-def heldout4_scenes():
-    return source_scenes("heldout4", seed=31337, per_kind=40)
+@functools.cache
+def heldout_scenes_of(source: str) -> dict:
+    """The fixed held-out scenes the floors below were measured on (40 per kind), drawn once."""
+    return source_scenes(source, seed=31337, per_kind=40)
 
 
 # Floors a little under the figures measured on the held-out generators (README, benchmarks/
@@ -212,8 +199,8 @@ def _localization(spec, method: str, scenes) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("method", method_names())
-def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, heldout_scenes, method):
-    summary = _localization(demo_spec, method, heldout_scenes)
+def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, method):
+    summary = _localization(demo_spec, method, heldout_scenes_of("heldout"))
     for metric, floor in FLOORS.items():
         if method == "eigencam" and metric == "two_class":  # class-agnostic: the same map for A and B
             assert summary[metric] <= 0.6, summary
@@ -224,7 +211,7 @@ def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, heldout_
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
 @pytest.mark.parametrize("source", ["heldout2", "heldout3", "heldout4"])
 def test_gradcam_localizes_shapes_of_the_later_heldout_generators(demo_spec, request, source, method):
-    summary = _localization(demo_spec, method, request.getfixturevalue(f"{source}_scenes"))
+    summary = _localization(demo_spec, method, heldout_scenes_of(source))
     for metric, floor in LATER_HELDOUT_FLOORS[source].items():
         assert summary[metric] >= floor, (source, method, metric, summary)
 
