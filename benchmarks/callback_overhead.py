@@ -2,7 +2,7 @@
 
     python benchmarks/callback_overhead.py [--train 20000] [--epochs 3] [--images 16] [--methods gradcam]
 
-Trains the bundled demo architecture as ``python -m gradcam_cli.demo.train`` does (same data
+Trains the bundled demo architecture as ``python -m lab.train`` does (same data
 generator, batch 64, Adam with cosine decay, 5 % validation split) with the callback watching
 ``--images`` fresh images (another seed, explained for their true class) and writing to a
 temporary TensorBoard folder. The callback runs synchronously at each epoch end, so its cost is
@@ -21,6 +21,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not installed) imports from the repo root
+
 import numpy as np  # noqa: E402
 
 
@@ -36,9 +41,9 @@ def main() -> None:
 
     import keras
 
-    from gradcam_cli.demo.shapes import make_dataset
-    from gradcam_cli.demo.train import SIZE, build_model
     from gradcam_cli.keras import GradCAMCallback
+    from lab.shapes import make_dataset
+    from lab.train import SIZE, build_model
 
     keras.utils.set_random_seed(args.seed)
     train_x, train_y, _ = make_dataset(args.seed, args.train, SIZE)

@@ -29,6 +29,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not installed) imports from the repo root
+
 import numpy as np  # noqa: E402
 
 from gradcam_cli import render  # noqa: E402
@@ -42,15 +46,15 @@ def held_out_images(count: int, size: int, seed: int) -> tuple[np.ndarray, np.nd
     """Single-object scenes (pixels, labels) from the held-out generator where present, else the
     training generator."""
     try:
-        from gradcam_cli.demo.heldout import make_scenes
+        from lab.heldout import make_scenes
 
         scenes = make_scenes(seed, count, size=128)["single"]
-        source = f"gradcam_cli.demo.heldout (seed {seed}, 128 px, resized)"
+        source = f"lab.heldout (seed {seed}, 128 px, resized)"
     except ImportError:
-        from gradcam_cli.demo.localization import make_scenes
+        from lab.localization import make_scenes
 
         scenes = make_scenes(seed, count, size=128)["single"]
-        source = f"gradcam_cli.demo.shapes (the training generator, unseen seed {seed}; 128 px, resized)"
+        source = f"lab.shapes (the training generator, unseen seed {seed}; 128 px, resized)"
     labels = np.array([scene.objects[0].label for scene in scenes])
     return np.stack([model_input(scene.image, (size, size)) for scene in scenes]), labels, source
 
@@ -125,7 +129,7 @@ def scores(count: int, steps: int, methods: list[str], seed: int) -> dict:
 def silhouette(count: int, seed: int) -> dict:
     """Mean probability of the true class (and accuracy) on held-out single-object scenes: as drawn,
     with the object's mask set to black, and with it replaced by the scene's clean background."""
-    from gradcam_cli.demo.heldout import make_scenes
+    from lab.heldout import make_scenes
 
     spec = resolve_model("demo")
     scenes = make_scenes(seed, count, size=128)["single"]

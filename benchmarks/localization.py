@@ -5,10 +5,10 @@
 
 Three sources of images, each scored the same way:
 
-- in-distribution: the generator the model was trained on (gradcam_cli.demo.shapes), another seed;
-- held-out: gradcam_cli.demo.heldout, drawn by separate code with its own textures, never used for
+- in-distribution: the generator the model was trained on (lab.shapes), another seed;
+- held-out: lab.heldout, drawn by separate code with its own textures, never used for
   training or model selection;
-- held-out 2: gradcam_cli.demo.heldout2, a third generator by yet another author (photo-like
+- held-out 2: lab.heldout2, a third generator by yet another author (photo-like
   textures: brick, fabric, gravel, glyphs, circuit boards, ...), written while the model trained,
   from a brief that named the other generators' families only to avoid them.
 
@@ -29,9 +29,18 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not installed) imports from the repo root
+
 import numpy as np  # noqa: E402
 
-from gradcam_cli.demo.localization import (  # noqa: E402
+from gradcam_cli.engine import Explainer  # noqa: E402
+from gradcam_cli.images import model_input  # noqa: E402
+from gradcam_cli.methods import method_names  # noqa: E402
+from gradcam_cli.models import resolve_model  # noqa: E402
+from gradcam_cli.render import display_heatmap  # noqa: E402
+from lab.localization import (  # noqa: E402
     HELDOUT_SOURCES,
     SOURCES,
     confusion_matrix,
@@ -41,12 +50,7 @@ from gradcam_cli.demo.localization import (  # noqa: E402
     source_scenes,
     source_single_objects,
 )
-from gradcam_cli.demo.shapes import CLASSES  # noqa: E402
-from gradcam_cli.engine import Explainer  # noqa: E402
-from gradcam_cli.images import model_input  # noqa: E402
-from gradcam_cli.methods import method_names  # noqa: E402
-from gradcam_cli.models import resolve_model  # noqa: E402
-from gradcam_cli.render import display_heatmap  # noqa: E402
+from lab.shapes import CLASSES  # noqa: E402
 
 CLASS_AGNOSTIC = {"eigencam"}  # the same map whatever class is asked: not held to class targets
 TARGETS = {"accuracy": 0.97, "strict_gradcam": 0.90, "strict_discriminative": 0.85, "two_class": 0.95}

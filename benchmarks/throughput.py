@@ -50,10 +50,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not installed) imports from the repo root
+
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from gradcam_cli.demo.shapes import make_scene  # noqa: E402
+from lab.shapes import make_scene  # noqa: E402
 
 BATCH = 16
 

@@ -4,10 +4,10 @@
 
 Trains a small hybrid Vision Transformer (:func:`build_vit`: the demo CNN up to its first dilated
 convolution, frozen, as the stem; 96 px input -> an 8 x 8 token grid plus a class token, class-token pooling) on
-scenes from :mod:`gradcam_cli.demo.shapes` (the demo model's training mix, another seed), reports its
+scenes from :mod:`lab.shapes` (the demo model's training mix, another seed), reports its
 accuracy on unseen scenes of that generator, then scores the tool's maps for it and for the bundled demo CNN on the same fresh
 scenes as ``benchmarks/localization.py`` (pointing game with the paper's tolerance, and strict), and
-on scenes of :mod:`gradcam_cli.demo.heldout`, a generator written separately from the training one.
+on scenes of :mod:`lab.heldout`, a generator written separately from the training one.
 
 Trained from scratch for a few CPU minutes, ViTs of this size stayed near chance (a keras-hub ViT,
 patch 8, 4 blocks of width 64: 31% after 7 epochs on 8,000 images; a ViT on a fresh conv stem: 38%
@@ -25,14 +25,19 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not installed) imports from the repo root
+
 import numpy as np  # noqa: E402
 
-from gradcam_cli.demo import heldout  # noqa: E402
-from gradcam_cli.demo.localization import make_scenes, score_method  # noqa: E402
-from gradcam_cli.demo.shapes import CLASSES, make_dataset  # noqa: E402
 from gradcam_cli.engine import Explainer  # noqa: E402
 from gradcam_cli.images import model_input  # noqa: E402
 from gradcam_cli.models import resolve_model, spec_for_model  # noqa: E402
+from lab import heldout  # noqa: E402
+from lab.localization import make_scenes, score_method  # noqa: E402
+from lab.shapes import CLASSES, make_dataset  # noqa: E402
 
 SIZE = 96  # the demo CNN's input size
 STEM_LAYER = "block2_relu2"  # the demo CNN after its first dilated layer: 24 x 24 x 96 at 96 px

@@ -1,6 +1,6 @@
 """Regenerate sample_images/shapes/ and its ground_truth.json: ``python scripts/make_samples.py``.
 
-Twelve 256x256 images drawn by gradcam_cli.demo.shapes with a fixed seed at difficulty 0.7 (the
+Twelve 256x256 images drawn by lab.shapes with a fixed seed at difficulty 0.7 (the
 full randomization is 1): four with one object, four with two objects of different classes, four
 with two or three objects of one class. The classes follow a fixed plan, so the file names (which
 tests and the README use) stay the same when the generator changes.
@@ -9,12 +9,15 @@ tests and the README use) stay the same when the generator changes.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not installed) imports from the repo root
 
 import numpy as np
 from PIL import Image
 
-from gradcam_cli.demo.shapes import CLASSES, make_scene
+from lab.shapes import CLASSES, make_scene
 
 OUT = Path(__file__).resolve().parent.parent / "sample_images" / "shapes"
 SEED = 2026

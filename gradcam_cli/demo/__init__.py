@@ -1,4 +1,4 @@
-"""The bundled demo: a small shapes classifier trained on :mod:`gradcam_cli.demo.shapes`."""
+"""The bundled demo: a small shapes classifier trained on :mod:`lab.shapes`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def demo_model_path() -> Path:
     if not DEMO_MODEL.exists():
         raise ModelNotFound(
             f"the bundled demo model is missing ({DEMO_MODEL}); rebuild it with "
-            "'python -m gradcam_cli.demo.train'."
+            "'python -m lab.train'."
         )
     return DEMO_MODEL
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gradcam_cli.demo import heldout3
-from gradcam_cli.demo.heldout3 import CLASSES, KINDS, make_dataset, make_scene, make_scenes
+from lab import heldout3
+from lab.heldout3 import CLASSES, KINDS, make_dataset, make_scene, make_scenes
 
 SIZE = 128
 

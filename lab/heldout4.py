@@ -42,7 +42,7 @@ Fairness guarantees (all checked in ``tests/test_heldout4.py``):
   (and vice versa for the ink). A scene that fails is drawn again, with calmer camera effects after
   a few tries.
 
-``python -m gradcam_cli.demo.heldout4 sheet.png`` writes a contact sheet and prints the speed.
+``python -m lab.heldout4 sheet.png`` writes a contact sheet and prints the speed.
 """
 
 from __future__ import annotations
@@ -997,7 +997,7 @@ def _outlined(scene: Scene) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..render import caption, tile_grid
+    from gradcam_cli.render import caption, tile_grid
 
     args = sys.argv[1:] if argv is None else argv
     out = args[0] if args else "heldout4_sheet.png"

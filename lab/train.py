@@ -1,7 +1,7 @@
-"""Train the bundled demo classifier: ``python -m gradcam_cli.demo.train [--seed 0]``.
+"""Train the bundled demo classifier: ``python -m lab.train [--seed 0]``.
 
 A small fully convolutional network, conv stack -> GlobalAveragePooling2D -> Dense softmax (so CAM
-applies), trained on domain-randomized shapes from :mod:`gradcam_cli.demo.shapes`:
+applies), trained on domain-randomized shapes from :mod:`lab.shapes`:
 
 - input 96x96; a stride-2 stem and one 2x2 max-pool bring the grid to 24x24 (stride 4), and the
   layers after that keep 24x24 with dilated 3x3 convolutions (dilation 2, 4 and 8, Yu & Koltun
@@ -57,7 +57,7 @@ import numpy as np
 
 from .shapes import CLASSES, make_dataset
 
-DEMO_MODEL = Path(__file__).resolve().parent / "shapes_cnn.keras"
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "gradcam_cli" / "demo" / "shapes_cnn.keras"
 
 SIZE = 96
 CHUNK = 500  # images per generator call; chunk i of run seed s uses seed s * 100_000 + i

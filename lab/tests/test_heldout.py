@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcam_cli.demo import heldout
-from gradcam_cli.demo.heldout import (
+from lab import heldout
+from lab.heldout import (
     CLASSES,
     MIN_INK_CONTRAST,
     TEXTURES,

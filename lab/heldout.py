@@ -33,7 +33,7 @@ triangle of radius 11-19 % of the side, whose colour is at least ``HARD_CASE_MIN
 blocks under 80 % of it so that it stays visible through the noise. Post-effects at random: brightness/contrast change,
 gaussian blur, gaussian sensor noise.
 
-Run ``python -m gradcam_cli.demo.heldout sheet.png`` to measure the speed and write a contact
+Run ``python -m lab.heldout sheet.png`` to measure the speed and write a contact
 sheet of 48 scenes with their masks outlined.
 """
 
@@ -683,7 +683,7 @@ def _main(argv: list[str]) -> None:
     from PIL import Image
 
     if len(argv) != 1:
-        sys.exit("usage: python -m gradcam_cli.demo.heldout SHEET.png")
+        sys.exit("usage: python -m lab.heldout SHEET.png")
     make_dataset(0, 20)  # warm caches
     for what, count, build in (
         ("make_dataset (single objects)", 400, lambda: make_dataset(7, 400)),

@@ -51,7 +51,7 @@ Fairness guarantees (checked by tests/test_heldout3.py)
 
 Speed: about 120 scenes/s at 128 px and 48 scenes/s at 224 px on one core (taskset to one CPU of
 the shared 2-core build machine while the test suite ran on the other); ``python -m
-gradcam_cli.demo.heldout3 sheet.png`` prints its own figure.
+lab.heldout3 sheet.png`` prints its own figure.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The bundled demo: reproducible synthetic world, the trained model, and localization floors.
 
-The model's floors are measured on the four held-out generators (gradcam_cli.demo.heldout, heldout2,
+The model's floors are measured on the four held-out generators (lab.heldout, heldout2,
 heldout3 and heldout4), which the model was not trained on (heldout3 chose its stage-2 head); see
 README, "The demo model and measured localization".
 """
@@ -14,18 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcam_cli.demo.localization import (
+from gradcam_cli.engine import Explainer
+from gradcam_cli.images import model_input
+from gradcam_cli.methods import method_names
+from lab.localization import (
     confusion_matrix,
     score_method,
     source_scenes,
     source_single_objects,
 )
-from gradcam_cli.demo.shapes import CLASSES, EXTENT, make_dataset, make_scene
-from gradcam_cli.engine import Explainer
-from gradcam_cli.images import model_input
-from gradcam_cli.methods import method_names
+from lab.shapes import CLASSES, EXTENT, make_dataset, make_scene
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generator_is_seeded_and_masks_match_objects():
@@ -73,7 +73,7 @@ def test_dataset_targets_are_soft_labels():
 
 
 def test_cell_targets_follow_the_masks():
-    from gradcam_cli.demo.train import cell_targets
+    from lab.train import cell_targets
 
     scene = make_scene(np.random.default_rng(8), 96, "pair")
     cells = cell_targets(scene, 24).astype(np.float32) / 255
@@ -84,7 +84,7 @@ def test_cell_targets_follow_the_masks():
 
 
 def test_low_resolution_epochs_shrink_pixels_and_cell_targets_and_the_weights_fit_the_shipped_model(keras):
-    from gradcam_cli.demo.train import build_model, build_models, training_batches
+    from lab.train import build_model, build_models, training_batches
 
     count = 8
     images = np.random.default_rng(0).integers(0, 256, (count, 96, 96, 3), dtype=np.uint8)
@@ -217,7 +217,7 @@ def test_gradcam_localizes_shapes_of_the_later_heldout_generators(demo_spec, req
 
 
 def test_augmentation_moves_cells_with_pixels_and_keeps_colours_up_to_order():
-    from gradcam_cli.demo.train import augment
+    from lab.train import augment
 
     pixels = np.zeros((16, 96, 96, 3), np.uint8)
     pixels[:, 8:28, 60:88] = (200, 40, 10)  # one coloured block on whole cells
@@ -241,7 +241,7 @@ def test_a_training_run_consumes_the_same_batches_whatever_the_threads(keras):
     (Keras's default shuffle reorders a PyDataset's batches with that global state)."""
     import random
 
-    from gradcam_cli.demo.train import fit_epochs
+    from lab.train import fit_epochs
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
@@ -268,7 +268,7 @@ def test_a_training_run_consumes_the_same_batches_whatever_the_threads(keras):
 
 
 def test_stage_two_retrains_the_evidence_head_on_the_frozen_backbone(keras):
-    from gradcam_cli.demo.train import (
+    from lab.train import (
         BACKBONE_OUTPUT,
         HEAD_LAYERS,
         _evidence_head,
@@ -307,7 +307,7 @@ def test_stage_two_retrains_the_evidence_head_on_the_frozen_backbone(keras):
 
 
 def test_head_only_refuses_to_overwrite_the_model_it_reads(tmp_path, capsys):
-    from gradcam_cli.demo.train import DEMO_MODEL, main
+    from lab.train import DEMO_MODEL, main
 
     with pytest.raises(SystemExit) as stop:
         main(["--head-only", "--out", str(DEMO_MODEL.parent)])

@@ -39,7 +39,7 @@ effect parameters and noise) must stay >= 25; otherwise the effects, then the sc
 :func:`make_scene_with_evidence` returns the intermediate images so tests can re-check these
 guarantees.
 
-``python -m gradcam_cli.demo.heldout2 sheet.png`` prints the speed and writes a contact sheet.
+``python -m lab.heldout2 sheet.png`` prints the speed and writes a contact sheet.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from gradcam_cli.demo import heldout2
-from gradcam_cli.demo.heldout2 import CLASSES, KINDS, TEXTURES
+from lab import heldout2
+from lab.heldout2 import CLASSES, KINDS, TEXTURES
 
 SIZE = 128
 

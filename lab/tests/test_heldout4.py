@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from gradcam_cli.demo import heldout4
+from lab import heldout4
 
 SIZE = 128
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..render import display_heatmap
+from gradcam_cli.render import display_heatmap
+
 from .shapes import Scene, make_dataset, make_scene
 
 COVERAGE_LEVEL = 0.5
@@ -66,13 +67,13 @@ def make_scenes(seed: int, per_kind: int, size: int = 128) -> dict[str, list[Sce
     return {kind: [make_scene(rng, size, kind) for _ in range(per_kind)] for kind in ("single", "pair", "same")}
 
 
-SOURCES = {"in_distribution": "the training generator (gradcam_cli.demo.shapes), another seed",
-           "heldout": "gradcam_cli.demo.heldout, written separately, never used for training or selection",
-           "heldout2": "gradcam_cli.demo.heldout2, written separately again by another author, never used for "
+SOURCES = {"in_distribution": "the training generator (lab.shapes), another seed",
+           "heldout": "lab.heldout, written separately, never used for training or selection",
+           "heldout2": "lab.heldout2, written separately again by another author, never used for "
                        "training or selection",
-           "heldout3": "gradcam_cli.demo.heldout3, a fourth generator by a fourth author who read none of the "
+           "heldout3": "lab.heldout3, a fourth generator by a fourth author who read none of the "
                        "others, never used for training; it chose the stage-2 head among four candidates",
-           "heldout4": "gradcam_cli.demo.heldout4, a fifth generator by a fifth author who read none of the "
+           "heldout4": "lab.heldout4, a fifth generator by a fifth author who read none of the "
                        "others (shapes as photographed cut-outs, stickers, paint and tape on real-world surfaces), "
                        "written and first run after the shipped model was fixed"}
 HELDOUT_SOURCES = ("heldout", "heldout2", "heldout3", "heldout4")  # the generators the model never saw
