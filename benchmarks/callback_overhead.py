@@ -41,7 +41,7 @@ def main() -> None:
 
     import keras
 
-    from gradcam_cli.keras import GradCAMCallback
+    from gradcam_cli.callbacks import GradCAMCallback
     from lab.shapes import make_dataset
     from lab.train import SIZE, build_model
 

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not ins
 import numpy as np  # noqa: E402
 
 from gradcam_cli import render  # noqa: E402
+from gradcam_cli.decode import model_input  # noqa: E402
 from gradcam_cli.evaluate import EvaluateOptions, Evaluator, curve_chart  # noqa: E402
-from gradcam_cli.images import model_input  # noqa: E402
 from gradcam_cli.metrics.summary import summarize  # noqa: E402
 from gradcam_cli.models import resolve_model  # noqa: E402
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not ins
 
 import numpy as np  # noqa: E402
 
-from gradcam_cli.engine import Explainer  # noqa: E402
-from gradcam_cli.images import model_input  # noqa: E402
+from gradcam_cli.decode import model_input  # noqa: E402
+from gradcam_cli.explainer import Explainer  # noqa: E402
 from gradcam_cli.methods import method_names  # noqa: E402
 from gradcam_cli.models import resolve_model  # noqa: E402
 from gradcam_cli.render import display_heatmap  # noqa: E402

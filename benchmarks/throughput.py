@@ -13,7 +13,7 @@ photo-like 640x480 JPEGs and measures images per second for:
    (last conv, predictions) with the last activation set to None, tape, mean gradients) then
    ``save_and_display_gradcam`` (matplotlib jet, superimpose at alpha 0.4, save a JPEG);
 3. tf-keras-vis ``Gradcam`` / ``GradcamPlusPlus`` on the same preprocessed batches (maps only);
-4. ours: ``gradcam_cli.engine.Explainer`` on the same batches (maps only, the peer's work), and
+4. ours: ``gradcam_cli.explainer.Explainer`` on the same batches (maps only, the peer's work), and
    ``gradcam explain FOLDER`` end to end (decode, compute, overlay JPEG + .npy + manifest), both
    in-process (model built, graph compiled) and as a subprocess (start-up included).
 
@@ -152,7 +152,7 @@ def keras_example_recipe(model_name: str, paths: list[Path], out: Path, size: in
 
 
 def preprocessed_batches(model_name: str, paths: list[Path], size: int) -> np.ndarray:
-    from gradcam_cli.images import load_image, model_input
+    from gradcam_cli.decode import load_image, model_input
     from gradcam_cli.models import application_registry, normalize_name
 
     preprocess = application_registry()[normalize_name(model_name)].preprocess_input()
@@ -163,8 +163,8 @@ def preprocessed_batches(model_name: str, paths: list[Path], size: int) -> np.nd
 def measure_model(model_name: str, folder: Path, paths: list[Path], work: Path, skip_peers: bool) -> dict:
     import keras
 
-    from gradcam_cli.engine import Explainer
-    from gradcam_cli.images import collect_inputs
+    from gradcam_cli.explainer import Explainer
+    from gradcam_cli.inputs import collect_inputs
     from gradcam_cli.models import build_application
     from gradcam_cli.pipeline import RunOptions, run_explain
 
@@ -283,7 +283,7 @@ def checkout_e2e(source: Path, model_name: str, folder: Path, out: Path) -> floa
     code = f"""
 import sys, time
 sys.path.insert(0, {str(source)!r})
-from gradcam_cli.engine import Explainer
+from gradcam_cli.explainer import Explainer
 from gradcam_cli.images import collect_inputs
 from gradcam_cli.models import build_application
 from gradcam_cli.pipeline import RunOptions, run_explain
@@ -318,8 +318,8 @@ def measure_phone(model_name: str, folder: Path, paths: list[Path], work: Path, 
     """The 12 MP case: decode-inclusive floor and ``gradcam explain`` end to end, in one run."""
     import keras
 
-    from gradcam_cli.engine import Explainer
-    from gradcam_cli.images import collect_inputs
+    from gradcam_cli.explainer import Explainer
+    from gradcam_cli.inputs import collect_inputs
     from gradcam_cli.models import application_registry, build_application, normalize_name
     from gradcam_cli.pipeline import RunOptions, run_explain
 
@@ -383,10 +383,10 @@ def ray_figures(work: Path, count: int, model_name: str) -> dict:
     For each run: the wall time, the time to its first manifest row (start-up: actors, model loads,
     first compile) and the steady rate, images per second between the first and the last row.
     """
-    from gradcam_cli.engines.ray import ray_session, run_explain_ray
-    from gradcam_cli.images import collect_inputs
+    from gradcam_cli.inputs import collect_inputs
     from gradcam_cli.models import resolve_model
     from gradcam_cli.pipeline import RunOptions, run_explain
+    from gradcam_cli.runners.ray import ray_session, run_explain_ray
 
     model_arguments = {"model": model_name, "weights": "none"}
     spec = resolve_model(**model_arguments)

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab (not ins
 
 import numpy as np  # noqa: E402
 
-from gradcam_cli.engine import Explainer  # noqa: E402
-from gradcam_cli.images import model_input  # noqa: E402
+from gradcam_cli.decode import model_input  # noqa: E402
+from gradcam_cli.explainer import Explainer  # noqa: E402
 from gradcam_cli.models import resolve_model, spec_for_model  # noqa: E402
 from lab import heldout  # noqa: E402
 from lab.localization import make_scenes, score_method  # noqa: E402

@@ -12,11 +12,12 @@ import numpy as np
 from PIL import Image
 
 from . import render
-from .engine import Explainer
+from .decode import fit_longest_side, model_input, open_rgb, to_rgb
 from .errors import ImageError, MethodError, OptionConflict
-from .images import collect_inputs, fit_longest_side, model_input, open_rgb, to_rgb
+from .explainer import Explainer
+from .inputs import collect_inputs
 from .models import ModelSpec, resolve_model
-from .sizes import DEFAULT_OVERLAY_SIZE
+from .options import DEFAULT_OVERLAY_SIZE
 
 
 @dataclass

@@ -21,7 +21,7 @@ import click
 from . import __version__
 from .errors import GradcamError
 from .methods import METHODS  # names only: the methods package imports no TensorFlow
-from .sizes import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
+from .options import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
 
 
 def _quiet_tensorflow() -> None:
@@ -250,7 +250,7 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
     items = _collect(inputs, recursive, excludes, output_dir)
     try:
         if engine == "ray":
-            from .engines.ray import cluster_address, require_ray
+            from .runners.ray import cluster_address, require_ray
 
             require_ray()
             cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
@@ -270,7 +270,7 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
         if engine == "ray":
             from functools import partial
 
-            from .engines.ray import run_explain_ray
+            from .runners.ray import run_explain_ray
 
             engine_run = partial(run_explain_ray, model_arguments=model_arguments, address=ray_address,
                                  workers=workers)
@@ -294,8 +294,8 @@ def _write_report(output_dir, quiet: bool) -> None:
 def _collect(inputs, recursive, excludes, output_dir):
     """List the inputs before any model loads: arguments that name nothing are reported at once,
     and a run with nothing left to explain stops here (exit 2, nothing written)."""
-    from .images import IMAGE_EXTENSIONS, collect_inputs
-    from .storage import collect_uri_inputs, is_uri, local_path
+    from .inputs import IMAGE_EXTENSIONS, collect_inputs, collect_uri_inputs
+    from .storage import is_uri, local_path
 
     try:
         items = collect_inputs([local_path(i) for i in inputs if not is_uri(i)], recursive=recursive,
@@ -320,7 +320,7 @@ def _collect(inputs, recursive, excludes, output_dir):
 def _run_with_progress(items, spec, options, quiet, as_json, engine_run=None):
     from tqdm import tqdm
 
-    from .models.heads import format_prediction
+    from .heads import format_prediction
     from .pipeline import run_explain
 
     engine_run = engine_run or run_explain
@@ -553,7 +553,8 @@ def layers(model, weights, preprocess, labels, input_size, unsafe_model_code, sh
     """List the candidate target layers of a model, marking the automatic pick."""
     try:
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
-        from .layers import auto_target_layer, candidate_layers, iter_layers
+        from .graph import iter_layers
+        from .layers import auto_target_layer, candidate_layers
 
         pick = auto_target_layer(spec.model, head=spec.known_head)
     except GradcamError as error:

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import render
+from . import outputs, render
 from .api import as_images, explain
-from .engine import empty_region_message
 from .errors import OptionConflict
+from .explainer import empty_region_message
+from .heads import format_prediction
 from .models import ModelSpec
-from .models.heads import format_prediction
 
 TILE = 224
 CAPTION = 22
@@ -108,5 +108,5 @@ def compare_sheet(
             draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)
     output = Path(output)
     data = render.png_bytes(np.asarray(sheet)) if file_format == "PNG" else render.jpeg_bytes(sheet, quality=92)
-    render.atomic_write_bytes(output, data)
+    outputs.atomic_write_bytes(output, data)
     return output, failures

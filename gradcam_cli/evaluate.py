@@ -1,6 +1,6 @@
 """``gradcam evaluate``: score each method's maps for one model on a set of images.
 
-For every batch of images and every method, the engine's :class:`~gradcam_cli.engine.Explainer`
+For every batch of images and every method, the engine's :class:`~gradcam_cli.explainer.Explainer`
 makes the maps (one compiled pass), and one :class:`~gradcam_cli.metrics.perturbation.PerturbationRunner`
 (built on the first explainer's probe, shared by all methods) scores every perturbed copy the
 faithfulness metrics need in chunks of one compiled graph. Pointing games read the maps against
@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import render
-from .engine import Explainer
+from . import outputs, render
+from .decode import model_input, open_rgb
 from .errors import EvaluationError, ImageError, OutputError
-from .images import InputItem, model_input, open_rgb
+from .explainer import Explainer
+from .inputs import InputItem
 from .manifest import Manifest
 from .methods import BASELINES
 from .metrics import (
@@ -366,11 +367,11 @@ def write_outputs(evaluation: Evaluation, output_dir: str | Path) -> list[Path]:
     paths = [output_dir / METRICS_JSON, output_dir / METRICS_JSONL]
     rows = [{"input": path, "status": "error", "error": message} for path, message in evaluation.failures]
     jsonl = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [*evaluation.rows, *rows])
-    render.atomic_write_bytes(paths[0], (json.dumps(evaluation.as_json(), indent=2) + "\n").encode("utf-8"))
-    render.atomic_write_bytes(paths[1], jsonl.encode("utf-8"))
+    outputs.atomic_write_bytes(paths[0], (json.dumps(evaluation.as_json(), indent=2) + "\n").encode("utf-8"))
+    outputs.atomic_write_bytes(paths[1], jsonl.encode("utf-8"))
     if evaluation.curves and any(evaluation.curves.values()):
         paths.append(output_dir / CURVES_PNG)
-        render.atomic_write_bytes(paths[2], render.png_bytes(curve_chart(evaluation.curves)))
+        outputs.atomic_write_bytes(paths[2], render.png_bytes(curve_chart(evaluation.curves)))
     return paths
 
 

@@ -1,16 +1,10 @@
-"""Target-layer search and the probe that reads (activations, logits) in one forward pass.
+"""Target-layer search: the automatic rule, ``--layer`` look-ups and the candidates ``gradcam layers`` lists.
 
 Layer choice follows a rule on output shapes rather than layer types (type checks break on Keras 3,
 where SeparableConv2D no longer subclasses the private conv base): walking back from the output,
 the last layer whose output is rank 4 ``(batch, h, w, c)`` with ``h * w > 1`` and which is not a
 pooling layer, looking inside nested models. torchcam's locate-candidate-layer reads output shapes
 in the same spirit.
-
-The probe never rebuilds or edits the user's graph: while the model runs, the target layer's
-``call`` is intercepted on the instance to keep a handle on its output tensor (which stays the
-tensor the rest of the model consumes, so gradients reach it), and the classifier head's input is
-intercepted the same way to recompute the pre-softmax logits. This works for layers nested at any
-depth, where a functional sub-model would raise "Graph disconnected".
 
 Vision Transformers have no spatial map but a token sequence ``(batch, prefix + h * w, d)``. The tap
 there is the tokens *entering* the last transformer block: with class-token pooling the final patch
@@ -28,67 +22,21 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack
 from typing import Any
 
 from .errors import LayerNotFound, UnsupportedModel
-
-PATH_SEP = "/"
-
-
-MAX_PREFIX_TOKENS = 5  # class, distillation and up to 4 register tokens before the patches
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A target: ``tap`` 'output' reads the layer's output; 'input' (transformer blocks) the tokens
-    entering it. ``output_shape`` is the shape of the tapped tensor."""
-
-    path: str  # "resnet50/conv5_block3_out" for nested layers
-    layer: Any
-    output_shape: tuple | None
-    tap: str = "output"
-
-    @property
-    def name(self) -> str:
-        return self.layer.name
-
-    @property
-    def is_tokens(self) -> bool:
-        shape = self.output_shape
-        return shape is not None and len(shape) == 3 and (shape[1] is None or shape[1] > 1)
-
-    def shape_text(self) -> str:
-        """``7x7x512`` for a map, ``17x64 tokens in`` for the tokens entering a block."""
-        shape = "x".join("?" if d is None else str(d) for d in (self.output_shape or ())[1:]) or "-"
-        if self.tap == "input":
-            return f"{shape} tokens in"
-        return f"{shape} tokens" if self.is_tokens else shape
-
-    @property
-    def is_spatial(self) -> bool:
-        shape = self.output_shape
-        if shape is None or len(shape) != 4:
-            return False
-        height, width = shape[1], shape[2]
-        return height is None or width is None or height * width > 1
-
-
-def _output_shape(layer) -> tuple | None:
-    try:
-        output = layer.output
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    if isinstance(output, (list, tuple)) or not hasattr(output, "shape"):
-        return None
-    return tuple(output.shape)
-
-
-def _is_model(layer) -> bool:
-    import keras
-
-    return isinstance(layer, keras.Model)
+from .graph import (
+    PATH_SEP,
+    LayerInfo,
+    is_model,
+    iter_layers,
+    model_input_size,
+    nested_models,
+    sublayers,
+    walk_back,
+)
+from .probe import MAX_PREFIX_TOKENS, intercept_input, token_grid
 
 
 def _is_attention(layer) -> bool:
@@ -97,45 +45,16 @@ def _is_attention(layer) -> bool:
     return isinstance(layer, keras.layers.MultiHeadAttention) or type(layer).__name__.endswith("Attention")
 
 
-def _sublayers(layer) -> list:
-    """A layer's own tracked sub-layers (one level), in the order they were created."""
-    try:
-        return list(layer._flatten_layers(include_self=False, recursive=False))
-    except (AttributeError, TypeError):
-        return []
-
-
 def _blocks_inside(layer, prefix: str) -> Iterator[tuple[str, Any]]:
     """(path, layer) of the transformer blocks among ``layer``'s sub-layers, at any depth."""
-    for sub in _sublayers(layer):
+    for sub in sublayers(layer):
         path = f"{prefix}{sub.name}"
-        if _is_model(sub):
+        if is_model(sub):
             continue
-        if any(_is_attention(inner) for inner in _sublayers(sub)):
+        if any(_is_attention(inner) for inner in sublayers(sub)):
             yield path, sub
         else:
             yield from _blocks_inside(sub, path + PATH_SEP)
-
-
-def token_grid(tokens: int, input_size: tuple[int | None, int | None] | None) -> tuple[int, int, int] | None:
-    """(prefix, h, w): the fewest leading tokens to drop so that the rest fill an ``h x w`` grid with
-    the input's aspect ratio (``h * W == w * H``; square when the input size is unknown)."""
-    height, width = input_size or (None, None)
-    if not height or not width:
-        height = width = 1
-    for prefix in range(0, MAX_PREFIX_TOKENS + 1):
-        count = tokens - prefix
-        if count < 1:
-            break
-        rows = round((count * height / width) ** 0.5)
-        if rows > 0 and count % rows == 0 and rows * width == (count // rows) * height:
-            return prefix, rows, count // rows
-    return None
-
-
-def _input_size(model) -> tuple[int | None, int | None]:
-    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
-    return (shape[1], shape[2]) if len(shape) == 4 else (None, None)
 
 
 def _traced_input_shapes(model, taps: list[tuple[str, Any]]) -> dict[int, tuple]:
@@ -146,7 +65,7 @@ def _traced_input_shapes(model, taps: list[tuple[str, Any]]) -> dict[int, tuple]
     shapes: dict[int, tuple] = {}
     if not taps:
         return shapes
-    height, width = _input_size(model)
+    height, width = model_input_size(model)
     channels = model.inputs[0].shape[-1] or 3
     zeros = np.zeros((1, height or 224, width or 224, channels), np.float32)
 
@@ -171,7 +90,7 @@ def transformer_taps(model) -> list[LayerInfo]:
     sub-layers of graph layers, and graph-level attention layers (their query input)."""
     found: list[tuple[str, Any]] = []
     for info in iter_layers(model):
-        if _is_attention(info.layer) or any(_is_attention(inner) for inner in _sublayers(info.layer)):
+        if _is_attention(info.layer) or any(_is_attention(inner) for inner in sublayers(info.layer)):
             found.append((info.path, info.layer))
         else:
             found.extend(_blocks_inside(info.layer, info.path + PATH_SEP))
@@ -189,29 +108,10 @@ def _has_conv_kernel(layer) -> bool:
     return any(len(weight.shape) == 4 for weight in getattr(layer, "weights", []))
 
 
-def iter_layers(model, prefix: str = "") -> Iterator[LayerInfo]:
-    """All layers in graph order, nested models expanded in place (the models themselves omitted)."""
-    for layer in model.layers:
-        path = f"{prefix}{layer.name}"
-        if _is_model(layer):
-            yield from iter_layers(layer, prefix=path + PATH_SEP)
-        else:
-            yield LayerInfo(path, layer, _output_shape(layer))
-
-
-def nested_models(model, prefix: str = "") -> Iterator[LayerInfo]:
-    """The models nested in ``model`` (a backbone inside a Sequential ...), at any depth, as layers."""
-    for layer in model.layers:
-        if _is_model(layer):
-            path = f"{prefix}{layer.name}"
-            yield LayerInfo(path, layer, _output_shape(layer))
-            yield from nested_models(layer, prefix=path + PATH_SEP)
-
-
 def candidate_layers(model) -> list[LayerInfo]:
     """Layers that may serve as a CAM target (spatial, not pooling; token layers whose tokens form
     a grid; the tokens entering each transformer block), in forward order."""
-    size = _input_size(model)
+    size = model_input_size(model)
     taps = transformer_taps(model)
     listed = []
     for info in iter_layers(model):
@@ -234,39 +134,6 @@ def _is_candidate(info: LayerInfo) -> bool:
         and not _is_pooling(info.layer)
         and not isinstance(info.layer, keras.layers.InputLayer)
     )
-
-
-def model_outputs(model) -> list:
-    """The model's symbolic outputs, in order (a subclassed model's functional twin if it has one)."""
-    outputs = getattr(model, "outputs", None)
-    if not outputs:
-        functional = getattr(model, "_functional", None)
-        outputs = getattr(functional, "outputs", None) or []
-    return list(outputs)
-
-
-def walk_back(model, prefix: str = "") -> Iterator[LayerInfo]:
-    """Layers in breadth-first order from the output back to the input, nested models entered
-    from their own output. Graph order, unlike ``model.layers`` order, puts InceptionV3's
-    ``mixed10`` before the branch layers that feed it."""
-    from collections import deque
-
-    seen: set[int] = set()
-    queue = deque(getattr(t, "_keras_history", None) for t in model_outputs(model))
-    while queue:
-        history = queue.popleft()
-        if history is None:
-            continue
-        operation, node_index = history[0], history[1]
-        if id(operation) in seen:
-            continue
-        seen.add(id(operation))
-        if _is_model(operation):
-            yield from walk_back(operation, prefix=f"{prefix}{operation.name}{PATH_SEP}")
-        else:
-            yield LayerInfo(f"{prefix}{operation.name}", operation, _output_shape(operation))
-        node = operation._inbound_nodes[node_index]
-        queue.extend(getattr(t, "_keras_history", None) for t in node.input_tensors)
 
 
 def auto_target_layer(model, head=None) -> LayerInfo:
@@ -331,10 +198,10 @@ def find_layer(model, name: str) -> LayerInfo:
         )
     info = matches[0]
     if info.is_tokens:
-        if _grid_of(info, _input_size(model)) is None:
+        if _grid_of(info, model_input_size(model)) is None:
             raise LayerNotFound(
                 f"layer '{info.path}' has {info.output_shape[1]} tokens, which form no patch grid "
-                f"for a {'x'.join(str(d) for d in _input_size(model))} input even after dropping up "
+                f"for a {'x'.join(str(d) for d in model_input_size(model))} input even after dropping up "
                 f"to {MAX_PREFIX_TOKENS} prefix tokens. Pick a transformer block or a layer with a "
                 "spatial output; 'gradcam layers' lists them."
             )
@@ -346,197 +213,3 @@ def find_layer(model, name: str) -> LayerInfo:
             "layer; 'gradcam layers' lists the candidates."
         )
     return info
-
-
-def _output_layer(model):
-    """The layer producing the model's (first) output, looking inside a nested last model."""
-    layer = None
-    outputs = getattr(model, "outputs", None)
-    if outputs:
-        history = getattr(outputs[0], "_keras_history", None)
-        if history is not None:
-            layer = history[0]
-    if layer is None:
-        layer = model.layers[-1]
-    if _is_model(layer) and layer is not model:
-        return _output_layer(layer)
-    return layer
-
-
-@contextmanager
-def intercept(layer, hook):
-    """Route ``layer.call`` through ``hook(args, output)`` on this instance only, then restore."""
-    with _replaced_call(layer, lambda original: lambda *args, **kwargs: hook(args, original(*args, **kwargs))):
-        yield
-
-
-@contextmanager
-def intercept_input(layer, hook):
-    """Call ``layer`` on ``hook(x)`` instead of its first input ``x`` (every argument that is ``x``
-    itself is replaced, so self-attention's query, key and value all read the hooked tensor)."""
-
-    def wrap(original):
-        def call(*args, **kwargs):
-            first = args[0]
-            hooked = hook(first)
-            args = tuple(hooked if arg is first else arg for arg in args)
-            kwargs = {key: hooked if value is first else value for key, value in kwargs.items()}
-            return original(*args, **kwargs)
-        return call
-
-    with _replaced_call(layer, wrap):
-        yield
-
-
-@contextmanager
-def bypass_activation(layer, keep):
-    """Run ``layer`` with its own activation turned off, pass the pre-activation output to
-    ``keep``, and return the activation of it, so the model's output is unchanged."""
-    import keras
-
-    activation = layer.activation
-
-    def wrap(original):
-        def call(*args, **kwargs):
-            object.__setattr__(layer, "activation", keras.activations.linear)
-            try:
-                pre_activation = original(*args, **kwargs)
-            finally:
-                object.__setattr__(layer, "activation", activation)
-            keep(pre_activation)
-            return activation(pre_activation)
-        return call
-
-    with _replaced_call(layer, wrap):
-        yield
-
-
-@contextmanager
-def _replaced_call(layer, wrap):
-    had_own = "call" in vars(layer)
-    original = layer.call
-    object.__setattr__(layer, "call", wrap(original))
-    try:
-        yield
-    finally:
-        if had_own:
-            object.__setattr__(layer, "call", original)
-        else:
-            object.__delattr__(layer, "call")
-
-
-class Probe:
-    """``probe(images) -> (activations, logits)`` for one model and target layer.
-
-    ``activations``: the target's (B, h, w, k) map (tokens reshaped to their grid); ``logits``: the
-    explained output's pre-activation values (B, C), or (B, H, W, C) for segmentation (see
-    :mod:`gradcam_cli.targets` for the per-class scores made from them).
-
-    Call it under a ``tf.GradientTape`` (inside a ``tf.function``) to differentiate logits with
-    respect to the activations; ``watch`` is called on the activations as soon as they exist.
-    ``replace(activations) -> activations`` substitutes the target's map inside the full forward
-    pass (Ablation-CAM), wherever in the model the layer sits.
-    """
-
-    def __init__(self, model, target: LayerInfo, head=None):
-        if head is None:
-            from .models.heads import detect_head
-
-            head = detect_head(model)
-        self.model = model
-        self.target = target
-        self.head = head
-        self.grid = None
-        self._tail = None
-        if target.is_tokens:
-            size = _input_size(model)
-            self.grid = token_grid(target.output_shape[1], size)
-            if self.grid is None:
-                raise UnsupportedModel(
-                    f"layer '{target.path}' has {target.output_shape[1]} tokens, which form no patch "
-                    f"grid for the model's input even after dropping up to {MAX_PREFIX_TOKENS} prefix "
-                    "tokens; pick another layer with --layer."
-                )
-
-    def __call__(self, images, watch=None):
-        return self._run(images, watch=watch, keep_activations=True)
-
-    def logits(self, images, replace=None):
-        """Pre-activation outputs only (the extra forward passes of perturbation methods)."""
-        return self._run(images, watch=None, keep_activations=replace is not None, replace=replace)[1]
-
-    def to_map(self, tapped):
-        """(map (B, h, w, k), rebuild(map) -> tensor the model consumes) for the tapped tensor."""
-        import tensorflow as tf
-
-        if self.grid is None:
-            return tapped, lambda spatial: spatial
-        prefix, height, width = self.grid
-        channels = tapped.shape[-1]
-        spatial = tf.reshape(tapped[:, prefix:], (-1, height, width, channels))  # rows first
-
-        def rebuild(new_spatial):
-            tokens = tf.reshape(new_spatial, (-1, height * width, channels))
-            return tf.concat([tapped[:, :prefix], tokens], axis=1) if prefix else tokens
-
-        return spatial, rebuild
-
-    def tail(self):
-        """``tail(activations) -> logits``: the model after the target layer as a sub-model, or None
-        where that part reads other tensors too (a skip connection around the layer, a layer inside
-        a nested model, the tokens entering a block). Where it exists it spares Ablation-CAM the
-        forward passes through the layers before the target."""
-        if self._tail is None:
-            import keras
-
-            if (PATH_SEP in self.target.path or _is_model(self.target.layer) or self.target.tap != "output"
-                    or self.grid is not None):
-                return None
-            end = model_outputs(self.model)[self.head.output_index]
-            try:
-                sub_model = keras.Model(self.target.layer.output, end)
-            except (ValueError, AttributeError, TypeError):
-                return None
-            self._tail = lambda activations: self._run(activations, None, False, model=sub_model)[1]
-        return self._tail
-
-    def _run(self, images, watch, keep_activations: bool, replace=None, model=None):
-        import keras
-
-        captured: dict[str, Any] = {}
-
-        def tap(tensor):
-            spatial, rebuild = self.to_map(tensor)
-            if replace is not None:
-                spatial = replace(spatial)
-            if watch is not None:
-                watch(spatial)
-            captured["activations"] = spatial
-            return rebuild(spatial)
-
-        def keep_head_input(args, output):
-            captured["head_input"] = args[0]
-            return output
-
-        with ExitStack() as stack:
-            if keep_activations and self.target.tap == "input":
-                stack.enter_context(intercept_input(self.target.layer, tap))
-            elif keep_activations:
-                stack.enter_context(intercept(self.target.layer, lambda args, output: tap(output)))
-            if self.head.source == "activation":
-                stack.enter_context(bypass_activation(self.head.layer, lambda pre: captured.update(head_input=pre)))
-            elif self.head.source == "input":
-                stack.enter_context(intercept(self.head.layer, keep_head_input))
-            output = (model or self.model)(images, training=False)
-        if keep_activations and "activations" not in captured:
-            raise LayerNotFound(f"layer '{self.target.path}' was not run by the model's forward pass.")
-        if isinstance(output, (list, tuple, dict)) and model is None:
-            output = keras.tree.flatten(output)[self.head.output_index]
-        return captured.get("activations"), self._logits(captured.get("head_input"), output)
-
-    def _logits(self, head_input, output):
-        import tensorflow as tf
-
-        if self.head.source != "output" and head_input is not None:
-            return tf.cast(head_input, tf.float32)
-        return tf.cast(output, tf.float32)

@@ -35,8 +35,9 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import render
-from .storage import OutputFolder, is_uri
+from . import outputs
+from .outputs import OutputFolder
+from .storage import is_uri
 
 MANIFEST = "manifest.jsonl"
 FORMAT = 2
@@ -201,7 +202,7 @@ class Manifest:
         kept = current_rows(rows)
         if old or len(kept) != len(rows):
             data = "".join(json.dumps(self.to_stored(row), ensure_ascii=False) + "\n" for row in kept)
-            render.atomic_write_bytes(self.path, data.encode("utf-8"))
+            outputs.atomic_write_bytes(self.path, data.encode("utf-8"))
 
     close_and_compact = close
 

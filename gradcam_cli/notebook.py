@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from . import render
-from .models.heads import format_prediction
+from .heads import format_prediction
 
 MAX_IMAGES = 16
 THUMBNAIL = 192

@@ -10,7 +10,7 @@ which rows are kept). A rerun skips inputs whose current rows are complete, all 
 and whose files exist, unless ``overwrite`` is set. An input is its resolved real path.
 
 The batch itself (decode -> explain -> render -> rows) is :meth:`BatchJob.explain_batch`, shared with
-the Ray engine (:mod:`gradcam_cli.engines.ray`), which runs it inside Ray Data actors.
+the Ray engine (:mod:`gradcam_cli.runners.ray`), which runs it inside Ray Data actors.
 """
 
 from __future__ import annotations
@@ -30,20 +30,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import render
-from .engine import Explainer, empty_region_message
+from . import outputs, render
+from .decode import PixelBudget, decode, fit_longest_side, model_input
 from .errors import ImageError, OutputError
-from .images import (
-    InputItem,
-    PixelBudget,
-    decode,
-    fit_longest_side,
-    model_input,
-)
+from .explainer import Explainer, empty_region_message
+from .inputs import InputItem
 from .manifest import MANIFEST, Manifest, RemoteManifest
 from .models import ModelSpec
-from .sizes import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
-from .storage import OutputFolder, is_uri, read_bytes
+from .options import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
+from .outputs import OutputFolder
+from .storage import is_uri, read_bytes
 
 __all__ = ["MANIFEST", "BatchJob", "Manifest", "RunOptions", "RunSummary", "plan_run", "run_explain"]
 TOP_PREDICTIONS = 3
@@ -206,7 +202,7 @@ class BatchJob:
 
     def write_outputs(self, stem: str, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
         """Write one target's overlay JPEG, raw .npy (and guided PNG) atomically; the row names them."""
-        overlay_name, heatmap_name = (name.as_posix() for name in render.output_paths(
+        overlay_name, heatmap_name = (name.as_posix() for name in outputs.output_paths(
             Path(), stem, self.method_name, row["class_index"]))
         image = render.overlay_image(original, heatmap, self.options.alpha, self.lut)
         if row.get("region_pixels") is not None:
@@ -346,7 +342,7 @@ def plan_run(items: list[InputItem], spec: ModelSpec, options: RunOptions,
     job.output.check_writable()
     manifest = open_manifest(job.output)
     summary = RunSummary(layer=job.explainer.layer_name, method=job.method_name)
-    stems = dict(zip([i.real for i in items], render.unique_stems(i.relative for i in items), strict=True))
+    stems = dict(zip([i.real for i in items], outputs.unique_stems(i.relative for i in items), strict=True))
     done = {} if options.overwrite else manifest.finished_inputs(job.method_name, job.targets, job.config)
     todo = [item for item in items if item.real not in done]
     reused = [row for item in dict.fromkeys(i.real for i in items) if item in done for row in done[item]]

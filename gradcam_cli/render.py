@@ -2,25 +2,17 @@
 
 Overlay convention: ``overlay = alpha * colormap(h) + (1 - alpha) * image``, in RGB, where ``h`` is
 the raw map upsampled bilinearly to the image's size and min-max normalised to [0, 1] per map. A flat
-map (max == min) becomes all zeros, never NaN.
-"""
+map (max == min) becomes all zeros, never NaN."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import math
-import os
-import re
-import tempfile
-from collections.abc import Callable, Iterable
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
-
-from .errors import OutputError
 
 
 def _piecewise(points: list[tuple[float, float]], x: np.ndarray) -> np.ndarray:
@@ -181,87 +173,6 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-def _safe_component(part: str) -> str:
-    part = _UNSAFE.sub("_", part)
-    if part in ("", ".", ".."):
-        return "_"
-    return part
-
-
-def output_stem(relative: str) -> str:
-    """``a/cat.jpg`` -> ``a/cat_jpg``: the extension stays in the name so that ``cat.jpg`` and
-    ``cat.png`` never share outputs; every component is made safe (no ``..``, no separators)."""
-    path = PurePosixPath(relative.replace("\\", "/"))
-    name = path.stem + (f"_{path.suffix[1:]}" if path.suffix else "")
-    parts = [_safe_component(p) for p in path.parent.parts if p not in ("/",)]
-    return "/".join([*parts, _safe_component(name)])
-
-
-def unique_stems(relatives: Iterable[str]) -> list[str]:
-    """Output stems for inputs in order, with ``~2``, ``~3`` ... added on a clash (compared
-    case-insensitively, for case-insensitive file systems)."""
-    used: set[str] = set()
-    stems = []
-    for relative in relatives:
-        stem = output_stem(relative)
-        candidate, number = stem, 2
-        while candidate.lower() in used:
-            candidate, number = f"{stem}~{number}", number + 1
-        used.add(candidate.lower())
-        stems.append(candidate)
-    return stems
-
-
-def output_paths(output_dir: Path, stem: str, method: str, class_index: int) -> tuple[Path, Path]:
-    """(overlay JPEG, heatmap .npy) for one image and target, always inside ``output_dir``."""
-    base = output_dir / f"{stem}.{method}.c{class_index}"
-    overlay_path, heatmap_path = base.with_name(base.name + ".jpg"), base.with_name(base.name + ".npy")
-    root = os.path.abspath(output_dir)
-    if os.path.commonpath([root, os.path.abspath(overlay_path)]) != root:
-        raise OutputError(f"{stem}: output would land outside {output_dir}")
-    return overlay_path, heatmap_path
-
-
-_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
-
-
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete temporaries that a killed run left in ``folder`` (names made by atomic_write_bytes)."""
-    removed = 0
-    for path in folder.rglob(".*.tmp"):
-        if _TEMPORARY.match(path.name) and path.is_file():
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed += 1
-    return removed
-
-
-def _file_mode() -> int:
-    """The mode a plain ``open()`` would give: 0o666 less the umask (mkstemp would give 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def jpeg_bytes(image: np.ndarray | Image.Image, quality: int = 90) -> bytes:

@@ -18,12 +18,12 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
-from . import render
+from . import outputs, render
+from .decode import open_rgb
 from .errors import GradcamError, ManifestNotFound, OutputError
-from .images import open_rgb
+from .heads import format_prediction
 from .manifest import MANIFEST, Manifest
 from .metrics import CURVES_PNG, METRICS_JSON
-from .models.heads import format_prediction
 
 THUMB_SIZE = 256
 REPORT = "index.html"
@@ -52,7 +52,7 @@ def _thumbnail(source: Path, target: Path) -> bool:
     except (GradcamError, OSError):
         return False
     image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.BILINEAR)
-    render.atomic_write_bytes(target, render.jpeg_bytes(np.asarray(image), quality=85))
+    outputs.atomic_write_bytes(target, render.jpeg_bytes(np.asarray(image), quality=85))
     return True
 
 
@@ -81,7 +81,7 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     rows = Manifest.read_rows(manifest_path)
     cards = _cards(rows)
     thumbs = output_dir / "thumbs"
-    stems = dict(zip([c["input"] for c in cards], render.unique_stems(Path(c["input"]).name for c in cards), strict=True))
+    stems = dict(zip([c["input"] for c in cards], outputs.unique_stems(Path(c["input"]).name for c in cards), strict=True))
 
     jobs = []
     for card in cards:
@@ -99,7 +99,7 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     available = {str(job[1]) for job, ok in zip(jobs, done, strict=True) if ok}
     page = _page(cards, output_dir, available, evaluation)
     path = output_dir / REPORT
-    render.atomic_write_bytes(path, page.encode("utf-8"))
+    outputs.atomic_write_bytes(path, page.encode("utf-8"))
     return path
 
 

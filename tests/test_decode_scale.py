@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from gradcam_cli import images as images_module
+from gradcam_cli import decode as decode_module
 from gradcam_cli.cli import cli
+from gradcam_cli.decode import PixelBudget, decode
 from gradcam_cli.errors import ImageError
-from gradcam_cli.images import PixelBudget, decode
 from gradcam_cli.manifest import Manifest
 
 
@@ -117,7 +117,7 @@ def _set_jpeg_size(data: bytes, width: int, height: int) -> bytes:
 
 
 def test_a_photo_over_pillows_pixel_limit_is_decoded_reduced_but_a_bomb_is_refused(tmp_path, phone_jpeg, monkeypatch):
-    monkeypatch.setattr(images_module.Image, "MAX_IMAGE_PIXELS", 2_000_000)  # 12 MP is now over twice the limit
+    monkeypatch.setattr(decode_module.Image, "MAX_IMAGE_PIXELS", 2_000_000)  # 12 MP is now over twice the limit
     decoded = decode(phone_jpeg, min_size=(224, 224), longest_side=1000)
     assert decoded.image.size == (1000, 750) and decoded.original_size == (4000, 3000)
     buffer = io.BytesIO()
@@ -173,14 +173,14 @@ def test_api_decodes_files_at_the_overlay_size_like_the_cli(tmp_path, phone_jpeg
     from gradcam_cli import explain
 
     monkeypatched = []
-    real = images_module.Image.Image.load
+    real = decode_module.Image.Image.load
 
     def counting_load(image):  # the largest decode made
         monkeypatched.append(image.size)
         return real(image)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(images_module.Image.Image, "load", counting_load)
+        patch.setattr(decode_module.Image.Image, "load", counting_load)
         result = explain("demo", str(phone_jpeg))
     assert result.images[0].shape == (750, 1000, 3)
     assert max(width * height for width, height in monkeypatched) <= 1000 * 750  # DCT-scaled, never 12 MP

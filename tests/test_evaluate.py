@@ -208,7 +208,7 @@ def test_a_map_equal_to_the_mask_points_perfectly_and_deletes_better_than_random
 # ---- baselines and the sanity check
 
 def test_baselines_are_fixed_and_model_free(demo_spec):
-    from gradcam_cli.engine import Explainer
+    from gradcam_cli.explainer import Explainer
 
     pixels = np.random.default_rng(0).uniform(0, 255, (3, *demo_spec.input_size, 3)).astype(np.float32)
     first = Explainer(demo_spec, "random", batch_size=3).run(pixels).heatmaps

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from gradcam_cli.cli import cli
-from gradcam_cli.engine import Explainer
 from gradcam_cli.errors import UnsupportedModel
+from gradcam_cli.explainer import Explainer
+from gradcam_cli.heads import detect_head, select_output
 from gradcam_cli.models import resolve_model, spec_for_model
-from gradcam_cli.models.heads import detect_head, select_output
 
 SIZE = 24
 

@@ -1,4 +1,4 @@
-"""The training callback, gradcam_cli.keras.GradCAMCallback: fitted two epochs, read back from TensorBoard."""
+"""The training callback, gradcam_cli.callbacks.GradCAMCallback: fitted two epochs, read back from TensorBoard."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _image_events(log_dir):
 @pytest.fixture(scope="module")
 def trained(keras, tmp_path_factory):
     """A model fitted two epochs with the callback (two methods, true labels given)."""
-    from gradcam_cli.keras import GradCAMCallback
+    from gradcam_cli.callbacks import GradCAMCallback
 
     images, labels = _training_data()
     model = _tiny_classifier(keras)
@@ -106,7 +106,7 @@ def test_callback_step_is_traced_once_and_reused_every_epoch(trained):
 
 
 def test_callback_explains_the_trained_model_itself_with_the_true_labels(trained):
-    from gradcam_cli.engine import Explainer
+    from gradcam_cli.explainer import Explainer
     from gradcam_cli.models import spec_for_model
 
     model, images, labels, callback, _, _, _, heatmaps = trained
@@ -144,7 +144,7 @@ def test_callback_png_files_match_the_tensorboard_grids(trained):
 def test_callback_takes_paths_and_a_tf_data_batch(keras, tmp_path):
     import tensorflow as tf
 
-    from gradcam_cli.keras import GradCAMCallback
+    from gradcam_cli.callbacks import GradCAMCallback
 
     images, labels = _training_data(32)
     model = _tiny_classifier(keras)
@@ -162,8 +162,8 @@ def test_callback_takes_paths_and_a_tf_data_batch(keras, tmp_path):
 
 
 def test_callback_rejects_mismatched_inputs_before_training(keras):
+    from gradcam_cli.callbacks import GradCAMCallback
     from gradcam_cli.errors import GradcamError
-    from gradcam_cli.keras import GradCAMCallback
 
     with pytest.raises(GradcamError, match="unknown method"):
         GradCAMCallback(np.zeros((2, SIZE, SIZE, 3)), method="gradcamm")
@@ -183,7 +183,7 @@ def test_callback_rejects_mismatched_inputs_before_training(keras):
 
 
 def test_callback_on_a_model_of_any_input_size_uses_the_images_size(keras, tmp_path):
-    from gradcam_cli.keras import GradCAMCallback
+    from gradcam_cli.callbacks import GradCAMCallback
 
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -199,8 +199,8 @@ def test_callback_on_a_model_of_any_input_size_uses_the_images_size(keras, tmp_p
 def test_callback_without_tensorboard_says_what_to_install(monkeypatch):
     import sys
 
+    from gradcam_cli.callbacks import GradCAMCallback
     from gradcam_cli.errors import GradcamError
-    from gradcam_cli.keras import GradCAMCallback
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
     with pytest.raises(GradcamError, match="pip install tensorboard"):

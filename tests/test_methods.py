@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from references import Reference, deep_head_model
 
-from gradcam_cli.engine import Explainer
 from gradcam_cli.errors import MethodError
+from gradcam_cli.explainer import Explainer
 from gradcam_cli.models import spec_for_model
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from references import Reference, deep_head_model
 
-from gradcam_cli.engine import Explainer
 from gradcam_cli.errors import MethodError
+from gradcam_cli.explainer import Explainer
 from gradcam_cli.models import spec_for_model
 
 
@@ -127,7 +127,7 @@ def test_ablationcam_formula(deep_model, images, reference):
 def test_ablationcam_substitution_equals_the_tail_model(deep_model, images, monkeypatch):
     """Both ways of scoring ablated maps (the sub-model after the layer, or the full forward pass
     with the map substituted) give the same maps."""
-    from gradcam_cli.layers import Probe
+    from gradcam_cli.probe import Probe
 
     with_tail = maps(deep_model, images, "ablationcam", classes=[1], chunk_size=4)
     monkeypatch.setattr(Probe, "tail", lambda self: None)

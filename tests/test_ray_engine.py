@@ -24,13 +24,12 @@ from PIL import Image
 from pyarrow import fs
 
 from gradcam_cli.cli import cli
-from gradcam_cli.engines.ray import run_explain_ray
 from gradcam_cli.errors import GradcamError
-from gradcam_cli.images import collect_inputs
+from gradcam_cli.inputs import collect_inputs, collect_uri_inputs
 from gradcam_cli.manifest import MANIFEST, Manifest
 from gradcam_cli.pipeline import RunOptions, run_explain
 from gradcam_cli.report import write_report
-from gradcam_cli.storage import collect_uri_inputs
+from gradcam_cli.runners.ray import run_explain_ray
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = ROOT / "sample_images" / "shapes"
@@ -292,7 +291,8 @@ def test_s3_inputs_and_outputs_round_trip_and_match_the_local_engine(cluster, fo
 
 
 def test_file_uris_are_local_paths_and_other_schemes_go_to_pyarrow(tmp_path):
-    from gradcam_cli.storage import OutputFolder, is_uri, local_path
+    from gradcam_cli.outputs import OutputFolder
+    from gradcam_cli.storage import is_uri, local_path
 
     assert local_path(f"file://{tmp_path}/a%20b") == f"{tmp_path}/a b" and not is_uri(f"file://{tmp_path}")
     assert is_uri("s3://bucket/key") and is_uri("gs://bucket") and not is_uri("photos/s3:x")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcam_cli import render
+from gradcam_cli import outputs, render
 
 
 def test_jet_runs_blue_to_red_in_rgb_order():
@@ -52,7 +52,7 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     import os
 
     target = tmp_path / "sub" / "out.bin"
-    render.atomic_write_bytes(target, b"data")
+    outputs.atomic_write_bytes(target, b"data")
     mask = os.umask(0)
     os.umask(mask)
     assert target.read_bytes() == b"data" and (target.stat().st_mode & 0o777) == (0o666 & ~mask)

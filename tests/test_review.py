@@ -63,8 +63,8 @@ def test_top_level_help_counts_the_methods_right():
 def test_callback_refuses_an_alpha_the_api_refuses(tmp_path, alpha):
     import numpy as np
 
+    from gradcam_cli.callbacks import GradCAMCallback
     from gradcam_cli.errors import OptionConflict
-    from gradcam_cli.keras import GradCAMCallback
 
     with pytest.raises(OptionConflict, match="alpha"):
         GradCAMCallback(np.zeros((2, 32, 32, 3), np.float32), alpha=alpha, log_dir=None, png_dir=tmp_path)
@@ -108,7 +108,7 @@ def test_output_taken_for_the_output_folder_points_to_output_dir(tmp_path):
 def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
     import numpy as np
 
-    from gradcam_cli.keras import GradCAMCallback
+    from gradcam_cli.callbacks import GradCAMCallback
 
     model = _two_output_model(keras)
     model.compile("adam", ["categorical_crossentropy", "mse"])

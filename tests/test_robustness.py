@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from corpus import BAD, GOOD, make_corpus
 from PIL import Image
 
-from gradcam_cli import images as images_module
-from gradcam_cli import render
+from gradcam_cli import decode as decode_module
+from gradcam_cli import outputs, render
 from gradcam_cli.cli import cli
-from gradcam_cli.images import load_image
+from gradcam_cli.decode import load_image
 from gradcam_cli.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,14 +48,14 @@ def test_bad_files_fail_one_line_each_and_good_ones_all_get_outputs(corpus, tmp_
     unreadable.chmod(0)
     expected = {**expected, "unreadable.png": BAD}
     if os.geteuid() == 0:  # root reads anything: make the OS answer as it would for a user
-        real_open = images_module.Image.open
+        real_open = decode_module.Image.open
 
         def refusing_open(path, *args, **kwargs):
             if Path(path) == unreadable:
                 raise PermissionError(errno.EACCES, "Permission denied", str(path))
             return real_open(path, *args, **kwargs)
 
-        monkeypatch.setattr(images_module.Image, "open", refusing_open)
+        monkeypatch.setattr(decode_module.Image, "open", refusing_open)
     try:
         result = run("explain", folder, "-r", "-o", tmp_path / "out", "--model", "demo")
     finally:
@@ -175,7 +175,7 @@ def test_output_dir_that_cannot_be_created(tmp_path):
 
 
 def test_full_disk_stops_with_one_message(tmp_path, monkeypatch):
-    real_write = render.atomic_write_bytes
+    real_write = outputs.atomic_write_bytes
     calls = {"count": 0}
 
     def filling_write(path, data):
@@ -184,7 +184,7 @@ def test_full_disk_stops_with_one_message(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(path, data)
 
-    monkeypatch.setattr(render, "atomic_write_bytes", filling_write)
+    monkeypatch.setattr(outputs, "atomic_write_bytes", filling_write)
     folder = tmp_path / "in"
     _make_folder(folder, 12)
     result = run("explain", folder, "-o", tmp_path / "out", "-b", "2")
@@ -195,10 +195,10 @@ def test_full_disk_stops_with_one_message(tmp_path, monkeypatch):
 
 def test_output_names_stay_inside_the_output_dir(tmp_path):
     for relative in ("../../etc/passwd.jpg", "a/../../b.png", "/abs/x.jpg", "..", "c\\..\\d.jpg"):
-        stem = render.output_stem(relative)
-        overlay, _ = render.output_paths(tmp_path, stem, "gradcam", 3)
+        stem = outputs.output_stem(relative)
+        overlay, _ = outputs.output_paths(tmp_path, stem, "gradcam", 3)
         assert os.path.commonpath([tmp_path, overlay.resolve()]) == str(tmp_path.resolve()), relative
-    assert render.unique_stems(["cat.jpg", "cat.png", "a/x.jpg", "b/x.jpg", "CAT.jpg"]) == [
+    assert outputs.unique_stems(["cat.jpg", "cat.png", "a/x.jpg", "b/x.jpg", "CAT.jpg"]) == [
         "cat_jpg", "cat_png", "a/x_jpg", "b/x_jpg", "CAT_jpg~2"]
 
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gradcam_cli.cli import cli
-from gradcam_cli.engine import Explainer
 from gradcam_cli.errors import TargetError
+from gradcam_cli.explainer import Explainer
 from gradcam_cli.models import spec_for_model
 
 SIZE = 32
@@ -137,7 +137,7 @@ def test_cli_records_pixel_counts_and_reports_an_empty_region_per_image(unet, im
 def test_compare_and_the_callback_take_a_region(unet, images, tmp_path):
     """Both lacked --region / region=: a class no pixel is predicted as could not be compared or
     watched in training; over 'all' it can, and the callback's map is the numpy reference's."""
-    from gradcam_cli.keras import GradCAMCallback
+    from gradcam_cli.callbacks import GradCAMCallback
 
     model_path = tmp_path / "unet.keras"
     unet.save(model_path)

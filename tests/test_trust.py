@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gradcam_cli.cli import cli
-from gradcam_cli.images import collect_inputs
+from gradcam_cli.inputs import collect_inputs
 from gradcam_cli.manifest import MANIFEST, Manifest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """The shared method base: every CAM method is a weight formula or a map formula over it.
 
-The engine (:mod:`gradcam_cli.engine`) runs the model once per batch, obtains the target layer's
+The engine (:mod:`gradcam_cli.explainer`) runs the model once per batch, obtains the target layer's
 activations ``A`` (batch, h, w, k), the logits and, when the method asks for them, the gradients
 ``g = d score_c / d A`` of each target class's pre-softmax logit. A method then only says how to
 turn ``(A, g)`` into a map, in TensorFlow ops on the whole batch (no per-image Python loop).
@@ -19,7 +19,7 @@ class CamContext:
 
     ``activations``: (B, h, w, k) float32; ``gradients``: same shape, or None for gradient-free
     methods; ``targets``: (B,) int32 class indices; ``logits``: (B, C) float32; ``images``: the
-    model-ready batch; ``probe``: the :class:`~gradcam_cli.layers.Probe`; ``method_state``: what
+    model-ready batch; ``probe``: the :class:`~gradcam_cli.probe.Probe`; ``method_state``: what
     :meth:`CamMethod.prepare` returned; ``regions``: a segmentation head's fixed (B, H, W, C)
     per-class regions, else None.
     """
@@ -42,7 +42,7 @@ class CamContext:
         """(N, C) class scores of pre-activation outputs of N = B * n inputs (see ``class_scores``)."""
         import tensorflow as tf
 
-        from ..targets import class_scores
+        from ..heads import class_scores
 
         regions = self.regions
         if regions is not None:

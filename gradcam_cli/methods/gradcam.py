@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import MethodError
+from ..graph import producer, unwrap_output_layer
 from .base import CamContext, CamMethod
 
 
@@ -87,20 +88,6 @@ class CAM(CamMethod):
         return tf.transpose(tf.gather(kernel, context.targets, axis=1))
 
 
-def _producer(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    return history[0] if history is not None else None
-
-
-def _resolve_model_output(layer):
-    """If ``layer`` is a nested model, the layer producing its output."""
-    import keras
-
-    while isinstance(layer, keras.Model):
-        layer = _producer(layer.outputs[0])
-    return layer
-
-
 def gap_dense_head(probe):
     """The Dense layer of a ``target -> GlobalAveragePooling2D -> [Dropout] -> Dense`` head."""
     import keras
@@ -108,19 +95,19 @@ def gap_dense_head(probe):
     head = probe.head
     dense = head.layer
     if head.source == "input":
-        dense = _resolve_model_output(_producer(head.layer.input))
+        dense = unwrap_output_layer(producer(head.layer.input))
     reason = None
     if not isinstance(dense, keras.layers.Dense):
         reason = "the model does not end in a Dense layer"
     else:
-        node = _resolve_model_output(_producer(dense.input))
+        node = unwrap_output_layer(producer(dense.input))
         while isinstance(node, (keras.layers.Dropout, keras.layers.Identity)) or (
             isinstance(node, keras.layers.Activation) and getattr(node.activation, "__name__", "") == "linear"
         ):
-            node = _resolve_model_output(_producer(node.input))
+            node = unwrap_output_layer(producer(node.input))
         if not isinstance(node, keras.layers.GlobalAveragePooling2D):
             reason = "the Dense layer is not fed by GlobalAveragePooling2D"
-        elif _resolve_model_output(_producer(node.input)) is not probe.target.layer:
+        elif unwrap_output_layer(producer(node.input)) is not probe.target.layer:
             reason = f"global average pooling does not read the target layer '{probe.target.path}'"
     if reason:
         raise MethodError(

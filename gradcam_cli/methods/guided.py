@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from ..layers import intercept, iter_layers
+from ..graph import iter_layers
+from ..probe import intercept
 from .base import CamContext
 from .gradcam import GradCAM
 

@@ -5,9 +5,9 @@ of each image: pixels deleted (set to zero) or inserted (copied onto a blurred v
 order of the map, or the image multiplied by its map. A :class:`PerturbationRunner` receives the
 batch once (its pixels, blurred copies, pixel ranks and display maps) and a table of *rows*, one
 per copy: ``(item, kind, count, target)``. The graph gathers each row's source, builds the copy,
-applies the model's preprocessing and runs the engine's :class:`~gradcam_cli.layers.Probe`, for
+applies the model's preprocessing and runs the engine's :class:`~gradcam_cli.probe.Probe`, for
 ``copies_per_pass`` rows at a time (the memory bound). Python loops only over those chunks. The
-probability read is what the head reports (:func:`gradcam_cli.targets.reported_values`: softmax,
+probability read is what the head reports (:func:`gradcam_cli.heads.reported_values`: softmax,
 a binary head's two sigmoid sides, or a multi-label unit's sigmoid).
 
 Perturbations happen in pixel space, before preprocessing, as the papers define them (RISE's
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EvaluationError
-from ..targets import reported_values
+from ..heads import reported_values
 
 DELETE, INSERT, MULTIPLY = 0, 1, 2
 TIE_SEED = 13  # the fixed permutation that orders pixels of equal saliency

@@ -27,8 +27,8 @@ from ..errors import (
     UnsupportedModel,
     WeightsUnavailable,
 )
-from ..layers import model_outputs
-from .heads import Head, class_labels, detect_head, select_output
+from ..graph import model_outputs
+from ..heads import Head, class_labels, detect_head, select_output
 
 PREPROCESS_MODES = ("none", "scale01", "tf", "caffe", "torch")
 DEFAULT_SIZE = 224

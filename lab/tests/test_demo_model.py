@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcam_cli.engine import Explainer
-from gradcam_cli.images import model_input
+from gradcam_cli.decode import model_input
+from gradcam_cli.explainer import Explainer
 from gradcam_cli.methods import method_names
 from lab.localization import (
     confusion_matrix,

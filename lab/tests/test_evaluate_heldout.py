@@ -18,7 +18,7 @@ def test_gradcam_beats_the_baselines_on_held_out_scenes(demo_spec):
     not asserted: this model's maps sit on the objects' rims and corners, and the image weighted by
     such a map keeps less of the class than one weighted by a random map (README, Measured margins).
     Margins measured on 200 scenes: README."""
-    from gradcam_cli.images import model_input
+    from gradcam_cli.decode import model_input
     from gradcam_cli.metrics.perturbation import blurred
     from lab import heldout
 

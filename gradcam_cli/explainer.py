@@ -14,10 +14,8 @@ from typing import Any
 import numpy as np
 
 from .errors import MethodError, OptionConflict, TargetError
-from .layers import LayerInfo, Probe, auto_target_layer, find_layer
-from .methods import CamContext, CamMethod, get_method
-from .models import ModelSpec
-from .targets import (
+from .graph import LayerInfo
+from .heads import (
     REGIONS,
     class_scores,
     read_region_mask,
@@ -25,6 +23,10 @@ from .targets import (
     region_pixel_counts,
     reported_values,
 )
+from .layers import auto_target_layer, find_layer
+from .methods import CamContext, CamMethod, get_method
+from .models import ModelSpec
+from .probe import Probe
 
 log = logging.getLogger("gradcam_cli")
 
@@ -38,7 +40,7 @@ class BatchResult:
     """Per image: ``heatmaps`` (n, T, h, w) float32 raw maps at the layer's resolution;
     ``class_ids`` (n, T) int; ``probabilities`` (n, C) float32: what the head reports per class
     (probabilities; a regression's output values; a segmentation class's pixel share, see
-    :func:`gradcam_cli.targets.reported_values`); ``saliency`` (n, T, H, W, C) at the model's input
+    :func:`gradcam_cli.heads.reported_values`); ``saliency`` (n, T, H, W, C) at the model's input
     size for methods that make one (guided Grad-CAM), else None; ``region_pixels`` (n, T) int, the
     pixels of each target's region for a segmentation head, else None."""
 

@@ -6,12 +6,12 @@ with the model being trained and writes, for each method, one grid of overlays t
 ``TensorBoard`` callback) and, optionally, to PNG files. tf-explain's callbacks did this for
 Keras 2; this one runs on Keras 3.
 
-It uses the CLI's engine (:class:`gradcam_cli.engine.Explainer`) on the model itself, not a copy:
+It uses the CLI's engine (:class:`gradcam_cli.explainer.Explainer`) on the model itself, not a copy:
 the compiled step is built at the first epoch end and reads the model's variables when it runs,
 so later epochs see the new weights without retracing. ``tracing_count`` lets a test verify it.
 
 >>> import keras                                                       # doctest: +SKIP
->>> from gradcam_cli.keras import GradCAMCallback                      # doctest: +SKIP
+>>> from gradcam_cli.callbacks import GradCAMCallback                      # doctest: +SKIP
 >>> callback = GradCAMCallback(x_val[:16], classes=y_val[:16], log_dir="logs/gradcam")  # doctest: +SKIP
 >>> model.fit(x, y, epochs=10, callbacks=[callback])                   # doctest: +SKIP
 """
@@ -27,11 +27,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import render
+from . import outputs, render
 from .api import as_images, check_alpha
-from .engine import BatchResult, Explainer, resolve_classes
+from .decode import model_input
 from .errors import GradcamError, ImageError, TargetError
-from .images import model_input
+from .explainer import BatchResult, Explainer, resolve_classes
 from .methods import canonical_name
 from .models import ModelSpec, spec_for_model
 
@@ -229,7 +229,7 @@ class GradCAMCallback(keras.callbacks.Callback):
             self._writer.flush()
         if self.png_dir is not None:
             for name, grid in grids.items():
-                render.atomic_write_bytes(self.png_dir / f"{name}.epoch{step + 1:03d}.png", render.png_bytes(grid))
+                outputs.atomic_write_bytes(self.png_dir / f"{name}.epoch{step + 1:03d}.png", render.png_bytes(grid))
 
 
 def _require_tensorboard() -> None:

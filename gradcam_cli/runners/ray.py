@@ -37,9 +37,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .. import render
+from .. import outputs
 from ..errors import EngineError, GradcamError
-from ..images import InputItem
+from ..inputs import InputItem
 from ..models import ModelSpec
 from ..pipeline import BatchJob, RowSink, RunOptions, RunPlan, RunSummary, plan_run
 from ..storage import is_uri
@@ -86,7 +86,7 @@ class ExplainActor:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import tensorflow as tf
 
-        from ..engine import Explainer
+        from ..explainer import Explainer
         from ..models import resolve_model
 
         cpus = _actor_cpus()
@@ -347,6 +347,6 @@ def run_explain_ray(
     finally:
         plan.manifest.close_and_compact()
         if job.output.local is not None:  # an actor killed mid-write leaves a temporary; its batch was redone
-            render.remove_stale_temporaries(job.output.local)
+            outputs.remove_stale_temporaries(job.output.local)
         summary.seconds = time.perf_counter() - started
     return summary

@@ -1,0 +1,162 @@
+"""Walking a Keras model: its layers in graph order (nested models expanded), its outputs, and the
+shapes of what each layer produces. Everything that reads a model's structure goes through here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+PATH_SEP = "/"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A target: ``tap`` 'output' reads the layer's output; 'input' (transformer blocks) the tokens
+    entering it. ``output_shape`` is the shape of the tapped tensor."""
+
+    path: str  # "resnet50/conv5_block3_out" for nested layers
+    layer: Any
+    output_shape: tuple | None
+    tap: str = "output"
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def is_tokens(self) -> bool:
+        shape = self.output_shape
+        return shape is not None and len(shape) == 3 and (shape[1] is None or shape[1] > 1)
+
+    def shape_text(self) -> str:
+        """``7x7x512`` for a map, ``17x64 tokens in`` for the tokens entering a block."""
+        shape = "x".join("?" if d is None else str(d) for d in (self.output_shape or ())[1:]) or "-"
+        if self.tap == "input":
+            return f"{shape} tokens in"
+        return f"{shape} tokens" if self.is_tokens else shape
+
+    @property
+    def is_spatial(self) -> bool:
+        shape = self.output_shape
+        if shape is None or len(shape) != 4:
+            return False
+        height, width = shape[1], shape[2]
+        return height is None or width is None or height * width > 1
+
+
+def output_shape_of(layer) -> tuple | None:
+    try:
+        output = layer.output
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(output, (list, tuple)) or not hasattr(output, "shape"):
+        return None
+    return tuple(output.shape)
+
+
+def is_model(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.Model)
+
+
+def sublayers(layer) -> list:
+    """A layer's own tracked sub-layers (one level), in the order they were created."""
+    try:
+        return list(layer._flatten_layers(include_self=False, recursive=False))
+    except (AttributeError, TypeError):
+        return []
+
+
+def model_input_size(model) -> tuple[int | None, int | None]:
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    return (shape[1], shape[2]) if len(shape) == 4 else (None, None)
+
+
+def iter_layers(model, prefix: str = "") -> Iterator[LayerInfo]:
+    """All layers in graph order, nested models expanded in place (the models themselves omitted)."""
+    for layer in model.layers:
+        path = f"{prefix}{layer.name}"
+        if is_model(layer):
+            yield from iter_layers(layer, prefix=path + PATH_SEP)
+        else:
+            yield LayerInfo(path, layer, output_shape_of(layer))
+
+
+def nested_models(model, prefix: str = "") -> Iterator[LayerInfo]:
+    """The models nested in ``model`` (a backbone inside a Sequential ...), at any depth, as layers."""
+    for layer in model.layers:
+        if is_model(layer):
+            path = f"{prefix}{layer.name}"
+            yield LayerInfo(path, layer, output_shape_of(layer))
+            yield from nested_models(layer, prefix=path + PATH_SEP)
+
+
+def model_outputs(model) -> list:
+    """The model's symbolic outputs, in order (a subclassed model's functional twin if it has one)."""
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        functional = getattr(model, "_functional", None)
+        outputs = getattr(functional, "outputs", None) or []
+    return list(outputs)
+
+
+def walk_back(model, prefix: str = "") -> Iterator[LayerInfo]:
+    """Layers in breadth-first order from the output back to the input, nested models entered
+    from their own output. Graph order, unlike ``model.layers`` order, puts InceptionV3's
+    ``mixed10`` before the branch layers that feed it."""
+    from collections import deque
+
+    seen: set[int] = set()
+    queue = deque(getattr(t, "_keras_history", None) for t in model_outputs(model))
+    while queue:
+        history = queue.popleft()
+        if history is None:
+            continue
+        operation, node_index = history[0], history[1]
+        if id(operation) in seen:
+            continue
+        seen.add(id(operation))
+        if is_model(operation):
+            yield from walk_back(operation, prefix=f"{prefix}{operation.name}{PATH_SEP}")
+        else:
+            yield LayerInfo(f"{prefix}{operation.name}", operation, output_shape_of(operation))
+        node = operation._inbound_nodes[node_index]
+        queue.extend(getattr(t, "_keras_history", None) for t in node.input_tensors)
+
+
+def producer(tensor):
+    """The layer that produced a symbolic tensor, or None."""
+    history = getattr(tensor, "_keras_history", None)
+    return history[0] if history is not None else None
+
+
+def unwrap_output_layer(layer):
+    """A nested model's own output layer, followed down to a plain layer."""
+    import keras
+
+    while isinstance(layer, keras.Model):
+        outputs = model_outputs(layer)
+        inner = producer(outputs[0]) if len(outputs) == 1 else None
+        if inner is None:
+            break
+        layer = inner
+    return layer
+
+
+def output_names(model) -> list[str]:
+    """One name per model output: the name of the layer producing it."""
+    names = []
+    for index, tensor in enumerate(model_outputs(model)):
+        layer = producer(tensor)
+        names.append(layer.name if layer is not None else f"output_{index}")
+    return names
+
+
+def describe_outputs(model) -> str:
+    """``0 'age' (None, 1), 1 'kind' (None, 5)`` for the one-line multi-output message."""
+    return ", ".join(
+        f"{index} '{name}' {tuple(tensor.shape)}"
+        for index, (name, tensor) in enumerate(zip(output_names(model), model_outputs(model), strict=True))
+    )

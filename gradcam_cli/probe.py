@@ -1,0 +1,216 @@
+"""The probe: (activations, logits) in one forward pass, by intercepting layer calls.
+
+The probe never rebuilds or edits the user's graph: while the model runs, the target layer's
+``call`` is intercepted on the instance to keep a handle on its output tensor (which stays the
+tensor the rest of the model consumes, so gradients reach it), and the classifier head's input is
+intercepted the same way to recompute the pre-softmax logits. This works for layers nested at any
+depth, where a functional sub-model would raise "Graph disconnected".
+
+A token sequence is reshaped to its patch grid here (:func:`token_grid`); :mod:`gradcam_cli.layers`
+says where the tap sits in a transformer.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from .errors import LayerNotFound, UnsupportedModel
+from .graph import PATH_SEP, LayerInfo, is_model, model_input_size, model_outputs
+
+MAX_PREFIX_TOKENS = 5  # class, distillation and up to 4 register tokens before the patches
+
+
+def token_grid(tokens: int, input_size: tuple[int | None, int | None] | None) -> tuple[int, int, int] | None:
+    """(prefix, h, w): the fewest leading tokens to drop so that the rest fill an ``h x w`` grid with
+    the input's aspect ratio (``h * W == w * H``; square when the input size is unknown)."""
+    height, width = input_size or (None, None)
+    if not height or not width:
+        height = width = 1
+    for prefix in range(0, MAX_PREFIX_TOKENS + 1):
+        count = tokens - prefix
+        if count < 1:
+            break
+        rows = round((count * height / width) ** 0.5)
+        if rows > 0 and count % rows == 0 and rows * width == (count // rows) * height:
+            return prefix, rows, count // rows
+    return None
+
+
+@contextmanager
+def intercept(layer, hook):
+    """Route ``layer.call`` through ``hook(args, output)`` on this instance only, then restore."""
+    with _replaced_call(layer, lambda original: lambda *args, **kwargs: hook(args, original(*args, **kwargs))):
+        yield
+
+
+@contextmanager
+def intercept_input(layer, hook):
+    """Call ``layer`` on ``hook(x)`` instead of its first input ``x`` (every argument that is ``x``
+    itself is replaced, so self-attention's query, key and value all read the hooked tensor)."""
+
+    def wrap(original):
+        def call(*args, **kwargs):
+            first = args[0]
+            hooked = hook(first)
+            args = tuple(hooked if arg is first else arg for arg in args)
+            kwargs = {key: hooked if value is first else value for key, value in kwargs.items()}
+            return original(*args, **kwargs)
+        return call
+
+    with _replaced_call(layer, wrap):
+        yield
+
+
+@contextmanager
+def bypass_activation(layer, keep):
+    """Run ``layer`` with its own activation turned off, pass the pre-activation output to
+    ``keep``, and return the activation of it, so the model's output is unchanged."""
+    import keras
+
+    activation = layer.activation
+
+    def wrap(original):
+        def call(*args, **kwargs):
+            object.__setattr__(layer, "activation", keras.activations.linear)
+            try:
+                pre_activation = original(*args, **kwargs)
+            finally:
+                object.__setattr__(layer, "activation", activation)
+            keep(pre_activation)
+            return activation(pre_activation)
+        return call
+
+    with _replaced_call(layer, wrap):
+        yield
+
+
+@contextmanager
+def _replaced_call(layer, wrap):
+    had_own = "call" in vars(layer)
+    original = layer.call
+    object.__setattr__(layer, "call", wrap(original))
+    try:
+        yield
+    finally:
+        if had_own:
+            object.__setattr__(layer, "call", original)
+        else:
+            object.__delattr__(layer, "call")
+
+
+class Probe:
+    """``probe(images) -> (activations, logits)`` for one model and target layer.
+
+    ``activations``: the target's (B, h, w, k) map (tokens reshaped to their grid); ``logits``: the
+    explained output's pre-activation values (B, C), or (B, H, W, C) for segmentation (see
+    :mod:`gradcam_cli.heads` for the per-class scores made from them).
+
+    Call it under a ``tf.GradientTape`` (inside a ``tf.function``) to differentiate logits with
+    respect to the activations; ``watch`` is called on the activations as soon as they exist.
+    ``replace(activations) -> activations`` substitutes the target's map inside the full forward
+    pass (Ablation-CAM), wherever in the model the layer sits.
+    """
+
+    def __init__(self, model, target: LayerInfo, head=None):
+        if head is None:
+            from .heads import detect_head
+
+            head = detect_head(model)
+        self.model = model
+        self.target = target
+        self.head = head
+        self.grid = None
+        self._tail = None
+        if target.is_tokens:
+            size = model_input_size(model)
+            self.grid = token_grid(target.output_shape[1], size)
+            if self.grid is None:
+                raise UnsupportedModel(
+                    f"layer '{target.path}' has {target.output_shape[1]} tokens, which form no patch "
+                    f"grid for the model's input even after dropping up to {MAX_PREFIX_TOKENS} prefix "
+                    "tokens; pick another layer with --layer."
+                )
+
+    def __call__(self, images, watch=None):
+        return self._run(images, watch=watch, keep_activations=True)
+
+    def logits(self, images, replace=None):
+        """Pre-activation outputs only (the extra forward passes of perturbation methods)."""
+        return self._run(images, watch=None, keep_activations=replace is not None, replace=replace)[1]
+
+    def to_map(self, tapped):
+        """(map (B, h, w, k), rebuild(map) -> tensor the model consumes) for the tapped tensor."""
+        import tensorflow as tf
+
+        if self.grid is None:
+            return tapped, lambda spatial: spatial
+        prefix, height, width = self.grid
+        channels = tapped.shape[-1]
+        spatial = tf.reshape(tapped[:, prefix:], (-1, height, width, channels))  # rows first
+
+        def rebuild(new_spatial):
+            tokens = tf.reshape(new_spatial, (-1, height * width, channels))
+            return tf.concat([tapped[:, :prefix], tokens], axis=1) if prefix else tokens
+
+        return spatial, rebuild
+
+    def tail(self):
+        """``tail(activations) -> logits``: the model after the target layer as a sub-model, or None
+        where that part reads other tensors too (a skip connection around the layer, a layer inside
+        a nested model, the tokens entering a block). Where it exists it spares Ablation-CAM the
+        forward passes through the layers before the target."""
+        if self._tail is None:
+            import keras
+
+            if (PATH_SEP in self.target.path or is_model(self.target.layer) or self.target.tap != "output"
+                    or self.grid is not None):
+                return None
+            end = model_outputs(self.model)[self.head.output_index]
+            try:
+                sub_model = keras.Model(self.target.layer.output, end)
+            except (ValueError, AttributeError, TypeError):
+                return None
+            self._tail = lambda activations: self._run(activations, None, False, model=sub_model)[1]
+        return self._tail
+
+    def _run(self, images, watch, keep_activations: bool, replace=None, model=None):
+        import keras
+
+        captured: dict[str, Any] = {}
+
+        def tap(tensor):
+            spatial, rebuild = self.to_map(tensor)
+            if replace is not None:
+                spatial = replace(spatial)
+            if watch is not None:
+                watch(spatial)
+            captured["activations"] = spatial
+            return rebuild(spatial)
+
+        def keep_head_input(args, output):
+            captured["head_input"] = args[0]
+            return output
+
+        with ExitStack() as stack:
+            if keep_activations and self.target.tap == "input":
+                stack.enter_context(intercept_input(self.target.layer, tap))
+            elif keep_activations:
+                stack.enter_context(intercept(self.target.layer, lambda args, output: tap(output)))
+            if self.head.source == "activation":
+                stack.enter_context(bypass_activation(self.head.layer, lambda pre: captured.update(head_input=pre)))
+            elif self.head.source == "input":
+                stack.enter_context(intercept(self.head.layer, keep_head_input))
+            output = (model or self.model)(images, training=False)
+        if keep_activations and "activations" not in captured:
+            raise LayerNotFound(f"layer '{self.target.path}' was not run by the model's forward pass.")
+        if isinstance(output, (list, tuple, dict)) and model is None:
+            output = keras.tree.flatten(output)[self.head.output_index]
+        return captured.get("activations"), self._logits(captured.get("head_input"), output)
+
+    def _logits(self, head_input, output):
+        import tensorflow as tf
+
+        if self.head.source != "output" and head_input is not None:
+            return tf.cast(head_input, tf.float32)
+        return tf.cast(output, tf.float32)
