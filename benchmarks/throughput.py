@@ -105,7 +105,8 @@ def keras_example_recipe(model_name: str, paths: list[Path], out: Path, size: in
     import tensorflow as tf
 
     from gradcam_cli.layers import auto_target_layer
-    from gradcam_cli.models import application_registry, normalize_name
+    from gradcam_cli.models.applications import application_registry
+    from gradcam_cli.models.spec import normalize_name
 
     entry = application_registry()[normalize_name(model_name)]
     model = entry.constructor()(weights=None)
@@ -153,7 +154,8 @@ def keras_example_recipe(model_name: str, paths: list[Path], out: Path, size: in
 
 def preprocessed_batches(model_name: str, paths: list[Path], size: int) -> np.ndarray:
     from gradcam_cli.decode import load_image, model_input
-    from gradcam_cli.models import application_registry, normalize_name
+    from gradcam_cli.models.applications import application_registry
+    from gradcam_cli.models.spec import normalize_name
 
     preprocess = application_registry()[normalize_name(model_name)].preprocess_input()
     raw = np.stack([model_input(load_image(p), (size, size)) for p in paths])
@@ -165,8 +167,9 @@ def measure_model(model_name: str, folder: Path, paths: list[Path], work: Path, 
 
     from gradcam_cli.explainer import Explainer
     from gradcam_cli.inputs import collect_inputs
-    from gradcam_cli.models import build_application
-    from gradcam_cli.pipeline import RunOptions, run_explain
+    from gradcam_cli.models.applications import build_application
+    from gradcam_cli.options import RunOptions
+    from gradcam_cli.runners.local import run_explain
 
     spec = build_application(model_name, weights=None)
     size = spec.input_size[0]
@@ -283,10 +286,16 @@ def checkout_e2e(source: Path, model_name: str, folder: Path, out: Path) -> floa
     code = f"""
 import sys, time
 sys.path.insert(0, {str(source)!r})
-from gradcam_cli.explainer import Explainer
-from gradcam_cli.images import collect_inputs
 from gradcam_cli.models import build_application
-from gradcam_cli.pipeline import RunOptions, run_explain
+try:
+    from gradcam_cli.explainer import Explainer
+    from gradcam_cli.inputs import collect_inputs
+    from gradcam_cli.options import RunOptions
+    from gradcam_cli.runners.local import run_explain
+except ImportError:  # a checkout from before the package was reorganised (2026-12), for before/after runs
+    from gradcam_cli.engine import Explainer
+    from gradcam_cli.images import collect_inputs
+    from gradcam_cli.pipeline import RunOptions, run_explain
 spec = build_application({model_name!r}, weights=None)
 items = collect_inputs([{str(folder)!r}])
 explainer = Explainer(spec, method="gradcam", batch_size={BATCH})
@@ -320,8 +329,10 @@ def measure_phone(model_name: str, folder: Path, paths: list[Path], work: Path, 
 
     from gradcam_cli.explainer import Explainer
     from gradcam_cli.inputs import collect_inputs
-    from gradcam_cli.models import application_registry, build_application, normalize_name
-    from gradcam_cli.pipeline import RunOptions, run_explain
+    from gradcam_cli.models.applications import application_registry, build_application
+    from gradcam_cli.models.spec import normalize_name
+    from gradcam_cli.options import RunOptions
+    from gradcam_cli.runners.local import run_explain
 
     spec = build_application(model_name, weights=None)
     preprocess_input = application_registry()[normalize_name(model_name)].preprocess_input()
@@ -385,7 +396,8 @@ def ray_figures(work: Path, count: int, model_name: str) -> dict:
     """
     from gradcam_cli.inputs import collect_inputs
     from gradcam_cli.models import resolve_model
-    from gradcam_cli.pipeline import RunOptions, run_explain
+    from gradcam_cli.options import RunOptions
+    from gradcam_cli.runners.local import run_explain
     from gradcam_cli.runners.ray import ray_session, run_explain_ray
 
     model_arguments = {"model": model_name, "weights": "none"}

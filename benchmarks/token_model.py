@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 
 from gradcam_cli.decode import model_input  # noqa: E402
 from gradcam_cli.explainer import Explainer  # noqa: E402
-from gradcam_cli.models import resolve_model, spec_for_model  # noqa: E402
+from gradcam_cli.models import resolve_model  # noqa: E402
+from gradcam_cli.models.in_memory import spec_for_model  # noqa: E402
 from lab import heldout  # noqa: E402
 from lab.localization import make_scenes, score_method  # noqa: E402
 from lab.shapes import CLASSES, make_dataset  # noqa: E402

@@ -16,7 +16,8 @@ from .decode import fit_longest_side, model_input, open_rgb, to_rgb
 from .errors import ImageError, MethodError, OptionConflict
 from .explainer import Explainer
 from .inputs import collect_inputs
-from .models import ModelSpec, resolve_model
+from .models import resolve_model
+from .models.spec import ModelSpec
 from .options import DEFAULT_OVERLAY_SIZE
 
 
@@ -249,7 +250,7 @@ def explain(
     explainer = _explainer(model, model_options, explainer_options)
     spec = explainer.spec
     arrays, paths, failures = as_images(images, spec.input_size, overlay_size)
-    channels = int(spec.model.inputs[0].shape[-1] or 3)
+    channels = spec.channels
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
     arrays = fit_pictures(arrays, paths, overlay_size)
     if target is None or isinstance(target, np.ndarray):

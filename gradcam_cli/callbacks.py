@@ -33,7 +33,8 @@ from .decode import model_input
 from .errors import GradcamError, ImageError, TargetError
 from .explainer import BatchResult, Explainer, resolve_classes
 from .methods import canonical_name
-from .models import ModelSpec, spec_for_model
+from .models.in_memory import spec_for_model
+from .models.spec import ModelSpec
 
 DATASET_BATCH = 16  # images taken from an unbatched tf.data.Dataset
 
@@ -176,7 +177,7 @@ class GradCAMCallback(keras.callbacks.Callback):
 
     def _model_pixels(self, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
         """(model pixels before ``preprocess``, float32) and (display tiles, uint8 RGB)."""
-        channels = int(spec.model.inputs[0].shape[-1] or 3)
+        channels = spec.channels
         if self._decoded is not None:
             pixels = np.stack([model_input(image, spec.input_size, channels) for image in self._decoded])
             display = np.stack([model_input(image, spec.input_size, 3) for image in self._decoded]).astype(np.uint8)

@@ -256,7 +256,7 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
             cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
         model_arguments = _model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
         spec = _load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
-        from .pipeline import RunOptions
+        from .options import RunOptions
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
                              batch_size=batch_size, output_dir=output_dir if is_uri(output_dir) else Path(output_dir),
@@ -321,7 +321,7 @@ def _run_with_progress(items, spec, options, quiet, as_json, engine_run=None):
     from tqdm import tqdm
 
     from .heads import format_prediction
-    from .pipeline import run_explain
+    from .runners.local import run_explain
 
     engine_run = engine_run or run_explain
     shown = {item.real: item.path for item in items}  # rows name inputs by real path; show them as found
@@ -527,7 +527,7 @@ def methods():
 def models(params):
     """List the keras.applications architectures --model accepts."""
     _quiet_tensorflow()
-    from .models import application_registry
+    from .models.applications import application_registry
 
     registry = application_registry()
     click.echo(f"{'name':<20} {'--model key':<20} {'input':>7}" + ("  parameters" if params else ""))

@@ -12,7 +12,7 @@ from .api import as_images, explain
 from .errors import OptionConflict
 from .explainer import empty_region_message
 from .heads import format_prediction
-from .models import ModelSpec
+from .models.spec import ModelSpec
 
 TILE = 224
 CAPTION = 22

@@ -9,6 +9,7 @@ an error naming ``--max-megapixels``; a small file declaring a canvas over Pillo
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import threading
@@ -22,7 +23,9 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from .errors import ImageError
+from .inputs import InputItem
 from .options import DEFAULT_MAX_MEGAPIXELS
+from .storage import is_uri, read_bytes
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -280,3 +283,22 @@ def model_input(rgb: np.ndarray | Image.Image, size: tuple[int, int], channels: 
         image = image.convert("L")
         return np.asarray(image, dtype=np.float32)[..., None]
     return np.asarray(image, dtype=np.float32)
+
+
+def decode_item(item: InputItem, input_size: tuple[int, int], channels: int, overlay_size: int | None,
+                max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS, budget: PixelBudget | None = None,
+                source: str | None = None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
+    """Decode one input once, at the scale needed: (the picture at the overlay's size, the model's
+    float32 input, the original (width, height)). ``source``: where to read the file when that
+    differs from ``item.path`` (an object-store URI is fetched whole and decoded from memory; messages
+    still name ``item.path``). Raises :class:`ImageError`."""
+    if item.error:
+        raise ImageError(f"{item.path}: {item.error}.")
+    source = source or item.path
+    if is_uri(source):
+        picture = io.BytesIO(read_bytes(source))
+        decoded = decode(picture, input_size, overlay_size, max_megapixels, budget, name=item.path)
+    else:
+        decoded = decode(source, input_size, overlay_size, max_megapixels, budget)
+    prepared = model_input(decoded.image, input_size, channels)
+    return fit_longest_side(decoded.image, overlay_size), prepared, decoded.original_size

@@ -52,7 +52,7 @@ from .metrics.summary import (
     rank_methods,
     summarize,
 )
-from .models import ModelSpec
+from .models.spec import ModelSpec
 
 
 @dataclass
@@ -270,7 +270,7 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     evaluator.resolve_targets()  # a bad --class fails before any image
     config = config_fingerprint(spec, evaluator.layer, options)
     reused = {} if overwrite else _reusable_rows(output_dir, config, options.methods)
-    channels = int(spec.model.inputs[0].shape[-1] or 3)
+    channels = spec.channels
     rows: list[dict] = [row for item in items for row in reused.get(item.path, [])]
     todo = [item for item in items if item.path not in reused]
     if progress and len(todo) < len(items):

@@ -25,7 +25,7 @@ from .heads import (
 )
 from .layers import auto_target_layer, find_layer
 from .methods import CamContext, CamMethod, get_method
-from .models import ModelSpec
+from .models.spec import ModelSpec
 from .probe import Probe
 
 log = logging.getLogger("gradcam_cli")
@@ -206,7 +206,7 @@ class Explainer:
             return tuple(outputs)
 
         height, width = self.spec.input_size
-        channels = self.spec.model.inputs[0].shape[-1] or 3
+        channels = self.spec.channels
         signature = [
             tf.TensorSpec((self.batch_size, height, width, channels), tf.float32),
             tf.TensorSpec((self.batch_size, count), tf.int32),

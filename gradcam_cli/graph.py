@@ -69,6 +69,12 @@ def sublayers(layer) -> list:
         return []
 
 
+def model_channels(model) -> int:
+    """Channels of the model's image input: 1 for a grayscale model, 3 when the input leaves it open."""
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    return int(shape[-1] or 3) if len(shape) == 4 else 3
+
+
 def model_input_size(model) -> tuple[int | None, int | None]:
     shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
     return (shape[1], shape[2]) if len(shape) == 4 else (None, None)

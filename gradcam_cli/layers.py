@@ -31,6 +31,7 @@ from .graph import (
     LayerInfo,
     is_model,
     iter_layers,
+    model_channels,
     model_input_size,
     nested_models,
     sublayers,
@@ -66,7 +67,7 @@ def _traced_input_shapes(model, taps: list[tuple[str, Any]]) -> dict[int, tuple]
     if not taps:
         return shapes
     height, width = model_input_size(model)
-    channels = model.inputs[0].shape[-1] or 3
+    channels = model_channels(model)
     zeros = np.zeros((1, height or 224, width or 224, channels), np.float32)
 
     def keeper(layer):

@@ -1,4 +1,11 @@
-"""Default sizes shared by the decoder, the pipeline and the command line (no imports: ``--help`` stays quick)."""
+"""The options of a run and their defaults, shared by the command line, the API, the callback, evaluate and
+both runners (no heavy imports: ``--help`` stays quick)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_OVERLAY_SIZE = 1000
 """Longest side of an overlay in pixels (``--overlay-size``). 1000 px fills a laptop screen and keeps an
@@ -8,3 +15,24 @@ DCT domain, 48 MP ones at 1/8. ``original`` (None in the API) keeps the input's 
 DEFAULT_MAX_MEGAPIXELS = 100.0
 """Largest decode allowed (``--max-megapixels``), also the cap on full-resolution pixels being decoded
 at once across threads: about 300 MB as 8-bit RGB."""
+
+
+@dataclass
+class RunOptions:
+    method: str = "gradcam"
+    layer: str | None = None
+    classes: list[str | int] | None = None
+    top_k: int = 1
+    batch_size: int = 16
+    output_dir: Path | str = Path("gradcam_out")  # a folder, or an object-store URI (storage.py)
+    alpha: float = 0.4
+    colormap: str = "jet"
+    overwrite: bool = False
+    xla: bool = False
+    smooth: str | None = None
+    chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
+    max_channels: int | None = None
+    region: str | None = None  # segmentation: 'pred' (default), 'all' or a mask file
+    overlay_size: int | None = DEFAULT_OVERLAY_SIZE  # longest side; None: the original's size
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS  # largest decode allowed (and held at once)
+    workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool

@@ -59,7 +59,7 @@ def probability(model, preprocess, image: np.ndarray, class_index: int) -> float
 def caffe_spec(gap_dense_model):
     """The small GAP-Dense model behind caffe preprocessing (BGR flip and mean subtraction), so the
     in-graph affine preprocessing is checked against Keras' own function."""
-    from gradcam_cli.models import spec_for_model
+    from gradcam_cli.models.in_memory import spec_for_model
 
     return spec_for_model(gap_dense_model, preprocess="caffe")
 
@@ -152,7 +152,7 @@ def test_batched_display_maps_equal_pillow_upsampling():
 def test_affine_preprocessing_is_read_off_and_others_refused():
     from gradcam_cli.errors import EvaluationError
     from gradcam_cli.metrics.perturbation import affine_preprocess
-    from gradcam_cli.models import make_preprocess
+    from gradcam_cli.models.preprocessing import make_preprocess
 
     caffe, _ = make_preprocess("caffe")
     matrix, offset = affine_preprocess(caffe, (8, 8), 3)
@@ -167,7 +167,7 @@ def test_affine_preprocessing_is_read_off_and_others_refused():
 @pytest.fixture(scope="session")
 def red_detector(keras):
     """logit_0 = 8 * mean redness (r - (g + b) / 2, ReLU'd), logit_1 = 1: deleting red pixels lowers p_0."""
-    from gradcam_cli.models import spec_for_model
+    from gradcam_cli.models.in_memory import spec_for_model
 
     inputs = keras.Input((32, 32, 3))
     redness = keras.layers.Conv2D(1, 1, activation="relu", name="redness")(inputs)
@@ -450,7 +450,7 @@ def test_maps_of_a_class_the_image_does_not_hold_are_counted_apart(tmp_path):
 
 def test_heads_without_probabilities_are_refused_for_faithfulness_metrics(keras):
     from gradcam_cli.errors import EvaluationError
-    from gradcam_cli.models import spec_for_model
+    from gradcam_cli.models.in_memory import spec_for_model
 
     inputs = keras.Input((16, 16, 3))
     features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))

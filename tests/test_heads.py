@@ -14,7 +14,8 @@ from gradcam_cli.cli import cli
 from gradcam_cli.errors import UnsupportedModel
 from gradcam_cli.explainer import Explainer
 from gradcam_cli.heads import detect_head, select_output
-from gradcam_cli.models import resolve_model, spec_for_model
+from gradcam_cli.models import resolve_model
+from gradcam_cli.models.in_memory import spec_for_model
 
 SIZE = 24
 

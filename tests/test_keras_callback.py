@@ -107,7 +107,7 @@ def test_callback_step_is_traced_once_and_reused_every_epoch(trained):
 
 def test_callback_explains_the_trained_model_itself_with_the_true_labels(trained):
     from gradcam_cli.explainer import Explainer
-    from gradcam_cli.models import spec_for_model
+    from gradcam_cli.models.in_memory import spec_for_model
 
     model, images, labels, callback, _, _, _, heatmaps = trained
     explainer = callback.explainers["gradcam"]

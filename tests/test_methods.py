@@ -8,7 +8,7 @@ from references import Reference, deep_head_model
 
 from gradcam_cli.errors import MethodError
 from gradcam_cli.explainer import Explainer
-from gradcam_cli.models import spec_for_model
+from gradcam_cli.models.in_memory import spec_for_model
 
 
 def _maps(model, images, method, layer=None, classes=None, top_k=1):

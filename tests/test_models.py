@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from gradcam_cli.errors import ModelLoadError, ModelNotFound, UnsupportedModel, WeightsUnavailable
-from gradcam_cli.models import application_registry, make_preprocess, normalize_name, resolve_model
+from gradcam_cli.models import resolve_model
+from gradcam_cli.models.applications import application_registry
+from gradcam_cli.models.preprocessing import make_preprocess
+from gradcam_cli.models.spec import normalize_name
 
 
 def test_registry_covers_every_keras_application(keras):

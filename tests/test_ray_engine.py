@@ -27,8 +27,9 @@ from gradcam_cli.cli import cli
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.inputs import collect_inputs, collect_uri_inputs
 from gradcam_cli.manifest import MANIFEST, Manifest
-from gradcam_cli.pipeline import RunOptions, run_explain
+from gradcam_cli.options import RunOptions
 from gradcam_cli.report import write_report
+from gradcam_cli.runners.local import run_explain
 from gradcam_cli.runners.ray import run_explain_ray
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from PIL import Image
 from gradcam_cli.cli import cli
 from gradcam_cli.errors import TargetError
 from gradcam_cli.explainer import Explainer
-from gradcam_cli.models import spec_for_model
+from gradcam_cli.models.in_memory import spec_for_model
 
 SIZE = 32
 NEVER = 2  # a class no pixel is predicted as (its bias is very negative)

@@ -14,7 +14,8 @@ from gradcam_cli.cli import cli
 from gradcam_cli.errors import LayerNotFound
 from gradcam_cli.explainer import Explainer
 from gradcam_cli.layers import auto_target_layer, candidate_layers, find_layer
-from gradcam_cli.models import resolve_model, spec_for_model
+from gradcam_cli.models import resolve_model
+from gradcam_cli.models.in_memory import spec_for_model
 from gradcam_cli.probe import token_grid
 
 keras_hub = pytest.importorskip("keras_hub")

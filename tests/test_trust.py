@@ -288,9 +288,10 @@ def test_labels_with_a_byte_order_mark_and_trailing_blank_lines_work(tmp_path):
 
 def test_imagenet_names_come_with_the_architecture_not_the_weights(keras, tmp_path, monkeypatch):
     from gradcam_cli import models
+    from gradcam_cli.models import applications
 
     names = [f"imagenet_{i}" for i in range(1000)]
-    monkeypatch.setattr(models, "imagenet_labels", lambda: names)
+    monkeypatch.setattr(applications, "imagenet_labels", lambda: names)
     weights = tmp_path / "mobilenet.weights.h5"
     keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3)).save_weights(weights)
     spec = models.resolve_model("mobilenet_v2", weights=str(weights), input_size=(32, 32))

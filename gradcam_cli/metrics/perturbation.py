@@ -138,7 +138,7 @@ class PerturbationRunner:
                                   "increase read class probabilities; score it with --metrics pointing,energy.")
         self.probe = probe
         self.size = tuple(spec.input_size)
-        self.channels = int(spec.model.inputs[0].shape[-1] or 3)
+        self.channels = spec.channels
         self.matrix, self.offset = affine_preprocess(spec.preprocess, self.size, self.channels)
         self.images_per_batch = int(images_per_batch)
         self.copies_per_pass = int(copies_per_pass)

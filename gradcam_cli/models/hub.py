@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelNotFound, WeightsUnavailable
-from . import ModelSpec, imagenet_labels, suggest
+from .labels import imagenet_labels
+from .spec import ModelSpec, suggest
 
 
 def _keras_hub():

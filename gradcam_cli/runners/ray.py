@@ -1,4 +1,4 @@
-"""The Ray engine: the explain job of :mod:`gradcam_cli.pipeline`, run on a Ray cluster by Ray Data.
+"""The Ray engine: the explain job of :mod:`gradcam_cli.runners.local`, run on a Ray cluster by Ray Data.
 
 The driver (this process) plans the run exactly as the local engine does (:func:`plan_run`:
 targets, output stems, resume), then hands the inputs still to do to a Ray Data pipeline::
@@ -40,9 +40,10 @@ import numpy as np
 from .. import outputs
 from ..errors import EngineError, GradcamError
 from ..inputs import InputItem
-from ..models import ModelSpec
-from ..pipeline import BatchJob, RowSink, RunOptions, RunPlan, RunSummary, plan_run
+from ..models.spec import ModelSpec
+from ..options import RunOptions
 from ..storage import is_uri
+from .batch import BatchJob, RowSink, RunPlan, RunSummary, plan_run
 
 EXTRA = 'pip install "gradcam-cli[ray]"'
 EMBEDDED_OBJECT_STORE_BYTES = 256 * 1024**2  # rows and paths only travel through it: small is plenty
@@ -322,7 +323,7 @@ def run_explain_ray(
     on_row: Callable[[dict], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RunSummary:
-    """:func:`gradcam_cli.pipeline.run_explain` on Ray: the same outputs, manifest and summary.
+    """:func:`gradcam_cli.runners.local.run_explain` on Ray: the same outputs, manifest and summary.
 
     ``spec`` is the driver's copy of the model (targets, fingerprint, resume decisions);
     ``model_arguments`` are the :func:`resolve_model` keywords each actor loads it with. ``workers``:

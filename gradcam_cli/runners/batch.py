@@ -1,69 +1,37 @@
-"""The batch loop: decode ahead, compute, render and write behind, record every outcome.
+"""The one batch function and what both runners share around it.
 
-Decoding (Pillow releases the GIL) runs in a thread pool one batch ahead of the model; colouring,
-JPEG encoding and writing run in another pool behind it, so the model is rarely kept waiting. Only
-a bounded number of batches is ever in memory. Each (image, target) gets a manifest row; a bad
-image gets an error row and the batch goes on.
-
-Rows go to ``manifest.jsonl`` through :class:`~.manifest.Manifest` (its docstring has the format and
-which rows are kept). A rerun skips inputs whose current rows are complete, all ``ok``, with the same settings
-and whose files exist, unless ``overwrite`` is set. An input is its resolved real path.
-
-The batch itself (decode -> explain -> render -> rows) is :meth:`BatchJob.explain_batch`, shared with
-the Ray engine (:mod:`gradcam_cli.runners.ray`), which runs it inside Ray Data actors.
-"""
+:meth:`BatchJob.explain_batch` is the batch (decode -> explain -> render -> manifest rows) that the
+local runner (:mod:`gradcam_cli.runners.local`) and the Ray runner (:mod:`gradcam_cli.runners.ray`)
+both call, so their outputs are the same file for file. :func:`plan_run` decides, on the driver and
+before any image is read, what a run will do (targets checked, output folder writable, inputs a
+previous run finished skipped); :class:`RowSink` records the rows the batches return."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import hashlib
-import io
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from . import outputs, render
-from .decode import PixelBudget, decode, fit_longest_side, model_input
-from .errors import ImageError, OutputError
-from .explainer import Explainer, empty_region_message
-from .inputs import InputItem
-from .manifest import MANIFEST, Manifest, RemoteManifest
-from .models import ModelSpec
-from .options import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
-from .outputs import OutputFolder
-from .storage import is_uri, read_bytes
+from .. import outputs, render
+from ..decode import PixelBudget, decode_item
+from ..errors import ImageError, OutputError
+from ..explainer import Explainer, empty_region_message
+from ..inputs import InputItem
+from ..manifest import MANIFEST, Manifest, RemoteManifest
+from ..models.spec import ModelSpec
+from ..options import RunOptions
+from ..outputs import OutputFolder
 
-__all__ = ["MANIFEST", "BatchJob", "Manifest", "RunOptions", "RunSummary", "plan_run", "run_explain"]
 TOP_PREDICTIONS = 3
-
-
-@dataclass
-class RunOptions:
-    method: str = "gradcam"
-    layer: str | None = None
-    classes: list[str | int] | None = None
-    top_k: int = 1
-    batch_size: int = 16
-    output_dir: Path | str = Path("gradcam_out")  # a folder, or an object-store URI (storage.py)
-    alpha: float = 0.4
-    colormap: str = "jet"
-    overwrite: bool = False
-    xla: bool = False
-    smooth: str | None = None
-    chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
-    max_channels: int | None = None
-    region: str | None = None  # segmentation: 'pred' (default), 'all' or a mask file
-    overlay_size: int | None = DEFAULT_OVERLAY_SIZE  # longest side; None: the original's size
-    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS  # largest decode allowed (and held at once)
-    workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
 
 
 @dataclass
@@ -84,7 +52,7 @@ class RunSummary:
         return 1 if self.failures else 0
 
 
-def _fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
+def fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
     # a model file is one model however its path is typed (and Ray actors load it by absolute path)
     source = os.path.realpath(spec.source) if os.path.isfile(spec.source) else spec.source
     settings = [source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
@@ -102,30 +70,6 @@ def open_manifest(output: OutputFolder) -> Manifest:
     if output.local is not None:
         return Manifest(output.local / MANIFEST)
     return RemoteManifest(output)
-
-
-def decode_item(item: InputItem, spec: ModelSpec, channels: int, overlay_size: int | None,
-                max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS, budget: PixelBudget | None = None,
-                source: str | None = None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
-    """Decode one input once, at the scale needed: (the picture at the overlay's size, the model's
-    float32 input, the original (width, height)). ``source``: where to read the file when that
-    differs from ``item.path`` (an object-store URI is fetched whole and decoded from memory; messages
-    still name ``item.path``). Raises :class:`ImageError`."""
-    if item.error:
-        raise ImageError(f"{item.path}: {item.error}.")
-    source = source or item.path
-    if is_uri(source):
-        picture = io.BytesIO(read_bytes(source))
-        decoded = decode(picture, spec.input_size, overlay_size, max_megapixels, budget, name=item.path)
-    else:
-        decoded = decode(source, spec.input_size, overlay_size, max_megapixels, budget)
-    prepared = model_input(decoded.image, spec.input_size, channels)
-    return fit_longest_side(decoded.image, overlay_size), prepared, decoded.original_size
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass
@@ -157,7 +101,7 @@ class BatchJob:
                                   options.smooth, options.chunk_size, options.max_channels, options.region)
         classes = explainer.resolve_targets(options.classes, options.top_k)
         targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
-        config = _fingerprint(spec, explainer, options, targets)
+        config = fingerprint(spec, explainer, options, targets)
         return cls(spec, explainer, options, classes, targets, config,
                    run_id or f"{time.time():.6f}-{os.getpid()}")
 
@@ -189,11 +133,11 @@ class BatchJob:
 
     @functools.cached_property
     def channels(self) -> int:
-        return int(self.spec.model.inputs[0].shape[-1] or 3)
+        return self.spec.channels
 
     def decode(self, item: InputItem, source: str | None = None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
         """:func:`decode_item` with this run's sizes, limit and pixel budget."""
-        return decode_item(item, self.spec, self.channels, self.options.overlay_size, self.options.max_megapixels,
+        return decode_item(item, self.spec.input_size, self.channels, self.options.overlay_size, self.options.max_megapixels,
                            self.budget, source)
 
     def error_row(self, item: InputItem, message: str) -> dict:
@@ -350,56 +294,3 @@ def plan_run(items: list[InputItem], spec: ModelSpec, options: RunOptions,
     if progress and summary.images_skipped:
         progress(summary.images_skipped)
     return RunPlan(job, manifest, summary, stems, todo, reused)
-
-
-def run_explain(
-    items: list[InputItem],
-    spec: ModelSpec,
-    options: RunOptions,
-    on_row: Callable[[dict], None] | None = None,
-    progress: Callable[[int], None] | None = None,
-    explainer: Explainer | None = None,
-) -> RunSummary:
-    """Explain every input; write overlays, heatmaps and the manifest under ``options.output_dir``.
-
-    ``on_row(row)`` is called with each manifest row once written; ``progress(n)`` after n more images.
-    ``explainer``: reuse one (and its compiled graphs) across calls; it must match ``options``.
-    Raises :class:`GradcamError` for problems found before any image is processed, and
-    :class:`OutputError` when writing fails mid-run (the manifest is flushed first).
-    """
-    started = time.perf_counter()
-    plan = plan_run(items, spec, options, explainer, progress)
-    job, summary = plan.job, plan.summary
-    sink = RowSink.for_plan(plan, on_row, progress)
-    decoders = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode")
-    writers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="write")
-    pending: list[tuple[list[Future | dict], int]] = []  # rows of a batch being written, image count
-
-    def drain(keep: int) -> None:
-        while len(pending) > keep:
-            sink.resolve(*pending.pop(0))
-
-    def submit_decodes(batch: list[tuple[InputItem, str]]) -> list[Future]:
-        return [decoders.submit(job.decode, item) for item, _ in batch]
-
-    batches = list(_batches([(item, plan.stems[item.real]) for item in plan.todo], job.explainer.batch_size))
-    next_decodes: list[Future] = []
-    try:
-        next_decodes = submit_decodes(batches[0]) if batches else []
-        for index, batch in enumerate(batches):
-            decodes, next_decodes = next_decodes, (submit_decodes(batches[index + 1]) if index + 1 < len(batches) else [])
-            pending.append((job.explain_batch(batch, decodes, writers.submit), len(batch)))
-            drain(keep=1)
-        drain(keep=0)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        for future in next_decodes:
-            future.cancel()
-        with contextlib.suppress(KeyboardInterrupt, OutputError):
-            drain(keep=0)
-    finally:
-        decoders.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True)
-        plan.manifest.close()
-        summary.seconds = time.perf_counter() - started
-    return summary
