@@ -11,7 +11,6 @@ from . import outputs, render
 from .api import as_images, explain
 from .errors import OptionConflict
 from .explainer import empty_region_message
-from .heads import format_prediction
 from .models.spec import ModelSpec
 
 TILE = 224
@@ -101,8 +100,8 @@ def compare_sheet(
                 picture = result.overlay(image, target_index, colormap=colormap)
             sheet.paste(fit_tile(picture), (column * TILE, top + CAPTION))
             class_index = result.class_ids[image, target_index]
-            text = format_prediction(result.spec.head.kind, result.label(image, target_index),
-                                     float(result.probabilities[image, class_index]))
+            text = result.spec.head.format_prediction(result.label(image, target_index),
+                                                      float(result.probabilities[image, class_index]))
             if (image, target_index) in empty:
                 text += " (empty region)"
             draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)

@@ -15,18 +15,11 @@ import numpy as np
 
 from .errors import MethodError, OptionConflict, TargetError
 from .graph import LayerInfo
-from .heads import (
-    REGIONS,
-    class_scores,
-    read_region_mask,
-    region_masks,
-    region_pixel_counts,
-    reported_values,
-)
 from .layers import auto_target_layer, find_layer
 from .methods import CamContext, CamMethod, get_method
 from .models.spec import ModelSpec
 from .probe import Probe
+from .regions import REGIONS, read_region_mask
 
 log = logging.getLogger("gradcam_cli")
 
@@ -40,7 +33,7 @@ class BatchResult:
     """Per image: ``heatmaps`` (n, T, h, w) float32 raw maps at the layer's resolution;
     ``class_ids`` (n, T) int; ``probabilities`` (n, C) float32: what the head reports per class
     (probabilities; a regression's output values; a segmentation class's pixel share, see
-    :func:`gradcam_cli.heads.reported_values`); ``saliency`` (n, T, H, W, C) at the model's input
+    :meth:`gradcam_cli.heads.Head.reported`); ``saliency`` (n, T, H, W, C) at the model's input
     size for methods that make one (guided Grad-CAM), else None; ``region_pixels`` (n, T) int, the
     pixels of each target's region for a segmentation head, else None."""
 
@@ -141,7 +134,7 @@ class Explainer:
 
     def _region(self, region: str | None):
         """``--region``: 'pred' (the default), 'all' or a mask file, for segmentation heads only."""
-        if self.head.kind != "segmentation":
+        if not self.head.has_regions:
             if region is not None:
                 raise TargetError(f"--region applies to segmentation models; this one's head is "
                                   f"{self.head.describe()}.")
@@ -182,9 +175,9 @@ class Explainer:
         def step(images, class_ids):
             with tf.GradientTape(persistent=count > 1) as tape:
                 model_activations, raw = probe(images, watch=tape.watch)
-                regions = region_masks(head, tf.stop_gradient(raw), region)
-                logits = class_scores(head, raw, regions)
-                reported = reported_values(head, raw, regions)
+                regions = head.regions(tf.stop_gradient(raw), region)
+                logits = head.scores(raw, regions)
+                reported = head.reported(raw, regions)
                 targets = class_ids if explicit else tf.math.top_k(reported, k=count).indices
                 scores = [tf.gather(logits, targets[:, t], batch_dims=1) for t in range(count)]
             activations = tf.cast(model_activations, tf.float32)
@@ -201,7 +194,7 @@ class Explainer:
             del tape
             outputs = [tf.stack(maps, axis=1), tf.cast(targets, tf.int32), reported]
             outputs.append(tf.stack(saliencies, axis=1) if saliencies else tf.zeros((0,)))
-            pixels = region_pixel_counts(regions)
+            pixels = head.region_pixels(regions)
             outputs.append(tf.zeros((0,), tf.int32) if pixels is None else tf.gather(pixels, targets, batch_dims=1))
             return tuple(outputs)
 

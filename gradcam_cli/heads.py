@@ -2,7 +2,8 @@
 
 A head says which values are differentiated (always *before* the final squashing, so that a
 saturated softmax or sigmoid does not flatten the gradients; the Keras Grad-CAM example removes the
-last activation for the same reason), how to report a prediction, and how classes are named.
+last activation for the same reason), how to report a prediction, and how classes are named. There
+is one class per kind; code downstream calls its methods and never switches on the kind.
 
 ======================  ==============================  =============================================
 kind                    recognised by                   classes, reported value
@@ -18,8 +19,10 @@ kind                    recognised by                   classes, reported value
 ``regression``          one linear unit, or units with  one per unit; the output value itself
                         another activation (ReLU, ...)
 ``segmentation``        a (batch, H, W, C) output       one per channel; the class's share of the
-                                                        pixels predicted as it (see ``targets``)
+                                                        pixels predicted as it (see ``Scores``)
 ======================  ==============================  =============================================
+
+The kind names are written into manifest rows (``head``); :data:`HEADS` maps them back to classes.
 
 The pre-activation values are read in one of three ways (``Head.source``): ``activation``: the
 last layer (Dense, Conv2D, ...) applies the squashing itself, which is bypassed for the forward pass
@@ -28,8 +31,8 @@ the tool runs; ``input``: a separate ``Softmax``/``Activation`` layer, whose inp
 
 Scores
 ------
-What is differentiated: one score per class, computed from the explained output's
-pre-activation values ``z`` according to the head (:mod:`gradcam_cli.heads`).
+What is differentiated (:meth:`Head.scores`): one score per class, computed from the explained
+output's pre-activation values ``z`` according to the head.
 
 - softmax, multi-label, regression: ``score_c = z_c`` (a class logit, a sigmoid unit's logit, the
   unit's value before any activation);
@@ -40,61 +43,308 @@ pre-activation values ``z`` according to the head (:mod:`gradcam_cli.heads`).
   (a *sum*, not a mean: a mean would weigh one pixel of a small region as much as the whole of a
   large one, and the per-map min-max normalisation of the display removes the scale anyway).
 
-Segmentation regions (``--region``): ``pred``: the pixels whose argmax is the class; ``all``: every
-pixel; a mask (H, W) array: its nonzero pixels. Regions are computed once from the unperturbed
-forward pass and kept fixed for the extra passes of Score-CAM and Ablation-CAM.
+What is reported (:meth:`Head.reported`) ranks the classes: the default targets are each image's
+largest reported values.
 
-Everything here is TensorFlow ops on whole batches, run inside the engine's compiled step.
+Segmentation regions (``--region``: ``pred``, ``all`` or a mask) are in :mod:`gradcam_cli.regions`.
+
+The score, report and region methods are TensorFlow ops on whole batches, run inside the
+explainer's compiled step (TensorFlow is imported inside them, so ``--help`` stays light).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import UnsupportedModel
 from .graph import describe_outputs, model_outputs, output_names, producer, unwrap_output_layer
+from .regions import predicted_pixels, region_masks, region_pixel_counts
 
-HEAD_KINDS = ("softmax", "binary", "multilabel", "regression", "segmentation")
 BINARY_CLASSES = ("negative", "positive")
 SQUASHES = ("softmax", "sigmoid")
 
 
+def _is_linear(activation: str | None) -> bool:
+    return activation in (None, "linear")
+
+
 @dataclass(frozen=True)
 class Head:
-    """The detected head of one model output (see the module docstring)."""
+    """The detected head of one model output (see the module docstring); one subclass per kind.
 
-    kind: str  # one of HEAD_KINDS
-    source: str  # 'activation' | 'input' | 'output'
-    layer: Any  # the layer producing the output (None when source is 'output' and unknown)
-    squash: str  # 'softmax' | 'sigmoid' | 'none': what turns pre-activation values into the output
-    units: int  # output units (channels for segmentation)
+    ``source``: 'activation' | 'input' | 'output', where the pre-activation values are read;
+    ``layer``: the layer producing the output (None when ``source`` is 'output' and unknown);
+    ``squash``: 'softmax' | 'sigmoid' | 'none', what turns pre-activation values into the output;
+    ``units``: output units (channels for segmentation).
+    """
+
+    kind: ClassVar[str] = ""  # the name written into manifest rows; never change one
+    reports_probability: ClassVar[bool] = False
+    has_regions: ClassVar[bool] = False
+    sorted_by: ClassVar[str] = "score"  # what the report's sort orders by
+    own_class_names: ClassVar[tuple[str, ...] | None] = None  # names without a labels file
+
+    source: str
+    layer: Any
+    squash: str
+    units: int
     output_index: int = 0
     output_name: str = ""
 
+    @classmethod
+    def recognises(cls, rank: int, units: int | None, squash: str, activation: str | None) -> bool:
+        """Whether an output of ``rank`` and ``units`` whose last step is ``squash`` (with the
+        layer's ``activation`` name) is this kind; exactly one kind recognises a supported output."""
+        return False
+
+    @classmethod
+    def squash_of(cls, detected: str) -> str:
+        """The squash this head applies, given the one detected on the output layer."""
+        return detected
+
     @property
     def num_classes(self) -> int:
-        """Classes a target may name: two for a binary head, else one per unit."""
-        return 2 if self.kind == "binary" else self.units
-
-    @property
-    def reports_probability(self) -> bool:
-        return self.kind in ("softmax", "binary", "multilabel")
+        """Classes a target may name."""
+        return self.units
 
     def default_label(self, index: int) -> str:
-        if self.kind == "binary":
-            return BINARY_CLASSES[index]
-        if self.kind == "regression":
-            return "value" if self.units == 1 else f"unit_{index}"
+        """A class's name where no labels file names it."""
         return f"class_{index}"
 
+    def class_names(self, labels: list[str] | None) -> list[str] | None:
+        """Class names: a labels file with one name per class, else the head's own names (a binary
+        head's ``negative``/``positive``), else ``labels`` as given (None where indices are all there is)."""
+        if labels is not None and len(labels) == self.num_classes:
+            return list(labels)
+        return list(self.own_class_names) if self.own_class_names else labels
+
     def describe(self) -> str:
-        text = {"softmax": f"softmax over {self.units} classes",
-                "binary": "one sigmoid unit (binary: negative/positive)",
-                "multilabel": f"{self.units} sigmoid units (multi-label)",
-                "regression": f"{self.units} linear unit{'s' if self.units > 1 else ''} (regression)",
-                "segmentation": f"segmentation, {self.units} classes per pixel"}[self.kind]
-        return text
+        raise NotImplementedError
+
+    def scores(self, raw, regions=None):
+        """(B, num_classes) float32 scores whose gradients the methods use (module docstring)."""
+        import tensorflow as tf
+
+        return tf.cast(raw, tf.float32)
+
+    def reported(self, raw, regions=None):
+        """(B, num_classes) float32 values a prediction reports; the default targets are the largest."""
+        raise NotImplementedError
+
+    def regions(self, raw, region: Any = "pred"):
+        """(B, H, W, C) float32 per-class regions (segmentation), else None."""
+        return None
+
+    def region_pixels(self, regions):
+        """(B, C) int32 pixels in each class's region, or None without regions."""
+        return None
+
+    def class_weights(self, kernel):
+        """CAM's (k, num_classes) class weights from the output Dense layer's (k, units) kernel."""
+        return kernel
+
+    def row_fields(self, reported: float) -> dict:
+        """What a manifest row adds for this head, given the target's reported value."""
+        return {}
+
+    def own_layers(self) -> tuple:
+        """The head's own layers, passed over by the automatic target-layer search."""
+        return ()
+
+    @classmethod
+    def format_prediction(cls, label: str, value: float) -> str:
+        """One prediction as printed: ``cat 93.1%``, ``value = 3.2100``, ``road 41.0% of pixels``."""
+        return f"{label} {value:.1%}"
+
+
+class ClassifierHead(Head):
+    """A head whose reported values are class probabilities."""
+
+    reports_probability = True
+    sorted_by = "probability"
+
+
+class SoftmaxHead(ClassifierHead):
+    """Softmax over the classes, or several linear units read as a classifier's logits."""
+
+    kind = "softmax"
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        logits = squash == "none" and units != 1 and _is_linear(activation)
+        return rank == 2 and (squash == "softmax" or logits)
+
+    @classmethod
+    def squash_of(cls, detected):
+        return "softmax"
+
+    def describe(self):
+        return f"softmax over {self.units} classes"
+
+    def reported(self, raw, regions=None):
+        import tensorflow as tf
+
+        return tf.nn.softmax(tf.cast(raw, tf.float32), axis=-1)
+
+
+class BinaryHead(ClassifierHead):
+    """One sigmoid unit ``z``: two classes, the negative one scored ``-z``."""
+
+    kind = "binary"
+    own_class_names = BINARY_CLASSES
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        return rank == 2 and squash == "sigmoid" and units == 1
+
+    @property
+    def num_classes(self):
+        return 2
+
+    def default_label(self, index):
+        return BINARY_CLASSES[index]
+
+    def describe(self):
+        return "one sigmoid unit (binary: negative/positive)"
+
+    def scores(self, raw, regions=None):
+        import tensorflow as tf
+
+        raw = tf.cast(raw, tf.float32)
+        return tf.concat([-raw, raw], axis=-1)
+
+    def reported(self, raw, regions=None):
+        import tensorflow as tf
+
+        return tf.sigmoid(self.scores(raw))
+
+    def class_weights(self, kernel):
+        """``(-w, w)``: the negative class's score is the negated logit."""
+        import numpy as np
+
+        return np.concatenate([-kernel, kernel], axis=1)
+
+
+class MultiLabelHead(ClassifierHead):
+    """Several sigmoid units, each its own probability."""
+
+    kind = "multilabel"
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        return rank == 2 and squash == "sigmoid" and units != 1
+
+    def describe(self):
+        return f"{self.units} sigmoid units (multi-label)"
+
+    def reported(self, raw, regions=None):
+        import tensorflow as tf
+
+        return tf.sigmoid(tf.cast(raw, tf.float32))
+
+
+class RegressionHead(Head):
+    """One linear unit, or units with an activation other than softmax/sigmoid (ReLU, ...)."""
+
+    kind = "regression"
+    sorted_by = "predicted value"
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        return rank == 2 and squash == "none" and (units == 1 or not _is_linear(activation))
+
+    def default_label(self, index):
+        return "value" if self.units == 1 else f"unit_{index}"
+
+    def describe(self):
+        return f"{self.units} linear unit{'s' if self.units > 1 else ''} (regression)"
+
+    def reported(self, raw, regions=None):
+        """The output value: the layer's own activation applied again (e.g. a ReLU count)."""
+        import tensorflow as tf
+
+        raw = tf.cast(raw, tf.float32)
+        if self.source == "activation" and self.layer is not None:
+            return tf.cast(self.layer.activation(raw), tf.float32)
+        return raw
+
+    def row_fields(self, reported):
+        return {"value": reported}
+
+    @classmethod
+    def format_prediction(cls, label, value):
+        return f"{label} = {value:.4g}"
+
+
+class SegmentationHead(Head):
+    """A (batch, H, W, C) output: per-pixel classes, scored over a region per class."""
+
+    kind = "segmentation"
+    has_regions = True
+    sorted_by = "pixel share"
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        return rank == 4
+
+    def describe(self):
+        return f"segmentation, {self.units} classes per pixel"
+
+    def scores(self, raw, regions=None):
+        import tensorflow as tf
+
+        return tf.reduce_sum(tf.cast(raw, tf.float32) * regions, axis=(1, 2))
+
+    def reported(self, raw, regions=None):
+        """Each class's share of the pixels predicted as it."""
+        import tensorflow as tf
+
+        return tf.reduce_mean(self.predicted_pixels(tf.cast(raw, tf.float32)), axis=(1, 2))
+
+    def predicted_pixels(self, raw):
+        """(B, H, W, C) 1 where a pixel is predicted as the class (:func:`regions.predicted_pixels`)."""
+        return predicted_pixels(raw, self.squash, self.units)
+
+    def regions(self, raw, region="pred"):
+        """``region``: 'pred', 'all' or an (H, W) array (nonzero = inside), the same for every class."""
+        return region_masks(raw, region, self.squash, self.units)
+
+    def region_pixels(self, regions):
+        return region_pixel_counts(regions)
+
+    def row_fields(self, reported):
+        return {"pixel_share": reported}
+
+    def own_layers(self):
+        """The per-pixel classifier, and the Softmax layer after it where there is one: their maps
+        are the output itself."""
+        if self.layer is None:
+            return ()
+        if self.source == "input":
+            classifier = producer(self.layer.input)
+            return (self.layer,) if classifier is None else (self.layer, classifier)
+        return (self.layer,)
+
+    @classmethod
+    def format_prediction(cls, label, value):
+        return f"{label} {value:.1%} of pixels"
+
+
+HEADS: dict[str, type[Head]] = {head.kind: head for head in
+                                (SoftmaxHead, BinaryHead, MultiLabelHead, RegressionHead, SegmentationHead)}
+HEAD_KINDS = tuple(HEADS)
+
+
+def head_class(kind: str) -> type[Head]:
+    """The class of a kind name read from a manifest row; an unknown name gets the base class, which
+    prints a percentage and sorts by 'score'."""
+    return HEADS.get(kind, Head)
+
+
+def format_prediction(kind: str, label: str, value: float) -> str:
+    """One prediction as printed, from the head's kind name (a manifest row's ``head``)."""
+    return head_class(kind).format_prediction(label, value)
 
 
 def select_output(model, output: str | int | None) -> int:
@@ -129,7 +379,8 @@ def _activation_name(layer) -> str | None:
 
 
 def detect_head(model, output_index: int = 0) -> Head:
-    """The head of output ``output_index`` (module docstring's table)."""
+    """The head of output ``output_index``: the one class in :data:`HEADS` that recognises it
+    (module docstring's table)."""
     import keras
 
     outputs = model_outputs(model)
@@ -147,145 +398,23 @@ def detect_head(model, output_index: int = 0) -> Head:
         source, squash = "input", activation
     elif activation in SQUASHES:
         source, squash = "activation", activation
-    elif activation not in (None, "linear") and hasattr(layer, "activation"):
+    elif not _is_linear(activation) and hasattr(layer, "activation"):
         source, squash = "activation", "none"  # e.g. ReLU on a count: differentiate before it
     else:
         source, squash = "output", "none"
     if source == "activation" and isinstance(layer, keras.layers.Activation):
         source = "input"
 
-    if len(shape) == 4:
-        kind = "segmentation"
-    elif len(shape) == 2:
-        units = shape[-1]
-        if squash == "softmax":
-            kind = "softmax"
-        elif squash == "sigmoid":
-            kind = "binary" if units == 1 else "multilabel"
-        elif units == 1 or activation not in (None, "linear"):
-            kind = "regression"
-        else:
-            kind, squash = "softmax", "softmax"  # several linear units: a classifier's logits
-    else:
+    units = shape[-1] if shape else None
+    kinds = [head for head in HEADS.values() if head.recognises(len(shape), units, squash, activation)]
+    if not kinds:
         raise UnsupportedModel(
             f"{model.name}: output '{name}' has shape {shape}; a classifier (batch, classes), a "
             "regression (batch, units) or a segmentation map (batch, height, width, classes) is needed."
         )
-    units = shape[-1]
     if units is None:
         raise UnsupportedModel(f"{model.name}: output '{name}' has an unknown number of units {shape}.")
-    return Head(kind=kind, source=source, layer=layer, squash=squash, units=int(units),
+    kind = kinds[0]
+    return kind(source=source, layer=layer, squash=kind.squash_of(squash), units=int(units),
                 output_index=output_index, output_name=name)
 
-
-def format_prediction(kind: str, label: str, value: float) -> str:
-    """One prediction as printed: ``cat 93.1%``, ``value = 3.2100``, ``road 41.0% of pixels``."""
-    if kind == "regression":
-        return f"{label} = {value:.4g}"
-    if kind == "segmentation":
-        return f"{label} {value:.1%} of pixels"
-    return f"{label} {value:.1%}"
-
-
-def class_labels(head: Head, labels: list[str] | None) -> list[str] | None:
-    """Class names for ``head``: a labels file with one name per class; a binary head's default
-    ``negative``/``positive``. Returns None where indices are all there is."""
-    if labels is not None and len(labels) == head.num_classes:
-        return list(labels)
-    if head.kind == "binary":
-        return list(BINARY_CLASSES)
-    return labels
-
-
-
-REGIONS = ("pred", "all")
-
-
-def region_masks(head, raw, region: Any = "pred"):
-    """(B, H, W, C) float32 per-class regions of a segmentation head, else None.
-
-    ``region``: 'pred', 'all' or an (H, W) array (nonzero = inside), the same for every class.
-    """
-    import tensorflow as tf
-
-    if head.kind != "segmentation":
-        return None
-    if isinstance(region, str) and region == "all":
-        return tf.ones_like(raw, tf.float32)
-    if isinstance(region, str) and region == "pred":
-        return predicted_pixels(head, raw)
-    mask = tf.cast(tf.constant(region) != 0, tf.float32)[None, :, :, None]
-    return tf.broadcast_to(mask, tf.shape(raw))
-
-
-def predicted_pixels(head, raw):
-    """(B, H, W, C) 1 where a pixel is predicted as the class: the argmax over classes for a
-    softmax head, a positive logit for per-pixel sigmoid units (which may overlap)."""
-    import tensorflow as tf
-
-    if head.squash == "sigmoid":
-        return tf.cast(raw > 0, tf.float32)
-    return tf.one_hot(tf.argmax(raw, axis=-1), head.units, dtype=tf.float32)
-
-
-def read_region_mask(path, size: tuple[int, int]):
-    """``--region MASK.png``: a (H, W) uint8 array at the segmentation output's size, 1 inside
-    (nonzero pixels of the image's first channel or its alpha), resized with nearest neighbours."""
-    import numpy as np
-    from PIL import Image
-
-    from .errors import TargetError
-
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            grey = picture.getchannel("A") if picture.mode in ("RGBA", "LA") else picture.convert("L")
-    except (OSError, ValueError) as error:
-        raise TargetError(f"{path}: cannot read the --region mask ({error}); give a PNG whose "
-                          "nonzero pixels mark the region.") from None
-    mask = np.asarray(grey.resize((size[1], size[0]), Image.NEAREST)) != 0
-    if not mask.any():
-        raise TargetError(f"{path}: the --region mask has no nonzero pixel at the model's output size "
-                          f"{size[0]}x{size[1]}; mark the region with nonzero pixels.")
-    return mask.astype(np.uint8)
-
-
-def class_scores(head, raw, regions=None):
-    """(B, num_classes) scores whose gradients the methods use (module docstring)."""
-    import tensorflow as tf
-
-    raw = tf.cast(raw, tf.float32)
-    if head.kind == "binary":
-        return tf.concat([-raw, raw], axis=-1)
-    if head.kind == "segmentation":
-        return tf.reduce_sum(raw * regions, axis=(1, 2))
-    return raw
-
-
-def reported_values(head, raw, regions=None):
-    """(B, num_classes) what a prediction reports: probabilities (softmax, binary, multi-label),
-    the output value (regression), or each class's share of the pixels predicted as it
-    (segmentation). The default targets are each image's largest values."""
-    import tensorflow as tf
-
-    raw = tf.cast(raw, tf.float32)
-    if head.kind == "segmentation":
-        return tf.reduce_mean(predicted_pixels(head, raw), axis=(1, 2))
-    if head.kind == "binary":
-        return tf.sigmoid(tf.concat([-raw, raw], axis=-1))
-    if head.squash == "softmax":
-        return tf.nn.softmax(raw, axis=-1)
-    if head.squash == "sigmoid":
-        return tf.sigmoid(raw)
-    if head.source == "activation" and head.layer is not None:  # e.g. a ReLU regression unit
-        return tf.cast(head.layer.activation(raw), tf.float32)
-    return raw
-
-
-def region_pixel_counts(regions):
-    """(B, C) int32 pixels in each class's region, or None without regions."""
-    import tensorflow as tf
-
-    if regions is None:
-        return None
-    return tf.cast(tf.reduce_sum(regions, axis=(1, 2)), tf.int32)

@@ -145,7 +145,7 @@ def auto_target_layer(model, head=None) -> LayerInfo:
     taps = transformer_taps(model)
     if taps:
         return taps[-1]
-    skip = _segmentation_head_layers(head)
+    skip = {id(layer) for layer in head.own_layers()} if head is not None else set()
     if not any(_has_conv_kernel(info.layer) for info in iter_layers(model)):
         raise UnsupportedModel(
             f"{model.name}: no convolutional layer found, so there is no spatial feature map "
@@ -162,17 +162,6 @@ def auto_target_layer(model, head=None) -> LayerInfo:
         f"{model.name}: no layer has a spatial output (rank 4, more than one position). "
         "Pass --layer NAME."
     )
-
-
-def _segmentation_head_layers(head) -> set[int]:
-    if head is None or getattr(head, "kind", None) != "segmentation" or head.layer is None:
-        return set()
-    skip = {id(head.layer)}
-    if head.source == "input":  # a Softmax layer: the classifier producing its input too
-        producer = getattr(head.layer.input, "_keras_history", None)
-        if producer is not None:
-            skip.add(id(producer[0]))
-    return skip
 
 
 def find_layer(model, name: str) -> LayerInfo:

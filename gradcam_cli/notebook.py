@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from . import render
-from .heads import format_prediction
 
 MAX_IMAGES = 16
 THUMBNAIL = 192
@@ -48,7 +47,7 @@ def explanation_html(result: Any, max_images: int = MAX_IMAGES, size: int = THUM
             class_index = int(result.class_ids[image, target])
             probability = float(result.probabilities[image, class_index])
             picture = thumbnail_overlay(result.images[image], result.heatmaps[image, target], size)
-            prediction = format_prediction(result.spec.head.kind, result.label(image, target), probability)
+            prediction = result.spec.head.format_prediction(result.label(image, target), probability)
             caption = f"{html.escape(name)}<br>{html.escape(prediction)}"
             figures.append(
                 '<figure style="margin:0;text-align:center;font:12px sans-serif">'

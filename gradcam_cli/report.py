@@ -21,7 +21,7 @@ from PIL import Image
 from . import outputs, render
 from .decode import open_rgb
 from .errors import GradcamError, ManifestNotFound, OutputError
-from .heads import format_prediction
+from .heads import format_prediction, head_class
 from .manifest import MANIFEST, Manifest
 from .metrics import CURVES_PNG, METRICS_JSON
 
@@ -115,10 +115,6 @@ def _reported(row: dict) -> float:
     return 0.0
 
 
-SORTED_BY = {"softmax": "probability", "binary": "probability", "multilabel": "probability",
-             "regression": "predicted value", "segmentation": "pixel share"}
-
-
 def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     name = _escape(Path(card["input"]).name)
     if card["error"] and not card["targets"]:
@@ -144,7 +140,7 @@ def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
     top = "".join(f"<li>{_escape(format_prediction(kind, label, float(p)))}</li>" for _, label, p in card["top"])
     layer = _escape(card["targets"][0]["layer"]) if card["targets"] else ""
     return (
-        f'<article class="card" data-class="{_escape(top1_label)}" data-kind="{_escape(SORTED_BY.get(kind, "score"))}" '
+        f'<article class="card" data-class="{_escape(top1_label)}" data-kind="{_escape(head_class(kind).sorted_by)}" '
         f'data-confidence="{float(top1_probability):.6f}">'
         f'<h3 title="{_escape(card["input"])}">{name}</h3><div class="pictures">{"".join(pictures)}</div>'
         f'<ol class="top">{top}</ol><p class="layer">layer {layer}</p></article>'
@@ -246,7 +242,7 @@ def _sort_label(cards: list[dict]) -> str:
     segmentation's pixel share; several of them (runs of different models in one folder) are kept
     in groups, one per head kind."""
     kinds = {card["targets"][0].get("head", "softmax") for card in cards if card["targets"]}
-    names = sorted({SORTED_BY.get(kind, "score") for kind in kinds})
+    names = sorted({head_class(kind).sorted_by for kind in kinds})
     if len(names) <= 1:
         return f"sort by {names[0] if names else 'probability'}"
     return f"sort by {' / '.join(names)} (grouped by model head)"

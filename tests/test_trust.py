@@ -143,12 +143,12 @@ def test_exclude_patterns_leave_out_files_and_folders(tmp_path, inn):
 
 def test_a_missing_input_is_reported_before_the_model_loads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    import gradcam_cli.cli as cli_module
+    from gradcam_cli.cli import explain as explain_command
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(cli_module, "_load_spec", no_model)
+    monkeypatch.setattr(explain_command, "load_spec", no_model)
     result = run("explain", "nosuchdir")
     assert result.exit_code == 2 and "nosuchdir: no such file or folder" in result.output
     assert not (tmp_path / "gradcam_out").exists()

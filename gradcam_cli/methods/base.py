@@ -42,12 +42,10 @@ class CamContext:
         """(N, C) class scores of pre-activation outputs of N = B * n inputs (see ``class_scores``)."""
         import tensorflow as tf
 
-        from ..heads import class_scores
-
         regions = self.regions
         if regions is not None:
             regions = tf.repeat(regions, logits.shape[0] // regions.shape[0], axis=0)
-        return class_scores(self.probe.head, logits, regions)
+        return self.probe.head.scores(logits, regions)
 
 
 class CamMethod:

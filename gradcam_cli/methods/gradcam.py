@@ -79,7 +79,7 @@ class CAM(CamMethod):
         import numpy as np
 
         kernel = np.asarray(gap_dense_head(probe).kernel, np.float32)
-        return np.concatenate([-kernel, kernel], axis=1) if probe.head.kind == "binary" else kernel
+        return probe.head.class_weights(kernel)
 
     def channel_weights(self, context: CamContext):
         import tensorflow as tf

@@ -7,7 +7,7 @@ batch once (its pixels, blurred copies, pixel ranks and display maps) and a tabl
 per copy: ``(item, kind, count, target)``. The graph gathers each row's source, builds the copy,
 applies the model's preprocessing and runs the engine's :class:`~gradcam_cli.probe.Probe`, for
 ``copies_per_pass`` rows at a time (the memory bound). Python loops only over those chunks. The
-probability read is what the head reports (:func:`gradcam_cli.heads.reported_values`: softmax,
+probability read is what the head reports (:meth:`gradcam_cli.heads.Head.reported`: softmax,
 a binary head's two sigmoid sides, or a multi-label unit's sigmoid).
 
 Perturbations happen in pixel space, before preprocessing, as the papers define them (RISE's
@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import EvaluationError
-from ..heads import reported_values
 
 DELETE, INSERT, MULTIPLY = 0, 1, 2
 TIE_SEED = 13  # the fixed permutation that orders pixels of equal saliency
@@ -168,7 +167,7 @@ class PerturbationRunner:
             multiplied = originals * tf.gather(weights, item)[..., None]
             copies = tf.where(kind == DELETE, deleted, tf.where(kind == INSERT, inserted, multiplied))
             model_ready = tf.tensordot(copies, matrix, axes=[[3], [0]]) + offset
-            probabilities = reported_values(probe.head, probe.logits(model_ready))
+            probabilities = probe.head.reported(probe.logits(model_ready))
             return tf.gather(probabilities, target, batch_dims=1)
 
         height, width = self.size

@@ -14,7 +14,7 @@ from ..errors import (
     UnsupportedModel,
 )
 from ..graph import model_channels
-from ..heads import Head, class_labels, detect_head, select_output
+from ..heads import Head, detect_head, select_output
 
 DEFAULT_SIZE = 224
 
@@ -67,7 +67,7 @@ class ModelSpec:
     @property
     def class_names(self) -> list[str] | None:
         """Names of the classes a target may name: the labels, or a binary head's two defaults."""
-        return class_labels(self.head, self.labels)
+        return self.head.class_names(self.labels)
 
     def label(self, class_index: int) -> str:
         labels = self.class_names

@@ -195,10 +195,8 @@ class BatchJob:
                        "probability": reported if head.reports_probability else None, "top": top,
                        "image_size": [original_size[1], original_size[0]],  # height, width
                        "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
-                if head.kind == "regression":
-                    row["value"] = reported
+                row.update(head.row_fields(reported))
                 if result.region_pixels is not None:
-                    row["pixel_share"] = reported
                     row["region_pixels"] = int(result.region_pixels[position, rank])
                     if row["region_pixels"] == 0:
                         rows.append({**self.error_row(item, empty_region_message(item.path, explainer.region_name,

@@ -1,0 +1,58 @@
+"""The ``gradcam`` command: parsing, wiring and exit codes only, one module per command.
+
+TensorFlow is imported inside the commands, never at module level, so ``gradcam --help`` is quick.
+Exit codes: 0 all good; 1 some inputs failed (listed at the end); 2 usage or model error;
+3 the output could not be written; 4 an internal error (a bug); 5 a 'gradcam evaluate
+--fail-under' threshold was missed; 130 interrupted (Ctrl-C).
+
+A new command is a module here holding one ``click.command`` and a line in :data:`COMMANDS`; the
+options several commands share are declared once in :mod:`.common`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from . import compare, evaluate, explain, info, report
+
+COMMANDS = (explain.explain, evaluate.evaluate, compare.compare, report.report, info.layers, info.methods, info.models)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gradcam")
+def cli() -> None:
+    """Show where a Keras image classifier looks: CAM, Grad-CAM, Grad-CAM++ and seven more class
+    activation methods, for one image or whole folders.
+
+    \b
+    Examples:
+      gradcam explain sample_images/shapes --model demo
+      gradcam explain img.jpg --model xception --method gradcam++
+      gradcam explain photos/ --model resnet50 --top-k 3 -o out/
+    """
+
+
+for command in COMMANDS:
+    cli.add_command(command)
+
+INTERNAL_ERROR = 4
+
+
+def main() -> None:
+    """The console script. Known errors exit from inside the commands; an unexpected exception is
+    a bug, so its traceback is shown for the report, and it exits 4 rather than 1 (which means
+    "some inputs failed")."""
+    try:
+        cli(prog_name="gradcam")
+    except KeyboardInterrupt:
+        click.echo("gradcam: interrupted.", err=True)
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 (the last line of defence)
+        import traceback
+
+        traceback.print_exc()
+        click.echo(f"gradcam: internal error ({type(error).__name__}: {error}); this is a bug, please report "
+                   "it with the command and the traceback above.", err=True)
+        sys.exit(INTERNAL_ERROR)

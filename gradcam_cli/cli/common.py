@@ -1,0 +1,231 @@
+"""What the commands share: option declarations, parameter types, loading the model, listing inputs, failing with one line."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from gradcam_cli.errors import GradcamError
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the terminal.
+
+    TensorFlow 2.21 writes those lines from C++ before its log level applies, so standard error is
+    pointed at /dev/null for the import only; Python exceptions still surface normally.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notes for compare's methods
+
+
+def fail(error: GradcamError) -> None:
+    click.echo(f"gradcam: error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def parse_size(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    parts = value.lower().replace("x", ",").split(",")
+    try:
+        numbers = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a size: use 224 or 224,224.", param_hint="'--input-size'") from None
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or min(numbers) < 8:
+        raise click.BadParameter(f"'{value}' is not a size of at least 8: use 224 or 224,224.",
+                                 param_hint="'--input-size'")
+    return numbers[0], numbers[1]
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses nan and inf (which ``click.FloatRange`` lets through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class MethodType(click.ParamType):
+    """Method names and aliases (gradcampp, Grad-CAM, score_cam ...), resolved without TensorFlow."""
+
+    name = "method"
+
+    def convert(self, value, param, ctx):
+        from ..methods import canonical_name
+
+        try:
+            return canonical_name(value)
+        except GradcamError as error:
+            self.fail(str(error), param, ctx)
+
+
+class OverlaySize(click.ParamType):
+    """A longest side in pixels (at least 16), or 'original' (None)."""
+
+    name = "N|original"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "original":
+            return None
+        try:
+            size = int(value)
+        except ValueError:
+            self.fail(f"'{value}' is neither a size in pixels nor 'original': use e.g. 1000 or original.", param, ctx)
+        if size < 16:
+            self.fail(f"{size} is too small for an overlay: use at least 16, or 'original'.", param, ctx)
+        return size
+
+
+model_option = click.option(
+    "-m", "--model", default="demo", show_default=True,
+    help="A keras.applications name (xception, resnet50, ...; 'gradcam models' lists them), "
+         "'demo' (the bundled shapes classifier) or a .keras/.h5 file.")
+
+
+weights_option = click.option(
+    "--weights", default=None,
+    help="For keras.applications models only: imagenet (default), none (random), or a .h5/.weights.h5 "
+         "path. A model file carries its own weights.")
+
+
+preprocess_option = click.option(
+    "--preprocess", default=None,
+    help="For model files: none, scale01 ([0,1]), tf ([-1,1]), caffe, torch, or an application name "
+         "whose preprocess_input to use. Default: the model's sidecar file, else none.")
+
+
+labels_option = click.option("--labels", type=click.Path(dir_okay=False), default=None,
+                             help="Text file with one class name per line.")
+
+
+input_size_option = click.option("--input-size", default=None,
+                                 help="Input size H[,W] for models that accept any size (or weights=none).")
+
+
+region_option = click.option(
+    "--region", default=None,
+    help="Segmentation models: explain a class over pred (pixels predicted as it; default), "
+         "all (every pixel) or MASK.png (its nonzero pixels).")
+
+
+unsafe_option = click.option("--unsafe-model-code", is_flag=True,
+                             help="Allow Lambda layers in a trusted model file (turns Keras safe_mode off).")
+
+
+layer_option = click.option("--layer", default=None,
+                            help="Target layer name (nested: outer/inner). Default: automatic.")
+
+
+class_option = click.option("--class", "classes", multiple=True,
+                            help="Class to explain, as index or label; repeat for several. Default: the top-1 class.")
+
+
+top_k_option = click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+                            help="Explain each of the K most probable classes (not with --class).")
+
+
+batch_size_option = click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+
+
+recursive_option = click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
+
+
+exclude_option = click.option(
+    "--exclude", "excludes", multiple=True, metavar="GLOB",
+    help="Leave out files and folders whose name, path relative to the argument, or absolute "
+         "path matches GLOB (repeatable). OUTPUT_DIR is always left out.")
+
+
+xla_option = click.option(
+    "--xla", is_flag=True,
+    help="Compile with XLA (jit_compile). Measured slower on CPU (see the README); may help on a GPU.")
+
+
+def combine_options(*decorators):
+    """Several Click options as one decorator, so commands that share them declare them once."""
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+    return apply
+
+
+# what explain and evaluate share: the model, the layer and the targets
+model_options = combine_options(model_option, weights_option, preprocess_option, labels_option, input_size_option,
+                         unsafe_option)
+
+
+target_options = combine_options(layer_option, class_option, top_k_option, batch_size_option)
+
+
+output_option = click.option("--output", "output", default=None,
+                             help="For models with several outputs: the output to explain, by name or index.")
+
+
+def model_arguments(model, weights, preprocess, labels, input_size, unsafe, output=None) -> dict:
+    """The keywords of ``resolve_model`` (Ray actors load the model from them too)."""
+    return {"model": model, "weights": weights, "preprocess": preprocess, "labels": labels,
+            "input_size": parse_size(input_size), "safe_mode": not unsafe, "output": output}
+
+
+def load_spec(model, weights, preprocess, labels, input_size, unsafe, output=None):
+    quiet_tensorflow()
+    from ..models import resolve_model
+
+    return resolve_model(**model_arguments(model, weights, preprocess, labels, input_size, unsafe, output))
+
+
+def announce_report(output_dir, quiet: bool) -> None:
+    from ..report import write_report
+
+    page = write_report(output_dir)
+    if not quiet:
+        click.echo(f"gradcam: report written to {page}", err=True)
+
+
+def collect_or_fail(inputs, recursive, excludes, output_dir):
+    """List the inputs before any model loads: arguments that name nothing are reported at once,
+    and a run with nothing left to explain stops here (exit 2, nothing written)."""
+    from ..inputs import IMAGE_EXTENSIONS, collect_inputs, collect_uri_inputs
+    from ..storage import is_uri, local_path
+
+    try:
+        items = collect_inputs([local_path(i) for i in inputs if not is_uri(i)], recursive=recursive,
+                               exclude=excludes, output_dir=None if is_uri(output_dir) else output_dir)
+        for uri in (i for i in inputs if is_uri(i)):
+            items += collect_uri_inputs(uri, recursive=recursive)
+    except GradcamError as error:
+        fail(error)
+    arguments = {str(Path(argument)) for argument in inputs}
+    bad_arguments = [item for item in items if item.error and item.path in arguments]
+    for item in bad_arguments:
+        click.echo(f"gradcam: {item.path}: {item.error}.", err=True)
+    if not items:
+        hint = "" if recursive else " (add -r to look in sub-folders)"
+        fail(GradcamError(f"{', '.join(inputs)}: no image files found{hint}; looked for "
+                           f"{', '.join(sorted(IMAGE_EXTENSIONS))}."))
+    if len(bad_arguments) == len(items):
+        fail(GradcamError("nothing to explain: every input above is missing or refused."))
+    return items

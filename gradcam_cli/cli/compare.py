@@ -1,0 +1,72 @@
+"""``gradcam compare``: one sheet, a row per image and class, a column per method."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+import click
+
+from gradcam_cli.errors import GradcamError
+
+from .common import (
+    FiniteFloatRange,
+    MethodType,
+    fail,
+    input_size_option,
+    labels_option,
+    load_spec,
+    model_option,
+    preprocess_option,
+    region_option,
+    unsafe_option,
+    weights_option,
+)
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True)
+@model_option
+@weights_option
+@click.option("--methods", "method_list", default="gradcam,gradcam++,layercam,eigencam", show_default=True,
+              help="Comma-separated methods, one column each.")
+@click.option("--layer", default=None, help="Target layer. Default: automatic.")
+@click.option("--class", "classes", multiple=True,
+              help="Class to explain (index or label); repeat for several, a row each. Default: top-1.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True,
+              help="The sheet: .png or .jpg.")
+@click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.5, show_default=True)
+@click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
+@click.option("--model-output", "model_output", default=None,
+              help="For models with several outputs: the output to explain, by name or index.")
+@preprocess_option
+@labels_option
+@input_size_option
+@unsafe_option
+@region_option
+def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, model_output, preprocess,
+            labels, input_size, unsafe_model_code, region):
+    """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
+    per method."""
+    method_type = MethodType()
+    methods = [method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()]
+    if not methods:
+        raise click.BadParameter("names no method; give one or more, comma-separated.", param_hint="--methods")
+    for image in images:
+        if not (os.path.exists(image) or glob.has_magic(image)):
+            fail(GradcamError(f"{image}: no such file or folder."))
+    try:
+        from ..compare import compare_sheet, sheet_format
+
+        sheet_format(output)
+        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
+        sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
+                                        target=list(classes) or None, alpha=alpha, colormap=colormap,
+                                        region=region)
+    except GradcamError as error:
+        fail(error)
+    for _, message in failures:
+        click.echo(f"gradcam: {message}", err=True)
+    click.echo(f"gradcam: comparison sheet written to {sheet}", err=True)
+    sys.exit(1 if failures else 0)

@@ -1,0 +1,71 @@
+"""Segmentation regions: which pixels each class's score sums over (``--region``).
+
+``pred``: the pixels predicted as the class; ``all``: every pixel; a mask (H, W) array: its nonzero
+pixels, the same for every class. Regions are computed once from the unperturbed forward pass and
+kept fixed for the extra passes of Score-CAM and Ablation-CAM. The segmentation head
+(:class:`gradcam_cli.heads.SegmentationHead`) builds its scores and reported pixel shares on these.
+
+The mask functions are TensorFlow ops on whole batches, run inside the explainer's compiled step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import TargetError
+
+REGIONS = ("pred", "all")
+
+
+def predicted_pixels(raw, squash: str, units: int):
+    """(B, H, W, C) 1 where a pixel is predicted as the class: the argmax over classes for a
+    softmax head, a positive logit for per-pixel sigmoid units (which may overlap)."""
+    import tensorflow as tf
+
+    if squash == "sigmoid":
+        return tf.cast(raw > 0, tf.float32)
+    return tf.one_hot(tf.argmax(raw, axis=-1), units, dtype=tf.float32)
+
+
+def region_masks(raw, region: Any, squash: str, units: int):
+    """(B, H, W, C) float32 per-class regions of the pre-activation output ``raw``.
+
+    ``region``: 'pred', 'all' or an (H, W) array (nonzero = inside), the same for every class.
+    """
+    import tensorflow as tf
+
+    if isinstance(region, str) and region == "all":
+        return tf.ones_like(raw, tf.float32)
+    if isinstance(region, str) and region == "pred":
+        return predicted_pixels(raw, squash, units)
+    mask = tf.cast(tf.constant(region) != 0, tf.float32)[None, :, :, None]
+    return tf.broadcast_to(mask, tf.shape(raw))
+
+
+def region_pixel_counts(regions):
+    """(B, C) int32 pixels in each class's region, or None without regions."""
+    import tensorflow as tf
+
+    if regions is None:
+        return None
+    return tf.cast(tf.reduce_sum(regions, axis=(1, 2)), tf.int32)
+
+
+def read_region_mask(path, size: tuple[int, int]):
+    """``--region MASK.png``: a (H, W) uint8 array at the segmentation output's size, 1 inside
+    (nonzero pixels of the image's first channel or its alpha), resized with nearest neighbours."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            grey = picture.getchannel("A") if picture.mode in ("RGBA", "LA") else picture.convert("L")
+    except (OSError, ValueError) as error:
+        raise TargetError(f"{path}: cannot read the --region mask ({error}); give a PNG whose "
+                          "nonzero pixels mark the region.") from None
+    mask = np.asarray(grey.resize((size[1], size[0]), Image.NEAREST)) != 0
+    if not mask.any():
+        raise TargetError(f"{path}: the --region mask has no nonzero pixel at the model's output size "
+                          f"{size[0]}x{size[1]}; mark the region with nonzero pixels.")
+    return mask.astype(np.uint8)
