@@ -18,7 +18,7 @@ from .explainer import Explainer
 from .inputs import collect_inputs
 from .models import resolve_model
 from .models.spec import ModelSpec
-from .options import DEFAULT_OVERLAY_SIZE
+from .options import DEFAULT_ALPHA, DEFAULT_OVERLAY_SIZE
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Explanation:
     spec: ModelSpec
     failures: list[tuple[str, str]] = field(default_factory=list)
     saliency: np.ndarray | None = None
-    alpha: float = 0.4
+    alpha: float = DEFAULT_ALPHA
     region_pixels: np.ndarray | None = None
 
     def label(self, image: int, target: int = 0) -> str:
@@ -201,7 +201,7 @@ def explain(
     model: Any,
     images: Any,
     method: str = "gradcam",
-    target: int | str | Sequence[int | str] | None = None,
+    classes: int | str | Sequence[int | str] | None = None,
     top_k: int = 1,
     layer: str | None = None,
     weights: str | None = None,
@@ -212,8 +212,8 @@ def explain(
     max_channels: int | None = None,
     chunk_size: int | None = None,
     input_size: int | tuple[int, int] | None = None,
-    alpha: float = 0.4,
-    output: str | int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    model_output: str | int | None = None,
     region: str | None = None,
     overlay_size: int | None = DEFAULT_OVERLAY_SIZE,
 ) -> Explanation:
@@ -225,14 +225,14 @@ def explain(
     (H, W), (H, W, 1), (H, W, 3), (H, W, 4), or (N, H, W, 3). Arrays: uint8 as is, floats in [0, 1]
     (scaled by 255; other float ranges are refused). RGBA goes on white and grey to RGB, as in the
     CLI. Unreadable files are skipped and listed in ``result.failures``.
-    ``target``: class index/label or a list of them, explained for every image, or an (N, T)
+    ``classes``: class index/label or a list of them, explained for every image, or an (N, T)
     integer array with each image's own classes; default: each image's ``top_k`` best classes
-    (``top_k`` > 1 with ``target`` is refused).
+    (``top_k`` > 1 with ``classes`` is refused).
     ``smooth``: None, 'aug' (average over flips and brightness) or 'eigen'; ``max_channels`` and
     ``chunk_size`` bound Score-CAM / Ablation-CAM's extra passes (refused for other methods).
     ``input_size``: H or (H, W) for models that accept any size; ``alpha``: the default opacity of
     :meth:`Explanation.overlay`.
-    ``output``: the output to explain, by name or index, for a multi-output model; ``region``:
+    ``model_output``: the output to explain, by name or index, for a multi-output model; ``region``:
     for a segmentation model, 'pred' (default), 'all' or a mask image path.
     ``overlay_size``: the longest side files are decoded at (the CLI's ``--overlay-size``; None: full
     resolution, memory then grows with every photo).
@@ -244,7 +244,8 @@ def explain(
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
     model_options = {"weights": weights, "preprocess": preprocess, "labels": labels,
-                     "input_size": tuple(input_size) if input_size is not None else None, "output": output}
+                     "input_size": tuple(input_size) if input_size is not None else None,
+                     "model_output": model_output}
     explainer_options = {"method": method, "layer": layer, "batch_size": batch_size, "smooth": smooth,
                          "chunk_size": chunk_size, "max_channels": max_channels, "region": region}
     explainer = _explainer(model, model_options, explainer_options)
@@ -253,10 +254,8 @@ def explain(
     channels = spec.channels
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
     arrays = fit_pictures(arrays, paths, overlay_size)
-    if target is None or isinstance(target, np.ndarray):
-        classes = target
-    else:
-        classes = [target] if isinstance(target, (int, str, np.integer)) else list(target)
+    if classes is not None and not isinstance(classes, np.ndarray):
+        classes = [classes] if isinstance(classes, (int, str, np.integer)) else list(classes)
     result = explainer.run(prepared, classes, top_k)
     return Explanation(result.heatmaps, result.class_ids, result.probabilities, arrays, paths,
                        explainer.layer_name, explainer.method.name, spec, failures, result.saliency, alpha,

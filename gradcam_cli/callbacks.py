@@ -35,6 +35,7 @@ from .explainer import BatchResult, Explainer, resolve_classes
 from .methods import canonical_name
 from .models.in_memory import spec_for_model
 from .models.spec import ModelSpec
+from .options import DEFAULT_ALPHA
 
 DATASET_BATCH = 16  # images taken from an unbatched tf.data.Dataset
 
@@ -60,7 +61,7 @@ class GradCAMCallback(keras.callbacks.Callback):
     order of ``images``. Float inputs are shown stretched to their own minimum and maximum, which
     is exact for [0, 1] and [-1, 1] scalings.
     ``smooth``, ``chunk_size``, ``max_channels``: as in :func:`gradcam_cli.explain`.
-    ``output``: for a model with several outputs, the one to explain (name or index).
+    ``model_output``: for a model with several outputs, the one to explain (name or index).
     ``region``: for a segmentation model, the pixels a class is explained over: 'pred' (default),
     'all' or a mask image path, as the CLI's ``--region``.
     """
@@ -76,13 +77,13 @@ class GradCAMCallback(keras.callbacks.Callback):
         png_dir: str | os.PathLike | None = None,
         preprocess: str | Any = "none",
         labels: list[str] | str | None = None,
-        alpha: float = 0.4,
+        alpha: float = DEFAULT_ALPHA,
         colormap: str = "jet",
         columns: int | None = None,
         smooth: str | None = None,
         chunk_size: int | None = None,
         max_channels: int | None = None,
-        output: str | int | None = None,
+        model_output: str | int | None = None,
         region: str | None = None,
     ):
         super().__init__()
@@ -104,7 +105,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         self.alpha = check_alpha(alpha)
         self.colormap = colormap
         self.columns = columns
-        self.output = output
+        self.model_output = model_output
         self.method_options = {"smooth": smooth, "chunk_size": chunk_size, "max_channels": max_channels,
                                "region": region}
         self._decoded, self._arrays, dataset_labels = _collect(images)
@@ -166,7 +167,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         flexible = len(input_shape) == 4 and None in input_shape[1:3]
         array_size = tuple(self._arrays.shape[1:3]) if flexible and self._arrays is not None else None
         spec = spec_for_model(model, preprocess=self.preprocess, labels=self.labels, input_size=array_size)
-        spec.output = self.output
+        spec.model_output = self.model_output
         self._pixels, self._display = self._model_pixels(spec)
         self.targets = self._resolve_targets(spec)
         self.explainers = {

@@ -9,9 +9,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import outputs, render
 from .api import as_images, explain
-from .errors import OptionConflict
+from .errors import OptionConflict, param
 from .explainer import empty_region_message
 from .models.spec import ModelSpec
+from .options import DEFAULT_ALPHA
 
 TILE = 224
 CAPTION = 22
@@ -47,28 +48,28 @@ def compare_sheet(
     spec: ModelSpec,
     images: list[str],
     methods: list[str],
-    output: str | Path,
+    sheet_path: str | Path,
     layer: str | None = None,
-    target=None,
-    alpha: float = 0.5,
+    classes=None,
+    alpha: float = DEFAULT_ALPHA,
     colormap: str = "jet",
     batch_size: int = 16,
     **method_options,
 ) -> tuple[Path, list[tuple[str, str]]]:
-    """Explain ``images`` with every method and write the comparison sheet to ``output``; return its
+    """Explain ``images`` with every method and write the comparison sheet to ``sheet_path``; return its
     path and the (path, one-line reason) of what went wrong: files that could not be read (left out
     of the sheet) and, for a segmentation model, classes whose region is empty (their tiles show no
     map and say so).
 
-    One row per image and explained class (each ``target``, or the top-1 class); guided-gradcam's
+    One row per image and explained class (each of ``classes``, or the top-1 class); guided-gradcam's
     column shows its guided saliency image, every other method its overlay.
     """
     if not methods:
-        raise OptionConflict("--methods names no method; give one or more, comma-separated.")
-    file_format = sheet_format(output)
+        raise OptionConflict(f"{param('methods')} names no method; give one or more, comma-separated.")
+    file_format = sheet_format(sheet_path)
     arrays, paths, unreadable = as_images(images, spec.input_size, TILE)  # decoded once, at tile size, for every method
     failures = [(path, f"{reason.rstrip('.')}; left out of the sheet.") for path, reason in unreadable]
-    results = [explain(spec, arrays, method=m, target=target, layer=layer, batch_size=batch_size, alpha=alpha,
+    results = [explain(spec, arrays, method=m, classes=classes, layer=layer, batch_size=batch_size, alpha=alpha,
                        **method_options) for m in methods]
     first = results[0]
     rows = [(image, target_index) for image in range(len(first.images)) for target_index in range(first.class_ids.shape[1])]
@@ -105,7 +106,7 @@ def compare_sheet(
             if (image, target_index) in empty:
                 text += " (empty region)"
             draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)
-    output = Path(output)
+    sheet_path = Path(sheet_path)
     data = render.png_bytes(np.asarray(sheet)) if file_format == "PNG" else render.jpeg_bytes(sheet, quality=92)
-    outputs.atomic_write_bytes(output, data)
-    return output, failures
+    outputs.atomic_write_bytes(sheet_path, data)
+    return sheet_path, failures

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, param
 from .inputs import InputItem
 from .options import DEFAULT_MAX_MEGAPIXELS
 from .storage import is_uri, read_bytes
@@ -219,7 +219,7 @@ def decode(
                     why = f"{image.format or 'this format'} cannot be decoded at a reduced scale"
                 raise ImageError(
                     f"{shown}: {displayed[0]}x{displayed[1]} is a {decoded_pixels / 1e6:.0f} MP decode ({why}), "
-                    f"over --max-megapixels {max_megapixels:g}; raise --max-megapixels or downscale the file."
+                    f"over {param('max_megapixels', f'{max_megapixels:g}')}; raise {param('max_megapixels')} or downscale the file."
                 )
             with budget.hold(decoded_pixels) if budget else contextlib.nullcontext():
                 image.load()

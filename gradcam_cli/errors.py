@@ -3,15 +3,86 @@
 ``exit_code`` 2 means a usage or model problem found before any image is processed;
 per-image problems (:class:`ImageError`) are recorded in the manifest and turn the
 run's exit code into 1 while the rest of the batch goes on.
+
+Messages name parameters in neutral words, :func:`param` ("classes", "top_k"), and are phrased for
+whoever reads them when they are shown: ``--class`` and ``--top-k 3`` on the command line (the
+``gradcam`` command switches to those names while it runs, :func:`command_line_names`), ``classes``
+and ``top_k=3`` in Python.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PARAMETERS: dict[str, str] = {
+    # neutral name (the Python keyword) -> the command line's flag
+    "alpha": "--alpha", "batch_size": "--batch-size", "chunk_size": "--chunk-size", "classes": "--class",
+    "engine": "--engine", "gates": "--fail-under", "ground_truth": "--ground-truth", "input_size": "--input-size",
+    "labels": "--labels", "layer": "--layer", "max_channels": "--max-channels", "max_megapixels": "--max-megapixels",
+    "method": "--method", "methods": "--methods", "metrics": "--metrics", "model": "--model",
+    "model_output": "--model-output", "output_dir": "-o/--output-dir", "preprocess": "--preprocess",
+    "ray_address": "--ray-address", "region": "--region", "safe_mode": "--unsafe-model-code", "smooth": "--smooth",
+    "steps": "--steps", "top_k": "--top-k", "weights": "--weights",
+}
+FLAGS_WITHOUT_VALUE = frozenset({"safe_mode"})  # --unsafe-model-code is safe_mode=False
+_MARK = "\x00"
+_MARKED = re.compile(f"{_MARK}([a-z_]+)(?:{_MARK}{_MARK}(.*?))?{_MARK}")
+_command_line = False
+
+
+def param(name: str, value: object = None) -> str:
+    """A parameter (and its value) in a message, spelled when the message is shown: ``--top-k 3`` on
+    the command line, ``top_k=3`` in Python (``safe_mode``'s flag takes no value)."""
+    if name not in PARAMETERS:
+        raise KeyError(f"unknown parameter {name!r}: add it to PARAMETERS")
+    return f"{_MARK}{name}{_MARK}" if value is None else f"{_MARK}{name}{_MARK}{_MARK}{value}{_MARK}"
+
+
+def phrase(text: str, command_line: bool | None = None) -> str:
+    """``text`` with its :func:`param` marks spelled for the command line or for Python."""
+    flags = _command_line if command_line is None else command_line
+
+    def spell(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if flags:
+            return PARAMETERS[name] if value is None or name in FLAGS_WITHOUT_VALUE else f"{PARAMETERS[name]} {value}"
+        return name if value is None else f"{name}={value}"
+
+    return _MARKED.sub(spell, text)
+
+
+def spells_command_line() -> bool:
+    """Whether messages now spell parameters as command-line flags."""
+    return _command_line
+
+
+def spell_command_line(on: bool) -> None:
+    """Spell parameters as command-line flags (``on``) or Python keywords from now on, in every
+    thread of this process (a Ray actor follows its driver with this)."""
+    global _command_line
+    _command_line = bool(on)
+
+
+@contextmanager
+def command_line_names() -> Iterator[None]:
+    """Spell parameters as command-line flags while the ``gradcam`` command runs."""
+    previous = spells_command_line()
+    spell_command_line(True)
+    try:
+        yield
+    finally:
+        spell_command_line(previous)
 
 
 class GradcamError(Exception):
     """Base class for every error the tool reports to a user without a traceback."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return phrase(super().__str__())
 
 
 class ModelNotFound(GradcamError):

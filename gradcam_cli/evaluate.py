@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 from . import outputs, render
 from .decode import model_input, open_rgb
-from .errors import EvaluationError, ImageError, OutputError
+from .errors import EvaluationError, ImageError, OutputError, param
 from .explainer import Explainer
 from .inputs import InputItem
 from .manifest import Manifest
@@ -265,7 +265,7 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     started = time.perf_counter()
     problems = gate_problems(options.gates, list(options.methods), list(options.metrics), set(BASELINES))
     if problems:  # a gate that could never be checked is a usage error, found before any scoring
-        raise EvaluationError("--fail-under " + "; ".join(problems))
+        raise EvaluationError(f"{param('gates')} " + "; ".join(problems))
     evaluator = Evaluator(spec, options)
     evaluator.resolve_targets()  # a bad --class fails before any image
     config = config_fingerprint(spec, evaluator.layer, options)
@@ -363,7 +363,7 @@ def write_outputs(evaluation: Evaluation, output_dir: str | Path) -> list[Path]:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"{output_dir}: cannot create the output folder ({error.strerror or error}); "
-                          "pick another with -o/--output-dir.") from None
+                          f"pick another with {param('output_dir')}.") from None
     paths = [output_dir / METRICS_JSON, output_dir / METRICS_JSONL]
     rows = [{"input": path, "status": "error", "error": message} for path, message in evaluation.failures]
     jsonl = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [*evaluation.rows, *rows])

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MethodError, OptionConflict, TargetError
+from .errors import MethodError, OptionConflict, TargetError, param, phrase
 from .graph import LayerInfo
 from .layers import auto_target_layer, find_layer
 from .methods import CamContext, CamMethod, get_method
@@ -68,7 +68,7 @@ def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classe
                     close = difflib.get_close_matches(text, labels, n=3)
                     hint = f" Did you mean {', '.join(close)}?" if close else ""
                 else:
-                    hint = " This model has no labels; pass a class index or --labels FILE."
+                    hint = f" This model has no labels; pass a class index or {param('labels', 'FILE')}."
                 raise TargetError(f"unknown class '{text}'.{hint}")
         if not 0 <= index < num_classes:
             raise TargetError(f"class index {index} is out of range: the model has {num_classes} classes (0..{num_classes - 1}).")
@@ -79,8 +79,8 @@ def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classe
 
 def empty_region_message(source: str, region: str | None, label: str) -> str:
     """The one line for a segmentation class whose region holds no pixel (its map is all zero)."""
-    return (f"{source}: the {region} region of class '{label}' is empty (no pixel predicted as it); "
-            "pick another --class or use --region all.")
+    return phrase(f"{source}: the {region} region of class '{label}' is empty (no pixel predicted as it); "
+            f"pick another {param('classes')} or use {param('region', 'all')}.")
 
 
 class Explainer:
@@ -124,19 +124,20 @@ class Explainer:
         """Check ``--class`` values (to indices, each once) or, without them, ``--top-k`` against the
         model. Both at once is refused: explicit classes replace the ranking, so a K > 1 would be ignored."""
         if classes is not None and len(classes) and int(top_k) != 1:
-            raise OptionConflict(f"--top-k {top_k} and --class cannot be combined: --class names the classes to "
-                                 "explain, --top-k picks each image's K most probable; use one.")
+            raise OptionConflict(f"{param('top_k', top_k)} and {param('classes')} cannot be combined: {param('classes')} "
+                                 f"names the classes to explain, {param('top_k')} picks each image's K most probable; "
+                                 "use one.")
         if classes:
             return resolve_classes(self.spec, list(classes), self.num_classes)
         if not 1 <= int(top_k) <= self.num_classes:
-            raise TargetError(f"--top-k {top_k} is out of range: the model has {self.num_classes} classes.")
+            raise TargetError(f"{param('top_k', top_k)} is out of range: the model has {self.num_classes} classes.")
         return None
 
     def _region(self, region: str | None):
         """``--region``: 'pred' (the default), 'all' or a mask file, for segmentation heads only."""
         if not self.head.has_regions:
             if region is not None:
-                raise TargetError(f"--region applies to segmentation models; this one's head is "
+                raise TargetError(f"{param('region')} applies to segmentation models; this one's head is "
                                   f"{self.head.describe()}.")
             return None
         if region is None or region in REGIONS:

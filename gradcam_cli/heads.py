@@ -57,7 +57,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .errors import UnsupportedModel
+from .errors import UnsupportedModel, param
 from .graph import describe_outputs, model_outputs, output_names, producer, unwrap_output_layer
 from .regions import predicted_pixels, region_masks, region_pixel_counts
 
@@ -358,7 +358,7 @@ def select_output(model, output: str | int | None) -> int:
         if count > 1:
             raise UnsupportedModel(
                 f"{model.name} has {count} outputs: {describe_outputs(model)}; "
-                "pick the one to explain with --output NAME|INDEX (--model-output in gradcam compare, output= in Python)."
+                f"pick the one to explain with {param('model_output', 'NAME|INDEX')}."
             )
         return 0
     text = str(output).strip()
@@ -368,8 +368,8 @@ def select_output(model, output: str | int | None) -> int:
     if text.lstrip("-").isdigit() and 0 <= int(text) < max(count, 1):
         return int(text)
     raise UnsupportedModel(
-        f"--output {text}: no such output; {model.name} has {count}: {describe_outputs(model) or 'none'} "
-        "(the folder to write to is -o/--output-dir)."
+        f"{param('model_output', text)}: no such output; {model.name} has {count}: "
+        f"{describe_outputs(model) or 'none'}."
     )
 
 

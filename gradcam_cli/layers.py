@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
-from .errors import LayerNotFound, UnsupportedModel
+from .errors import LayerNotFound, UnsupportedModel, param
 from .graph import (
     PATH_SEP,
     LayerInfo,
@@ -160,7 +160,7 @@ def auto_target_layer(model, head=None) -> LayerInfo:
             return info
     raise UnsupportedModel(
         f"{model.name}: no layer has a spatial output (rank 4, more than one position). "
-        "Pass --layer NAME."
+        f"Pass {param('layer', 'NAME')}."
     )
 
 

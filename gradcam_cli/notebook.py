@@ -16,12 +16,13 @@ import numpy as np
 from PIL import Image
 
 from . import render
+from .options import DEFAULT_ALPHA
 
 MAX_IMAGES = 16
 THUMBNAIL = 192
 
 
-def thumbnail_overlay(image: np.ndarray, heatmap: np.ndarray, size: int = THUMBNAIL, alpha: float = 0.4,
+def thumbnail_overlay(image: np.ndarray, heatmap: np.ndarray, size: int = THUMBNAIL, alpha: float = DEFAULT_ALPHA,
                       colormap: str = "jet") -> Image.Image:
     """The overlay of ``heatmap`` on ``image``, at most ``size`` pixels on its longer side."""
     picture = Image.fromarray(np.asarray(image))

@@ -12,6 +12,10 @@ DEFAULT_OVERLAY_SIZE = 1000
 overlay JPEG near 200 KB; 12 MP phone photos (4000-4080 px wide) reach it by decoding at 1/4 scale in the
 DCT domain, 48 MP ones at 1/8. ``original`` (None in the API) keeps the input's own size."""
 
+DEFAULT_ALPHA = 0.4
+"""Opacity of the heatmap in an overlay (``--alpha``, ``alpha=``), the same for every command, the API and
+the callback: ``out = alpha * jet(h) + (1 - alpha) * image``."""
+
 DEFAULT_MAX_MEGAPIXELS = 100.0
 """Largest decode allowed (``--max-megapixels``), also the cap on full-resolution pixels being decoded
 at once across threads: about 300 MB as 8-bit RGB."""
@@ -25,7 +29,7 @@ class RunOptions:
     top_k: int = 1
     batch_size: int = 16
     output_dir: Path | str = Path("gradcam_out")  # a folder, or an object-store URI (storage.py)
-    alpha: float = 0.4
+    alpha: float = DEFAULT_ALPHA
     colormap: str = "jet"
     overwrite: bool = False
     xla: bool = False

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from .errors import OutputError
+from .errors import OutputError, param
 from .storage import first_line, is_uri, local_path, resolve_uri
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
@@ -177,5 +177,5 @@ class OutputFolder:
         except OSError as error:
             reason = getattr(error, "strerror", None) or first_line(error)
             raise OutputError(
-                f"{self.location}: cannot write the output folder ({reason}); pick another with -o/--output-dir."
+                f"{self.location}: cannot write the output folder ({reason}); pick another with {param('output_dir')}."
             ) from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from .errors import LayerNotFound, UnsupportedModel
+from .errors import LayerNotFound, UnsupportedModel, param
 from .graph import PATH_SEP, LayerInfo, is_model, model_input_size, model_outputs
 
 MAX_PREFIX_TOKENS = 5  # class, distillation and up to 4 register tokens before the patches
@@ -129,7 +129,7 @@ class Probe:
                 raise UnsupportedModel(
                     f"layer '{target.path}' has {target.output_shape[1]} tokens, which form no patch "
                     f"grid for the model's input even after dropping up to {MAX_PREFIX_TOKENS} prefix "
-                    "tokens; pick another layer with --layer."
+                    f"tokens; pick another layer with {param('layer')}."
                 )
 
     def __call__(self, images, watch=None):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import TargetError
+from .errors import TargetError, param
 
 REGIONS = ("pred", "all")
 
@@ -62,10 +62,10 @@ def read_region_mask(path, size: tuple[int, int]):
             picture.load()
             grey = picture.getchannel("A") if picture.mode in ("RGBA", "LA") else picture.convert("L")
     except (OSError, ValueError) as error:
-        raise TargetError(f"{path}: cannot read the --region mask ({error}); give a PNG whose "
+        raise TargetError(f"{path}: cannot read the {param('region')} mask ({error}); give a PNG whose "
                           "nonzero pixels mark the region.") from None
     mask = np.asarray(grey.resize((size[1], size[0]), Image.NEAREST)) != 0
     if not mask.any():
-        raise TargetError(f"{path}: the --region mask has no nonzero pixel at the model's output size "
+        raise TargetError(f"{path}: the {param('region')} mask has no nonzero pixel at the model's output size "
                           f"{size[0]}x{size[1]}; mark the region with nonzero pixels.")
     return mask.astype(np.uint8)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from .options import DEFAULT_ALPHA
+
 
 def _piecewise(points: list[tuple[float, float]], x: np.ndarray) -> np.ndarray:
     return np.interp(x, [p[0] for p in points], [p[1] for p in points])
@@ -142,12 +144,12 @@ def colorize(levels: np.ndarray, lut: np.ndarray) -> Image.Image:
     return image.convert("RGB")
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str | np.ndarray = "jet") -> np.ndarray:
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA, colormap: str | np.ndarray = "jet") -> np.ndarray:
     """Blend the coloured map onto ``image`` (H, W, 3) uint8; returns uint8 RGB."""
     return np.asarray(overlay_image(Image.fromarray(image), heatmap, alpha, colormap))
 
 
-def overlay_image(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.4,
+def overlay_image(image: Image.Image, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA,
                   colormap: str | np.ndarray = "jet") -> Image.Image:
     """:func:`overlay` on Pillow images, without array copies (the batch pipeline's path)."""
     lut = colormap_lut(colormap) if isinstance(colormap, str) else colormap

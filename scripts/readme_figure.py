@@ -32,7 +32,7 @@ def main() -> None:
     for path in paths:
         # a pair's file name holds its two classes: 07_pair_cross_star.png -> cross, star
         classes = Path(path).stem.split("_")[2:4] if "_pair_" in path else None
-        results = {m: gradcam_cli.explain("demo", [path], method=m, target=classes) for m in METHODS}
+        results = {m: gradcam_cli.explain("demo", [path], method=m, classes=classes) for m in METHODS}
         first = results[METHODS[0]]
         for target in range(first.class_ids.shape[1]):
             label = first.label(0, target)

@@ -22,7 +22,7 @@ def test_empty_metrics_is_a_usage_error(text: str) -> None:
     # '--metrics ,' used to fall back silently to every metric, while '--methods ,' is an error.
     from gradcam_cli.metrics import parse_metrics
 
-    with pytest.raises(EvaluationError, match="--metrics is empty"):
+    with pytest.raises(EvaluationError, match="metrics is empty"):
         parse_metrics(text, have_ground_truth=True)
     assert parse_metrics(None, have_ground_truth=False) == ["deletion", "insertion", "drop", "increase"]
 

@@ -113,7 +113,7 @@ def test_cam_on_a_binary_head_negates_the_weights_for_the_negative_class(models,
 def test_api_explains_a_chosen_output(two_output_model, images):
     from gradcam_cli.api import explain
 
-    result = explain(two_output_model, images.astype(np.uint8), output="age", layer="target")
+    result = explain(two_output_model, images.astype(np.uint8), model_output="age", layer="target")
     assert result.spec.head.kind == "regression" and result.label(0) == "value"
 
 
@@ -150,14 +150,14 @@ def test_output_selection(two_output_model):
     with pytest.raises(UnsupportedModel, match=r"2 outputs: 0 'kind' \(None, 3\), 1 'age' \(None, 1\)"):
         select_output(two_output_model, None)
     assert select_output(two_output_model, "age") == 1 and select_output(two_output_model, "0") == 0
-    with pytest.raises(UnsupportedModel, match="--output 5: no such output"):
+    with pytest.raises(UnsupportedModel, match="model_output=5: no such output"):
         select_output(two_output_model, 5)
     assert detect_head(two_output_model, 1).kind == "regression"
 
 
 def test_second_output_is_explained_not_the_first(two_output_model, images):
     spec = spec_for_model(two_output_model)
-    spec.output = "age"
+    spec.model_output = "age"
     result = Explainer(spec, layer="target", batch_size=3).run(images)
     age = two_output_model.predict(images, verbose=0)[1][:, 0]
     np.testing.assert_allclose(result.probabilities[:, 0], age, rtol=1e-5)
@@ -191,13 +191,13 @@ def test_cli_multi_output_without_output_lists_them_and_exits_2(saved, tmp_path)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     message = [line for line in result.output.splitlines() if line.strip()]
-    assert len(message) == 1 and "'kind'" in message[0] and "'age'" in message[0] and "--output" in message[0]
-    result = run("explain", saved["image"], "--model", saved["two"], "--output", "nope", "-o", tmp_path)
+    assert len(message) == 1 and "'kind'" in message[0] and "'age'" in message[0] and "--model-output" in message[0]
+    result = run("explain", saved["image"], "--model", saved["two"], "--model-output", "nope", "-o", tmp_path)
     assert result.exit_code == 2 and "no such output" in result.output
 
 
 def test_cli_records_head_value_and_output(saved, tmp_path):
-    result = run("explain", saved["image"], "--model", saved["two"], "--output", "age", "-o", tmp_path / "age")
+    result = run("explain", saved["image"], "--model", saved["two"], "--model-output", "age", "-o", tmp_path / "age")
     assert result.exit_code == 0, result.output
     assert "value = " in result.output and "%" not in result.output.split("\n")[0]
     row = manifest(tmp_path / "age")[0]
@@ -211,5 +211,5 @@ def test_cli_records_head_value_and_output(saved, tmp_path):
 
 
 def test_resolve_model_passes_output(saved):
-    spec = resolve_model(str(saved["two"]), output=1)
+    spec = resolve_model(str(saved["two"]), model_output=1)
     assert spec.head.kind == "regression" and spec.head.output_name == "age"

@@ -100,9 +100,10 @@ def test_compare_tiles_show_a_regression_value_not_a_percentage(tmp_path, two_ou
 
 
 def test_output_taken_for_the_output_folder_points_to_output_dir(tmp_path):
+    """``--output`` is neither option: the model's output is --model-output, the folder -o/--output-dir."""
     result = run("explain", PAIR, "--output", tmp_path / "myout")
-    assert result.exit_code == 2 and "no such output" in result.output, result.output
-    assert "-o/--output-dir" in result.output, result.output
+    assert result.exit_code == 2 and "No such option '--output'" in result.output, result.output
+    assert "--output-dir" in result.output and "--model-output" in result.output, result.output
 
 
 def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
@@ -113,7 +114,7 @@ def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
     model = _two_output_model(keras)
     model.compile("adam", ["categorical_crossentropy", "mse"])
     images = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
-    watch = GradCAMCallback(images, output="kind", log_dir=None, png_dir=tmp_path)
+    watch = GradCAMCallback(images, model_output="kind", log_dir=None, png_dir=tmp_path)
     model.fit(images, [np.eye(3)[[0, 1, 2, 0]], np.zeros(4)], epochs=1, verbose=0, callbacks=[watch])
     assert (tmp_path / "gradcam.epoch001.png").exists()
     assert watch.explainers["gradcam"].spec.head.output_name == "kind"

@@ -250,12 +250,12 @@ def test_weights_with_a_model_file_and_nan_alpha_in_compare_are_refused(tmp_path
     assert result.exit_code == 2 and "finite" in result.output
 
 
-def test_api_refuses_target_with_top_k():
+def test_api_refuses_classes_with_top_k_in_python_words():
     from gradcam_cli import explain
     from gradcam_cli.errors import OptionConflict
 
-    with pytest.raises(OptionConflict, match="top-k"):
-        explain("demo", str(PAIR), target="square", top_k=2)
+    with pytest.raises(OptionConflict, match="top_k=2 and classes cannot be combined"):
+        explain("demo", str(PAIR), classes="square", top_k=2)
 
 
 # --- labels files ------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ def test_compare_writes_the_named_format_keeps_aspect_shows_guided_and_all_class
     from gradcam_cli import explain
     from gradcam_cli.compare import fit_tile
 
-    guided = explain("demo", wide, method="guided-gradcam", target="circle")
+    guided = explain("demo", wide, method="guided-gradcam", classes="circle")
     expected = np.asarray(fit_tile(guided.guided(0))).astype(int)
     overlay = np.asarray(fit_tile(guided.overlay(0, alpha=0.5))).astype(int)
     tile = pixels[44:44 + 224, 2 * 224:3 * 224]

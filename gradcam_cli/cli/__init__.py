@@ -15,6 +15,7 @@ import sys
 import click
 
 from .. import __version__
+from ..errors import command_line_names
 from . import compare, evaluate, explain, info, report
 
 COMMANDS = (explain.explain, evaluate.evaluate, compare.compare, report.report, info.layers, info.methods, info.models)
@@ -32,6 +33,7 @@ def cli() -> None:
       gradcam explain img.jpg --model xception --method gradcam++
       gradcam explain photos/ --model resnet50 --top-k 3 -o out/
     """
+    click.get_current_context().with_resource(command_line_names())  # messages name flags, not keywords
 
 
 for command in COMMANDS:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from gradcam_cli.errors import GradcamError
+from ..errors import GradcamError
+from ..options import DEFAULT_ALPHA
 
 
 def quiet_tensorflow() -> None:
@@ -180,21 +181,24 @@ model_options = combine_options(model_option, weights_option, preprocess_option,
 target_options = combine_options(layer_option, class_option, top_k_option, batch_size_option)
 
 
-output_option = click.option("--output", "output", default=None,
-                             help="For models with several outputs: the output to explain, by name or index.")
+model_output_option = click.option(
+    "--model-output", "model_output", default=None,
+    help="For models with several outputs: the output to explain, by name or index.")
+alpha_option = click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=DEFAULT_ALPHA, show_default=True,
+                            help="Heatmap opacity in the overlay.")
 
 
-def model_arguments(model, weights, preprocess, labels, input_size, unsafe, output=None) -> dict:
+def model_arguments(model, weights, preprocess, labels, input_size, unsafe, model_output=None) -> dict:
     """The keywords of ``resolve_model`` (Ray actors load the model from them too)."""
     return {"model": model, "weights": weights, "preprocess": preprocess, "labels": labels,
-            "input_size": parse_size(input_size), "safe_mode": not unsafe, "output": output}
+            "input_size": parse_size(input_size), "safe_mode": not unsafe, "model_output": model_output}
 
 
-def load_spec(model, weights, preprocess, labels, input_size, unsafe, output=None):
+def load_spec(model, weights, preprocess, labels, input_size, unsafe, model_output=None):
     quiet_tensorflow()
     from ..models import resolve_model
 
-    return resolve_model(**model_arguments(model, weights, preprocess, labels, input_size, unsafe, output))
+    return resolve_model(**model_arguments(model, weights, preprocess, labels, input_size, unsafe, model_output))
 
 
 def announce_report(output_dir, quiet: bool) -> None:

@@ -8,16 +8,16 @@ import sys
 
 import click
 
-from gradcam_cli.errors import GradcamError
-
+from ..errors import GradcamError
 from .common import (
-    FiniteFloatRange,
     MethodType,
+    alpha_option,
     fail,
     input_size_option,
     labels_option,
     load_spec,
     model_option,
+    model_output_option,
     preprocess_option,
     region_option,
     unsafe_option,
@@ -36,10 +36,9 @@ from .common import (
               help="Class to explain (index or label); repeat for several, a row each. Default: top-1.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True,
               help="The sheet: .png or .jpg.")
-@click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.5, show_default=True)
+@alpha_option
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
-@click.option("--model-output", "model_output", default=None,
-              help="For models with several outputs: the output to explain, by name or index.")
+@model_output_option
 @preprocess_option
 @labels_option
 @input_size_option
@@ -62,7 +61,7 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
         sheet_format(output)
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
-                                        target=list(classes) or None, alpha=alpha, colormap=colormap,
+                                        classes=list(classes) or None, alpha=alpha, colormap=colormap,
                                         region=region)
     except GradcamError as error:
         fail(error)

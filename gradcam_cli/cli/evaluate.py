@@ -7,8 +7,7 @@ import sys
 
 import click
 
-from gradcam_cli.errors import GradcamError
-
+from ..errors import GradcamError
 from .common import (
     MethodType,
     announce_report,

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from gradcam_cli.errors import GradcamError
-from gradcam_cli.methods import METHODS
-from gradcam_cli.options import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
-
+from ..errors import GradcamError
+from ..methods import METHODS
+from ..options import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
 from .common import (
     FiniteFloatRange,
     MethodType,
     OverlaySize,
+    alpha_option,
     announce_report,
     collect_or_fail,
     exclude_option,
@@ -23,7 +23,7 @@ from .common import (
     load_spec,
     model_arguments,
     model_options,
-    output_option,
+    model_output_option,
     recursive_option,
     region_option,
     target_options,
@@ -45,8 +45,7 @@ from .common import (
               help="scorecam: keep only the N channels of highest variance (Faster Score-CAM).")
 @target_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_out", show_default=True)
-@click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=0.4, show_default=True,
-              help="Heatmap opacity in the overlay.")
+@alpha_option
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
 @recursive_option
 @exclude_option
@@ -56,7 +55,7 @@ from .common import (
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest rows as JSON lines on stdout.")
 @xla_option
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
-@output_option
+@model_output_option
 @region_option
 @click.option("--overlay-size", type=OverlaySize(), default=str(DEFAULT_OVERLAY_SIZE), show_default=True,
               help="Longest side of each overlay JPEG in pixels, or 'original' for the input's own size.")
@@ -72,7 +71,7 @@ from .common import (
               help="--engine ray: model actors, one CPU each (default: the cluster's CPUs; the "
                    "embedded Ray gets this many CPUs). Local engine: decode and write threads.")
 def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
-            recursive, excludes, overwrite, quiet, as_json, xla, report, output, region, overlay_size, max_megapixels,
+            recursive, excludes, overwrite, quiet, as_json, xla, report, model_output, region, overlay_size, max_megapixels,
             engine, ray_address, workers, preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
@@ -91,8 +90,8 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
 
             require_ray()
             cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
-        arguments = model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
-        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, output)
+        arguments = model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
+        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         from ..options import RunOptions
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gradcam_cli.errors import GradcamError
-
+from ..errors import GradcamError
 from .common import fail
 
 

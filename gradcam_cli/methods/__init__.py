@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import MethodError, OptionConflict
+from ..errors import MethodError, OptionConflict, param
 from .base import CamContext, CamMethod
 from .baselines import CenterMap, RandomMap
 from .gradcam import CAM, GradCAM, GradCAMPlusPlus
@@ -43,13 +43,13 @@ def get_method(name: str | CamMethod, **options) -> CamMethod:
     canonical = canonical_name(name)
     cls = METHODS.get(canonical) or BASELINES[canonical]
     if options.get("eigen_smooth") and not cls.supports_eigen_smooth:
-        raise MethodError(f"--smooth eigen does not apply to {cls.name}, which has no channel weights.")
+        raise MethodError(f"{param('smooth', 'eigen')} does not apply to {cls.name}, which has no channel weights.")
     if options.get("max_channels") is not None and not cls.uses_max_channels:
         users = ", ".join(c.name for c in METHODS.values() if c.uses_max_channels)
-        raise OptionConflict(f"--max-channels does not apply to {cls.name}; it bounds {users} only.")
+        raise OptionConflict(f"{param('max_channels')} does not apply to {cls.name}; it bounds {users} only.")
     if options.get("chunk_size") is not None and not cls.uses_chunks:
         users = ", ".join(c.name for c in METHODS.values() if c.uses_chunks)
-        raise OptionConflict(f"--chunk-size does not apply to {cls.name}; it bounds {users} only.")
+        raise OptionConflict(f"{param('chunk_size')} does not apply to {cls.name}; it bounds {users} only.")
     return cls(**options)
 
 

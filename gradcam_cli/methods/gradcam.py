@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import MethodError
+from ..errors import MethodError, param
 from ..graph import producer, unwrap_output_layer
 from .base import CamContext, CamMethod
 
@@ -112,6 +112,6 @@ def gap_dense_head(probe):
     if reason:
         raise MethodError(
             f"CAM needs a conv -> GlobalAveragePooling2D -> Dense head, but {reason}. "
-            "Use --method gradcam, which needs no particular head."
+            f"Use {param('method', 'gradcam')}, which needs no particular head."
         )
     return dense

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, param
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,12 @@ def parse_metrics(text: str | None, have_ground_truth: bool) -> list[str]:
         return [name for name, info in METRICS.items() if have_ground_truth or not info.needs_ground_truth]
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
     if not names:
-        raise EvaluationError("--metrics is empty: name at least one, e.g. deletion,insertion, or leave it out for all.")
+        raise EvaluationError(f"{param('metrics')} is empty: name at least one, e.g. deletion,insertion, or leave it out for all.")
     for name in names:
         if name not in METRICS:
-            raise EvaluationError(f"unknown metric '{name}' in --metrics: choose from {', '.join(METRICS)}.")
+            raise EvaluationError(f"unknown metric '{name}' in {param('metrics')}: choose from {', '.join(METRICS)}.")
         if METRICS[name].needs_ground_truth and not have_ground_truth:
-            raise EvaluationError(f"--metrics {name} needs boxes: pass --ground-truth FILE "
+            raise EvaluationError(f"{param('metrics', name)} needs boxes: pass {param('ground_truth', 'FILE')} "
                                   "(ground_truth.json, COCO JSON or a folder of Pascal VOC XML).")
     return list(dict.fromkeys(names))
 

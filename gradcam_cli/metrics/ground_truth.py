@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, param
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class GroundTruth:
 
 
 def _bad(path: Path, detail: str) -> EvaluationError:
-    return EvaluationError(f"{path}: {detail}; --ground-truth takes ground_truth.json, COCO detection JSON "
+    return EvaluationError(f"{path}: {detail}; {param('ground_truth')} takes ground_truth.json, COCO detection JSON "
                            "or a folder of Pascal VOC XML files.")
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, param
 
 DELETE, INSERT, MULTIPLY = 0, 1, 2
 TIE_SEED = 13  # the fixed permutation that orders pixels of equal saliency
@@ -75,7 +75,7 @@ def affine_preprocess(preprocess, size: tuple[int, int], channels: int) -> tuple
     fitted = check.astype(np.float64) @ matrix + offset
     if expected.shape != fitted.shape or not np.allclose(expected, fitted, rtol=1e-4, atol=1e-3 * (1 + np.abs(expected).max())):
         raise EvaluationError("the model's preprocessing is not a per-pixel affine map (scale, mean, std), "
-                              "so perturbations cannot be built before it; pick --preprocess none/scale01/tf/"
+                              f"so perturbations cannot be built before it; pick {param('preprocess', 'none/scale01/tf/')}"
                               "caffe/torch or an application name.")
     return matrix.astype(np.float32), offset.astype(np.float32)
 
@@ -134,7 +134,7 @@ class PerturbationRunner:
     def __init__(self, spec, probe, images_per_batch: int, copies_per_pass: int = 64, xla: bool = False):
         if not probe.head.reports_probability:
             raise EvaluationError(f"the model's head is {probe.head.describe()}: deletion, insertion, drop and "
-                                  "increase read class probabilities; score it with --metrics pointing,energy.")
+                                  f"increase read class probabilities; score it with {param('metrics', 'pointing,energy')}.")
         self.probe = probe
         self.size = tuple(spec.input_size)
         self.channels = spec.channels

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, param, phrase
 from . import METRICS
 
 BOOTSTRAP_SAMPLES = 2000
@@ -68,7 +68,7 @@ def parse_gate(text: str, canonical_method) -> Gate:
     left, equals, right = text.partition("=")
     metric, _, method = left.partition(":")
     metric = metric.strip().lower()
-    usage = f"--fail-under '{text}': use METRIC[:METHOD]=VALUE, e.g. insertion:gradcam=0.6"
+    usage = f"{param('gates', repr(text))}: use METRIC[:METHOD]=VALUE, e.g. insertion:gradcam=0.6"
     if not equals or metric not in METRICS:
         raise EvaluationError(f"{usage} (metrics: {', '.join(METRICS)}).")
     try:
@@ -86,13 +86,13 @@ def gate_problems(gates: list[Gate], methods: list[str], metrics: list[str], bas
     problems = []
     for gate in gates:
         if gate.method is None and not [m for m in methods if m not in baselines]:
-            problems.append(f"{gate.text}: no method but the baselines is evaluated (add one to --methods, "
+            problems.append(f"{gate.text}: no method but the baselines is evaluated (add one to {param('methods')}, "
                             f"or name a baseline: {gate.metric}:random=VALUE)")
         elif gate.method is not None and gate.method not in methods:
-            problems.append(f"{gate.text}: {gate.method} is not evaluated (add it to --methods)")
+            problems.append(f"{gate.text}: {gate.method} is not evaluated (add it to {param('methods')})")
         if gate.metric not in metrics:
-            fix = "--ground-truth FILE and " if METRICS[gate.metric].needs_ground_truth else ""
-            problems.append(f"{gate.text}: {gate.metric} is not scored (add {fix}{gate.metric} to --metrics)")
+            fix = f"{param('ground_truth', 'FILE')} and " if METRICS[gate.metric].needs_ground_truth else ""
+            problems.append(f"{gate.text}: {gate.metric} is not scored (add {fix}{gate.metric} to {param('metrics')})")
     return problems
 
 
@@ -103,8 +103,8 @@ def check_gates(gates: list[Gate], summaries: dict[str, dict[str, dict]], baseli
     for gate in gates:
         methods = [gate.method] if gate.method else [m for m in summaries if m not in baselines]
         if not methods:
-            missed.append(f"{gate.text}: no method but the baselines was evaluated (add one to --methods, "
-                          f"or name a baseline: {gate.metric}:random=VALUE)")
+            missed.append(phrase(f"{gate.text}: no method but the baselines was evaluated (add one to {param('methods')}, "
+                          f"or name a baseline: {gate.metric}:random=VALUE)"))
         for method in methods:
             mean = summaries.get(method, {}).get(gate.metric, {}).get("mean")
             if mean is None:

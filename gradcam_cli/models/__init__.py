@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import ModelNotFound, OptionConflict
+from ..errors import ModelNotFound, OptionConflict, param
 from .applications import application_registry, build_application
 from .files import load_model_file
 from .in_memory import spec_for_model
@@ -30,18 +30,19 @@ def resolve_model(
     labels: str | list[str] | None = None,
     input_size: tuple[int, int] | None = None,
     safe_mode: bool = True,
-    output: str | int | None = None,
+    model_output: str | int | None = None,
 ) -> ModelSpec:
     """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, ``hub:PRESET`` (a keras-hub
-    image classifier) or an application name. ``output``: ``--output`` for multi-output models.
+    image classifier) or an application name. ``model_output``: which output of a multi-output model
+    to explain (name or index).
 
     ``weights``: for keras.applications names, 'imagenet' (the default when None), 'none' (random) or
     a weights file. A model file, a keras-hub preset or an in-memory model carries its own weights, so
     giving ``weights`` with one is refused rather than ignored.
     """
     spec = _resolve(model, weights, preprocess, labels, input_size, safe_mode)
-    if output is not None:
-        spec.output = output
+    if model_output is not None:
+        spec.model_output = model_output
     return spec
 
 
@@ -58,11 +59,11 @@ def _resolve(model, weights, preprocess, labels, input_size, safe_mode) -> Model
         what = "the demo model" if text is not None and normalize_name(text) == "demo" else (
             "a keras-hub preset" if is_hub else "a model file" if text is not None else "an in-memory model")
         raise OptionConflict(
-            f"--weights {weights}: {what} carries its own weights; --weights applies to keras.applications "
-            "names only (load the weights into your model and save it, or drop --weights)."
+            f"{param('weights', weights)}: {what} carries its own weights; {param('weights')} applies to "
+            f"keras.applications names only (load the weights into your model and save it, or drop {param('weights')})."
         )
     if not safe_mode and (text is None or is_application or is_hub):
-        raise OptionConflict("--unsafe-model-code applies to model files only (it lets Keras load Python code "
+        raise OptionConflict(f"{param('safe_mode', False)} applies to model files only (it lets Keras load Python code "
                              "from them); drop it.")
     if text is None:
         return spec_for_model(model, preprocess=preprocess or "none", labels=labels, input_size=input_size)

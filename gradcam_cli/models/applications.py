@@ -22,6 +22,7 @@ from ..errors import (
     ModelNotFound,
     UnsupportedModel,
     WeightsUnavailable,
+    param,
 )
 from .labels import class_count, imagenet_labels
 from .spec import DEFAULT_SIZE, ModelSpec, normalize_name, suggest
@@ -135,7 +136,7 @@ def _weights_failure(entry: AppEntry, error: Exception) -> WeightsUnavailable:
         f"{str(error).splitlines()[0] if str(error) else 'no detail'}. "
         f"Keras downloads them once into {keras_cache_dir()} (set KERAS_HOME to move it), which "
         "needs internet access the first time. Offline, copy the weights file there, or pass "
-        "--weights PATH to a .h5/.weights.h5 file, or --weights none for random weights "
+        f"{param('weights', 'PATH')} to a .h5/.weights.h5 file, or {param('weights', 'none')} for random weights "
         "(heatmaps are then meaningless, useful only for timing and testing)."
     )
 
@@ -160,14 +161,14 @@ def build_application(
     if input_size is not None:
         kwargs["input_shape"] = (*input_size, 3)
     if weights not in (None, "imagenet") and not os.path.exists(str(weights)):
-        raise WeightsUnavailable(f"{weights}: no such weights file (pass --weights imagenet|none|PATH).")
+        raise WeightsUnavailable(f"{weights}: no such weights file (pass {param('weights', 'imagenet|none|PATH')}).")
     try:
         model = entry.constructor()(**kwargs)
     except ValueError as error:
         if weights == "imagenet" and "input_shape" in kwargs:
             raise UnsupportedModel(
                 f"{entry.name}: ImageNet weights with the classifier head need the native input "
-                f"size {entry.native_size()}; drop --input-size. ({error})"
+                f"size {entry.native_size()}; drop {param('input_size')}. ({error})"
             ) from None
         raise UnsupportedModel(f"{entry.name}: {error}") from None
     except Exception as error:  # download failures surface as many types

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import (
     ModelLoadError,
     UnsupportedModel,
+    param,
 )
 from .in_memory import spec_for_model
 from .spec import ModelSpec
@@ -53,7 +54,7 @@ def load_model_file(
             raise ModelLoadError(
                 f"{path}: refused to load: the model contains a Lambda layer or other Python code, "
                 "which could run anything on this machine (Keras safe_mode). If you trust the file, "
-                "pass --unsafe-model-code."
+                f"pass {param('safe_mode', False)}."
             ) from None
         raise ModelLoadError(f"{path}: not a loadable Keras model ({_first_line(message)}).") from None
     except Exception as error:

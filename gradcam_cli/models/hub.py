@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelNotFound, WeightsUnavailable
+from ..errors import ModelNotFound, WeightsUnavailable, param
 from .labels import imagenet_labels
 from .spec import ModelSpec, suggest
 
@@ -20,7 +20,7 @@ def _keras_hub():
         import keras_hub
     except ImportError:
         raise ModelNotFound(
-            "--model hub:PRESET needs keras-hub: pip install 'gradcam-cli[hub]'."
+            f"{param('model', 'hub:PRESET')} needs keras-hub: pip install 'gradcam-cli[hub]'."
         ) from None
     return keras_hub
 
@@ -67,7 +67,7 @@ def load_hub_preset(preset: str, input_size: tuple[int, int] | None = None) -> M
             "keras-hub downloads a preset once into its cache (KAGGLEHUB_CACHE), which needs internet "
             "access the first time. Offline: on a machine with internet run "
             f"keras_hub.models.ImageClassifier.from_preset('{preset}').save('model.keras') and pass "
-            "--model model.keras."
+            f"{param('model', 'model.keras')}."
         ) from None
     converter = getattr(getattr(classifier, "preprocessor", None), "image_converter", None)
     size = tuple(int(d) for d in (getattr(converter, "image_size", None) or ()) if d)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import (
     UnsupportedModel,
+    param,
 )
 from .labels import labels_for_model
 from .preprocessing import make_preprocess
@@ -44,7 +45,7 @@ def spec_for_model(
         size = input_size or (DEFAULT_SIZE, DEFAULT_SIZE)
     elif input_size is not None and tuple(input_size) != size:
         raise UnsupportedModel(
-            f"{name or model.name}: the model's input is fixed at {size[0]}x{size[1]}; drop --input-size."
+            f"{name or model.name}: the model's input is fixed at {size[0]}x{size[1]}; drop {param('input_size')}."
         )
     if callable(preprocess):
         preprocess_fn, preprocess_name = preprocess, getattr(preprocess, "__name__", "custom")

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import (
     ModelNotFound,
+    param,
 )
 from .applications import application_registry
 from .spec import normalize_name, suggest
@@ -36,6 +37,6 @@ def make_preprocess(mode: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]
     if key in registry:
         return registry[key].preprocess_input(), registry[key].name
     raise ModelNotFound(
-        f"unknown --preprocess '{mode}': use one of {', '.join(PREPROCESS_MODES)} "
+        f"unknown {param('preprocess', repr(mode))}: use one of {', '.join(PREPROCESS_MODES)} "
         f"or an application name such as resnet50.{suggest(mode, list(registry))}"
     )

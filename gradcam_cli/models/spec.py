@@ -36,15 +36,15 @@ class ModelSpec:
     preprocess_name: str = "none"
     source: str = ""
     extra: dict = field(default_factory=dict)
-    output: str | int | None = None  # --output: which output of a multi-output model to explain
+    model_output: str | int | None = None  # which output of a multi-output model to explain
     _head: Head | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def head(self) -> Head:
         """The explained output's head, detected once (:mod:`.heads`). Raises
         :class:`UnsupportedModel` for a multi-output model without ``output``."""
-        if self._head is None or self._head.output_index != select_output(self.model, self.output):
-            self._head = detect_head(self.model, select_output(self.model, self.output))
+        if self._head is None or self._head.output_index != select_output(self.model, self.model_output):
+            self._head = detect_head(self.model, select_output(self.model, self.model_output))
         return self._head
 
     @property

@@ -23,7 +23,7 @@ from PIL import Image
 
 from .. import outputs, render
 from ..decode import PixelBudget, decode_item
-from ..errors import ImageError, OutputError
+from ..errors import ImageError, OutputError, param
 from ..explainer import Explainer, empty_region_message
 from ..inputs import InputItem
 from ..manifest import MANIFEST, Manifest, RemoteManifest
@@ -58,8 +58,8 @@ def fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targ
     settings = [source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
                 targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
                 str(options.smooth), str(options.max_channels)]
-    if spec.output is not None or options.region is not None:  # older runs' fingerprints stay valid
-        settings += [str(spec.output), str(options.region)]
+    if spec.model_output is not None or options.region is not None:  # older runs' fingerprints stay valid
+        settings += [str(spec.model_output), str(options.region)]
     if options.overlay_size is not None:  # overlays at the original's size match older runs
         settings.append(f"overlay={options.overlay_size}")
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
@@ -245,7 +245,7 @@ class RowSink:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             return OutputError(
                 f"{self.output_dir}: writing failed ({error.strerror}); stopped. Free space or "
-                "pick another --output-dir; a rerun resumes where this one stopped."
+                f"pick another {param('output_dir')}; a rerun resumes where this one stopped."
             )
         return error
 

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .. import outputs
-from ..errors import EngineError, GradcamError
+from ..errors import EngineError, GradcamError, param, spell_command_line, spells_command_line
 from ..inputs import InputItem
 from ..models.spec import ModelSpec
 from ..options import RunOptions
@@ -57,7 +57,7 @@ def require_ray() -> None:
         import ray  # noqa: F401
         import ray.data  # noqa: F401
     except ImportError:
-        raise EngineError(f"--engine ray needs Ray Data, which is not installed: {EXTRA}") from None
+        raise EngineError(f"{param('engine', 'ray')} needs Ray Data, which is not installed: {EXTRA}") from None
 
 
 def _actor_cpus() -> int:
@@ -83,8 +83,9 @@ class ExplainActor:
     """The callable class Ray Data runs in each actor of the pool: one model, many batches."""
 
     def __init__(self, model_arguments: dict[str, Any], options: RunOptions, batch_size: int,
-                 run_id: str, config: str):
+                 run_id: str, config: str, command_line: bool = False):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        spell_command_line(command_line)  # messages in rows read as the driver's user expects
         import tensorflow as tf
 
         from ..explainer import Explainer
@@ -123,7 +124,7 @@ class ExplainActor:
 def cluster_address(address: str | None) -> str | None:
     """The cluster to join (``address``, else ``RAY_ADDRESS``), checked to answer; None for an
     embedded local Ray."""
-    source = "--ray-address" if address else "RAY_ADDRESS"
+    source = param("ray_address") if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         _check_answers(address, source)
@@ -219,7 +220,7 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
                 ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
                          object_store_memory=EMBEDDED_OBJECT_STORE_BYTES, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        where = f"--ray-address {address}" if address else "embedded Ray"
+        where = param("ray_address", address) if address else "embedded Ray"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EngineError(f"{where}: Ray did not start ({first_line}).") from None
     try:
@@ -290,6 +291,7 @@ def _stream_rows(job: BatchJob, plan: RunPlan, sink: RowSink, model_arguments: d
         fn_constructor_kwargs={
             "model_arguments": absolute_model_arguments(model_arguments), "options": job.options,
             "batch_size": batch_size, "run_id": job.run_id, "config": job.config,
+            "command_line": spells_command_line(),
         },
         batch_size=ray_batch,
         batch_format="numpy",
