@@ -18,7 +18,7 @@ from .explainer import Explainer
 from .inputs import collect_inputs
 from .models import resolve_model
 from .models.spec import ModelSpec
-from .options import DEFAULT_ALPHA, DEFAULT_OVERLAY_SIZE
+from .options import DEFAULT_ALPHA, DEFAULT_OVERLAY_SIZE, RunOptions
 
 
 @dataclass
@@ -172,10 +172,12 @@ _EXPLAINERS = "_gradcam_explainers"  # an in-memory model's attribute: {options:
 _EXPLAINERS_PER_MODEL = 8
 
 
-def _explainer(model: Any, model_options: dict, explainer_options: dict) -> Explainer:
+def _explainer(model: Any, model_options: dict, options: RunOptions) -> Explainer:
     """The Explainer for one :func:`explain` call. For an in-memory Keras model it is the one an
     earlier call with the same options built, kept on the model itself (so it goes when the model
     goes), so that calling :func:`explain` in a loop traces its graphs once instead of every call."""
+    explainer_options = options.explainer_arguments()
+
     def build() -> Explainer:
         return Explainer(resolve_model(model, **model_options), **explainer_options)
 
@@ -240,23 +242,30 @@ def explain(
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
     """
-    alpha = check_alpha(alpha)
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
     model_options = {"weights": weights, "preprocess": preprocess, "labels": labels,
                      "input_size": tuple(input_size) if input_size is not None else None,
                      "model_output": model_output}
-    explainer_options = {"method": method, "layer": layer, "batch_size": batch_size, "smooth": smooth,
-                         "chunk_size": chunk_size, "max_channels": max_channels, "region": region}
-    explainer = _explainer(model, model_options, explainer_options)
-    spec = explainer.spec
-    arrays, paths, failures = as_images(images, spec.input_size, overlay_size)
-    channels = spec.channels
-    prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
-    arrays = fit_pictures(arrays, paths, overlay_size)
     if classes is not None and not isinstance(classes, np.ndarray):
         classes = [classes] if isinstance(classes, (int, str, np.integer)) else list(classes)
-    result = explainer.run(prepared, classes, top_k)
+    options = RunOptions(method=method, layer=layer, classes=classes, top_k=top_k, batch_size=batch_size,
+                         smooth=smooth, chunk_size=chunk_size, max_channels=max_channels, region=region,
+                         alpha=alpha, overlay_size=overlay_size)
+    return explain_with_options(model, images, options, **model_options)
+
+
+def explain_with_options(model: Any, images: Any, options: RunOptions, **model_options) -> Explanation:
+    """:func:`explain` for a run already described by ``options`` (``compare`` runs one per method);
+    ``model_options``: :func:`~gradcam_cli.models.resolve_model`'s keywords."""
+    alpha = check_alpha(options.alpha)
+    explainer = _explainer(model, model_options, options)
+    spec = explainer.spec
+    arrays, paths, failures = as_images(images, spec.input_size, options.overlay_size)
+    channels = spec.channels
+    prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
+    arrays = fit_pictures(arrays, paths, options.overlay_size)
+    result = explainer.run(prepared, options.classes, options.top_k)
     return Explanation(result.heatmaps, result.class_ids, result.probabilities, arrays, paths,
                        explainer.layer_name, explainer.method.name, spec, failures, result.saliency, alpha,
                        result.region_pixels)

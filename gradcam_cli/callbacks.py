@@ -35,7 +35,7 @@ from .explainer import BatchResult, Explainer, resolve_classes
 from .methods import canonical_name
 from .models.in_memory import spec_for_model
 from .models.spec import ModelSpec
-from .options import DEFAULT_ALPHA
+from .options import DEFAULT_ALPHA, RunOptions
 
 DATASET_BATCH = 16  # images taken from an unbatched tf.data.Dataset
 
@@ -97,17 +97,15 @@ class GradCAMCallback(keras.callbacks.Callback):
         names = [method] if isinstance(method, str) else list(method)
         self.methods = [canonical_name(name) for name in names]
         self.every = int(every)
-        self.layer = layer
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.png_dir = None if png_dir is None else Path(png_dir)
         self.preprocess = preprocess
         self.labels = labels
-        self.alpha = check_alpha(alpha)
-        self.colormap = colormap
         self.columns = columns
         self.model_output = model_output
-        self.method_options = {"smooth": smooth, "chunk_size": chunk_size, "max_channels": max_channels,
-                               "region": region}
+        # the run's options, one per method (the batch is every watched image)
+        self.options = RunOptions(layer=layer, alpha=check_alpha(alpha), colormap=colormap, smooth=smooth,
+                                  chunk_size=chunk_size, max_channels=max_channels, region=region)
         self._decoded, self._arrays, dataset_labels = _collect(images)
         self._true_labels = classes if classes is not None else dataset_labels
         self.count = len(self._decoded if self._decoded is not None else self._arrays)
@@ -150,7 +148,8 @@ class GradCAMCallback(keras.callbacks.Callback):
             else:
                 result = explainer.run(self._pixels, top_k=1)
             self.last_results[name] = result
-            tiles = [render.overlay(self._display[i], result.heatmaps[i, 0], self.alpha, self.colormap)
+            tiles = [render.overlay(self._display[i], result.heatmaps[i, 0], self.options.alpha,
+                                    self.options.colormap)
                      for i in range(self.count)]
             grids[name] = render.tile_grid(tiles, self.columns)
         self._write(grids, step)
@@ -171,7 +170,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         self._pixels, self._display = self._model_pixels(spec)
         self.targets = self._resolve_targets(spec)
         self.explainers = {
-            name: Explainer(spec, method=name, layer=self.layer, batch_size=self.count, **self.method_options)
+            name: Explainer.from_options(spec, self.options, batch_size=self.count, method=name)
             for name in self.methods
         }
         self._built_for = model

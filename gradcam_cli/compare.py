@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import outputs, render
-from .api import as_images, explain
+from .api import as_images, explain_with_options
 from .errors import OptionConflict, param
 from .explainer import empty_region_message
 from .models.spec import ModelSpec
-from .options import DEFAULT_ALPHA
+from .options import RunOptions
 
 TILE = 224
 CAPTION = 22
@@ -49,33 +50,30 @@ def compare_sheet(
     images: list[str],
     methods: list[str],
     sheet_path: str | Path,
-    layer: str | None = None,
-    classes=None,
-    alpha: float = DEFAULT_ALPHA,
-    colormap: str = "jet",
-    batch_size: int = 16,
-    **method_options,
+    options: RunOptions | None = None,
 ) -> tuple[Path, list[tuple[str, str]]]:
     """Explain ``images`` with every method and write the comparison sheet to ``sheet_path``; return its
     path and the (path, one-line reason) of what went wrong: files that could not be read (left out
     of the sheet) and, for a segmentation model, classes whose region is empty (their tiles show no
     map and say so).
 
-    One row per image and explained class (each of ``classes``, or the top-1 class); guided-gradcam's
-    column shows its guided saliency image, every other method its overlay.
+    One row per image and explained class (each of ``options.classes``, or the top-1 class);
+    guided-gradcam's column shows its guided saliency image, every other method its overlay. ``options``:
+    the run's layer, classes, opacity, colour map, region ... (its ``method`` is replaced by each of
+    ``methods``).
     """
+    options = options or RunOptions()
     if not methods:
         raise OptionConflict(f"{param('methods')} names no method; give one or more, comma-separated.")
     file_format = sheet_format(sheet_path)
     arrays, paths, unreadable = as_images(images, spec.input_size, TILE)  # decoded once, at tile size, for every method
     failures = [(path, f"{reason.rstrip('.')}; left out of the sheet.") for path, reason in unreadable]
-    results = [explain(spec, arrays, method=m, classes=classes, layer=layer, batch_size=batch_size, alpha=alpha,
-                       **method_options) for m in methods]
+    results = [explain_with_options(spec, arrays, replace(options, method=m)) for m in methods]
     first = results[0]
     rows = [(image, target_index) for image in range(len(first.images)) for target_index in range(first.class_ids.shape[1])]
     empty = set()
     if first.region_pixels is not None:  # the region depends on the class and the image, not the method
-        chosen = method_options.get("region") or "pred"
+        chosen = options.region or "pred"
         region = chosen if chosen in ("pred", "all") else "mask"
         for image, target_index in rows:
             if first.region_pixels[image, target_index] == 0:
@@ -98,7 +96,7 @@ def compare_sheet(
             if result.saliency is not None:
                 picture = result.guided(image, target_index)
             else:
-                picture = result.overlay(image, target_index, colormap=colormap)
+                picture = result.overlay(image, target_index, colormap=options.colormap)
             sheet.paste(fit_tile(picture), (column * TILE, top + CAPTION))
             class_index = result.class_ids[image, target_index]
             text = result.spec.head.format_prediction(result.label(image, target_index),

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import outputs, render
-from .decode import model_input, open_rgb
+from .decode import MODEL_INPUT_ONLY, PixelBudget, decode_item
 from .errors import EvaluationError, ImageError, OutputError, param
 from .explainer import Explainer
 from .inputs import InputItem
@@ -53,21 +53,31 @@ from .metrics.summary import (
     summarize,
 )
 from .models.spec import ModelSpec
+from .options import RunOptions
 
 
 @dataclass
-class EvaluateOptions:
-    methods: list[str]
-    metrics: list[str]
+class EvaluateOptions(RunOptions):
+    """A run's options (:class:`~gradcam_cli.options.RunOptions`: ``layer``, ``classes``, ``top_k``,
+    ``batch_size``, ``xla``, ``workers`` ..., one name and default each) and what only evaluate has.
+
+    Args:
+        methods: the methods scored (the baselines ``random`` and ``center`` included), in place of
+            the run's single ``method``.
+        metrics: the metrics scored (default: every faithfulness metric).
+        steps: deletion and insertion steps.
+        ground_truth: boxes for the pointing games.
+        sanity: also compare each method's maps with those of the model with its top re-initialised.
+        gates: ``--fail-under`` thresholds.
+        copies_per_pass: perturbed images per model call (bounds memory).
+    """
+
+    methods: list[str] = field(default_factory=lambda: ["gradcam", "gradcam++", "random", "center"])
+    metrics: list[str] = field(default_factory=lambda: list(FAITHFULNESS))
     steps: int = 20
-    layer: str | None = None
-    classes: list[str | int] | None = None
-    top_k: int = 1
-    batch_size: int = 16
     ground_truth: GroundTruth | None = None
     sanity: bool = False
     gates: list[Gate] = field(default_factory=list)
-    xla: bool = False
     copies_per_pass: int = 64
     workers: int = 2
 
@@ -127,8 +137,7 @@ class Evaluator:
     def __init__(self, spec: ModelSpec, options: EvaluateOptions):
         self.spec = spec
         self.options = options
-        self.explainers = {method: Explainer(spec, method, options.layer, options.batch_size, options.xla)
-                           for method in options.methods}
+        self.explainers = {method: Explainer.from_options(spec, options, method=method) for method in options.methods}
         first = next(iter(self.explainers.values()))
         self.layer = first.layer_name
         self.runner = None
@@ -224,11 +233,13 @@ class Evaluator:
                            {name: curve.reshape(count, targets, -1) for name, curve in curves.items()}, None)
 
 
-def _decode(item: InputItem, spec: ModelSpec, channels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    if item.error:
-        raise ImageError(f"{item.path}: {item.error}.")
-    original = open_rgb(item.path)
-    return model_input(original, spec.input_size, channels), (original.width, original.height)
+def _decode(item: InputItem, spec: ModelSpec, options: EvaluateOptions,
+            budget: PixelBudget | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The model input and the original (width, height), from the one decode path (pixel budget and
+    ``max_megapixels`` included); no overlay is drawn, so the decode covers the model input only."""
+    _, prepared, original_size = decode_item(item, spec.input_size, spec.channels, MODEL_INPUT_ONLY,
+                                             options.max_megapixels, budget)
+    return prepared, original_size
 
 
 def _number(value) -> float | None:
@@ -270,9 +281,9 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     evaluator.resolve_targets()  # a bad --class fails before any image
     config = config_fingerprint(spec, evaluator.layer, options)
     reused = {} if overwrite else _reusable_rows(output_dir, config, options.methods)
-    channels = spec.channels
-    rows: list[dict] = [row for item in items for row in reused.get(item.path, [])]
-    todo = [item for item in items if item.path not in reused]
+    budget = PixelBudget(options.max_megapixels) if options.max_megapixels else None
+    rows: list[dict] = [row for item in items for row in reused.get(item.real, [])]
+    todo = [item for item in items if item.real not in reused]
     if progress and len(todo) < len(items):
         progress(len(items) - len(todo))
     failures: list[tuple[str, str]] = []
@@ -280,7 +291,7 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
         for start in range(0, len(todo), options.batch_size):
             batch = todo[start:start + options.batch_size]
             good, pixels, sizes = [], [], []
-            for item, future in zip(batch, [pool.submit(_decode, i, spec, channels) for i in batch], strict=True):
+            for item, future in zip(batch, [pool.submit(_decode, i, spec, options, budget) for i in batch], strict=True):
                 try:
                     prepared, size = future.result()
                 except ImageError as error:
@@ -314,7 +325,7 @@ def _rows(method: str, items: list[InputItem], scores: BatchScores, spec: ModelS
     for i, item in enumerate(items):
         for t in range(scores.class_ids.shape[1]):
             class_index = int(scores.class_ids[i, t])
-            row = {"input": item.path, "method": method, "rank": t, "class_index": class_index,
+            row = {"input": item.real, "method": method, "rank": t, "class_index": class_index,
                    "label": spec.label(class_index), "probability": round(float(scores.probability[i, t]), 6),
                    "config": config}
             for metric, value in scores.values.items():

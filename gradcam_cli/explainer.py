@@ -18,6 +18,7 @@ from .graph import LayerInfo
 from .layers import auto_target_layer, find_layer
 from .methods import CamContext, CamMethod, get_method
 from .models.spec import ModelSpec
+from .options import RunOptions
 from .probe import Probe
 from .regions import REGIONS, read_region_mask
 
@@ -119,6 +120,13 @@ class Explainer:
         self.num_classes = self.head.num_classes
         self._compiled: dict[tuple, Any] = {}
         log.info("target layer: %s %s", self.target.path, self.target.output_shape)
+
+    @classmethod
+    def from_options(cls, spec: ModelSpec, options: RunOptions, batch_size: int | None = None,
+                     method: str | CamMethod | None = None) -> Explainer:
+        """The explainer a run's options describe (``batch_size``, ``method``: this one instead)."""
+        overrides = {"method": method, "batch_size": batch_size}
+        return cls(spec, **options.explainer_arguments(**{k: v for k, v in overrides.items() if v is not None}))
 
     def resolve_targets(self, classes: list[int | str] | None, top_k: int) -> list[int] | None:
         """Check ``--class`` values (to indices, each once) or, without them, ``--top-k`` against the

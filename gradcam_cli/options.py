@@ -12,6 +12,9 @@ DEFAULT_OVERLAY_SIZE = 1000
 overlay JPEG near 200 KB; 12 MP phone photos (4000-4080 px wide) reach it by decoding at 1/4 scale in the
 DCT domain, 48 MP ones at 1/8. ``original`` (None in the API) keeps the input's own size."""
 
+COLORMAP_NAMES = ("jet", "turbo", "hot", "gray")
+"""The colour maps :mod:`gradcam_cli.render` draws (named here so ``--help`` needs no NumPy)."""
+
 DEFAULT_ALPHA = 0.4
 """Opacity of the heatmap in an overlay (``--alpha``, ``alpha=``), the same for every command, the API and
 the callback: ``out = alpha * jet(h) + (1 - alpha) * image``."""
@@ -21,22 +24,55 @@ DEFAULT_MAX_MEGAPIXELS = 100.0
 at once across threads: about 300 MB as 8-bit RGB."""
 
 
+EXPLAINER_FIELDS = ("method", "layer", "batch_size", "xla", "smooth", "chunk_size", "max_channels", "region")
+"""The options that make an explainer (its compiled graphs); the rest say what a run does with the maps."""
+
+
 @dataclass
 class RunOptions:
+    """The options of a run, one name and one default each, whoever starts the run: the command line
+    builds one from its flags, :func:`gradcam_cli.explain` from its keywords, the Keras callback from
+    its arguments; the explainer (:meth:`gradcam_cli.explainer.Explainer.from_options`), both runners and
+    ``evaluate`` (:class:`gradcam_cli.evaluate.EvaluateOptions` extends it) read it.
+
+    Args:
+        method: a method name or alias (``gradcam methods`` lists them).
+        layer: the target layer's name or nested path; None: the automatic pick.
+        classes: class indices or labels explained for every image; None: each image's ``top_k`` best.
+        top_k: how many of each image's best classes to explain (not with ``classes``).
+        batch_size: images per compiled step.
+        output_dir: where a run writes: a folder or an object-store URI.
+        alpha: heatmap opacity in overlays.
+        colormap: jet, turbo, hot or gray.
+        overwrite: redo inputs a previous run in ``output_dir`` finished (default: resume).
+        xla: compile with XLA.
+        smooth: None, 'aug' (flips and brightness) or 'eigen' (first principal component).
+        chunk_size: channels per extra pass of Score-CAM and Ablation-CAM (None: 32).
+        max_channels: Score-CAM keeps the N channels of highest variance.
+        region: segmentation models: 'pred' (default), 'all' or a mask image.
+        overlay_size: longest side of an overlay; None: the original's size.
+        max_megapixels: largest decode allowed, also the pixels decoded at once across threads.
+        workers: decode and write threads, each pool.
+    """
+
     method: str = "gradcam"
     layer: str | None = None
     classes: list[str | int] | None = None
     top_k: int = 1
     batch_size: int = 16
-    output_dir: Path | str = Path("gradcam_out")  # a folder, or an object-store URI (storage.py)
+    output_dir: Path | str = Path("gradcam_out")
     alpha: float = DEFAULT_ALPHA
     colormap: str = "jet"
     overwrite: bool = False
     xla: bool = False
     smooth: str | None = None
-    chunk_size: int | None = None  # None: the method default (32), refused by methods without chunks
+    chunk_size: int | None = None
     max_channels: int | None = None
-    region: str | None = None  # segmentation: 'pred' (default), 'all' or a mask file
-    overlay_size: int | None = DEFAULT_OVERLAY_SIZE  # longest side; None: the original's size
-    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS  # largest decode allowed (and held at once)
-    workers: int = max(1, min(4, os.cpu_count() or 1))  # decode and write threads, each pool
+    region: str | None = None
+    overlay_size: int | None = DEFAULT_OVERLAY_SIZE
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
+    workers: int = max(1, min(4, os.cpu_count() or 1))
+
+    def explainer_arguments(self, **overrides) -> dict:
+        """The keywords of :class:`~gradcam_cli.explainer.Explainer` these options give (``overrides`` win)."""
+        return {**{name: getattr(self, name) for name in EXPLAINER_FIELDS}, **overrides}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from .options import DEFAULT_ALPHA
+from .options import COLORMAP_NAMES, DEFAULT_ALPHA
 
 
 def _piecewise(points: list[tuple[float, float]], x: np.ndarray) -> np.ndarray:
@@ -51,12 +51,9 @@ def _gray(x: np.ndarray) -> np.ndarray:
     return np.stack([x, x, x], axis=-1)
 
 
-COLORMAPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "jet": _jet,
-    "turbo": _turbo,
-    "hot": _hot,
-    "gray": _gray,
-}
+# in the order of options.COLORMAP_NAMES, the names the command line offers
+COLORMAPS: dict[str, Callable[[np.ndarray], np.ndarray]] = dict(
+    zip(COLORMAP_NAMES, (_jet, _turbo, _hot, _gray), strict=True))
 
 
 def colormap_lut(name: str) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import GradcamError
-from ..options import DEFAULT_ALPHA
+from ..options import COLORMAP_NAMES, DEFAULT_ALPHA
 
 
 def quiet_tensorflow() -> None:
@@ -184,6 +184,8 @@ target_options = combine_options(layer_option, class_option, top_k_option, batch
 model_output_option = click.option(
     "--model-output", "model_output", default=None,
     help="For models with several outputs: the output to explain, by name or index.")
+colormap_option = click.option("--colormap", type=click.Choice(list(COLORMAP_NAMES)), default="jet", show_default=True,
+                                help="Colour map of the heatmap in overlays.")
 alpha_option = click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=DEFAULT_ALPHA, show_default=True,
                             help="Heatmap opacity in the overlay.")
 

@@ -12,9 +12,11 @@ from ..errors import GradcamError
 from .common import (
     MethodType,
     alpha_option,
+    colormap_option,
     fail,
     input_size_option,
     labels_option,
+    layer_option,
     load_spec,
     model_option,
     model_output_option,
@@ -31,13 +33,13 @@ from .common import (
 @weights_option
 @click.option("--methods", "method_list", default="gradcam,gradcam++,layercam,eigencam", show_default=True,
               help="Comma-separated methods, one column each.")
-@click.option("--layer", default=None, help="Target layer. Default: automatic.")
+@layer_option
 @click.option("--class", "classes", multiple=True,
               help="Class to explain (index or label); repeat for several, a row each. Default: top-1.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True,
               help="The sheet: .png or .jpg.")
 @alpha_option
-@click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
+@colormap_option
 @model_output_option
 @preprocess_option
 @labels_option
@@ -60,9 +62,11 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
 
         sheet_format(output)
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
-        sheet, failures = compare_sheet(spec, list(images), methods, output, layer=layer,
-                                        classes=list(classes) or None, alpha=alpha, colormap=colormap,
-                                        region=region)
+        from ..options import RunOptions
+
+        options = RunOptions(layer=layer, classes=list(classes) or None, alpha=alpha, colormap=colormap,
+                             region=region)
+        sheet, failures = compare_sheet(spec, list(images), methods, output, options)
     except GradcamError as error:
         fail(error)
     for _, message in failures:

@@ -18,6 +18,7 @@ from .common import (
     alpha_option,
     announce_report,
     collect_or_fail,
+    colormap_option,
     exclude_option,
     fail,
     load_spec,
@@ -46,7 +47,7 @@ from .common import (
 @target_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_out", show_default=True)
 @alpha_option
-@click.option("--colormap", type=click.Choice(["jet", "turbo", "hot", "gray"]), default="jet", show_default=True)
+@colormap_option
 @recursive_option
 @exclude_option
 @click.option("--overwrite", is_flag=True,

@@ -97,8 +97,7 @@ class BatchJob:
         """Build (or reuse) the explainer and check the targets; raises before any image is read."""
         if explainer is None:  # a run of 3 images compiles for 3, not for a padded batch of 16
             batch_size = max(1, min(options.batch_size, item_count or options.batch_size))
-            explainer = Explainer(spec, options.method, options.layer, batch_size, options.xla,
-                                  options.smooth, options.chunk_size, options.max_channels, options.region)
+            explainer = Explainer.from_options(spec, options, batch_size)
         classes = explainer.resolve_targets(options.classes, options.top_k)
         targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
         config = fingerprint(spec, explainer, options, targets)

@@ -96,8 +96,7 @@ class ExplainActor:
         tf.config.threading.set_intra_op_parallelism_threads(cpus)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
         spec = resolve_model(**model_arguments)
-        explainer = Explainer(spec, options.method, options.layer, batch_size, options.xla,
-                              options.smooth, options.chunk_size, options.max_channels, options.region)
+        explainer = Explainer.from_options(spec, options, batch_size)
         self.job = BatchJob.create(spec, options, explainer, run_id=run_id)
         if self.job.config != config:
             raise GradcamError(f"{spec.source}: the model a Ray worker loaded differs from the driver's "
