@@ -37,11 +37,11 @@ from .metrics import (
     METRICS,
     METRICS_JSON,
     METRICS_JSONL,
-    confidence,
     deletion,
     pointing,
     sanity,
 )
+from .metrics.base import MapBatch
 from .metrics.ground_truth import GroundTruth
 from .metrics.perturbation import PerturbationRunner, Rows, blurred, pixel_ranks
 from .metrics.summary import (
@@ -182,55 +182,32 @@ class Evaluator:
                    image_sizes: list[tuple[int, int]] | None = None) -> BatchScores:
         """Scores for given maps: ``heatmaps`` (n, T, h, w) raw maps of classes ``class_ids`` (n, T);
         ``probabilities`` (n, C) on the unaltered images; ``substrate`` = :func:`blurred` pixels."""
-        metrics, steps = self.options.metrics, self.options.steps
         height, width = self.spec.input_size
         count, targets = class_ids.shape
         maps = heatmaps.reshape(count * targets, *heatmaps.shape[2:])
         shown = render.display_heatmaps(maps, (height, width))
-        empty = render.are_empty(maps)
-        ranks = pixel_ranks(shown)
-        flat_ids = class_ids.reshape(-1).astype(np.int32)
         images = np.repeat(np.arange(count), targets)
-        items = np.arange(count * targets)
+        flat_ids = class_ids.reshape(-1).astype(np.int32)
         original = probabilities[images, flat_ids]
-        values = {metric: np.full(count * targets, np.nan) for metric in metrics}
-        curves: dict[str, np.ndarray] = {}
-        parts: list[Rows] = []
-        wants_curves = "deletion" in metrics or "insertion" in metrics
-        wants_product = "drop" in metrics or "increase" in metrics
-        if wants_curves:
-            parts.append(deletion.curve_rows(items, images, flat_ids, height * width, steps))
-        if wants_product:
-            parts.append(confidence.multiplied_rows(items, images, flat_ids))
-        if parts:
-            scored = self.runner.probabilities(pixels, substrate, ranks, shown, Rows.concatenate(parts))
-            if wants_curves:
-                span = len(items) * 2 * steps
-                curves = dict(zip(("deletion", "insertion"),
-                                  deletion.assemble_curves(scored[:span], original, steps), strict=True))
-                for name, curve in curves.items():
-                    if name in values:
-                        values[name] = deletion.area_under_curve(curve)
-                scored = scored[span:]
-            if "drop" in values:
-                values["drop"] = confidence.average_drop(original, scored)
-            if "increase" in values:
-                values["increase"] = confidence.increase_in_confidence(original, scored)
-        statuses = None
-        if "pointing" in metrics or "energy" in metrics:
-            labels = [self.spec.label(int(c)) for c in flat_ids]
-            masks, flat_status = pointing.class_masks([annotations[i] for i in images], [image_sizes[i] for i in images],
-                                                      flat_ids, labels, (height, width))
-            scored_mask = np.array([s == pointing.HIT for s in flat_status])
-            if "pointing" in values:
-                hits = pointing.pointing_hits(ranks, masks, empty).astype(np.float64)
-                values["pointing"] = np.where(scored_mask, hits, np.nan)
-            if "energy" in values:
-                values["energy"] = np.where(scored_mask, pointing.energy_inside(shown, masks), np.nan)
-            statuses = [flat_status[i * targets:(i + 1) * targets] for i in range(count)]
-        return BatchScores(class_ids, original.reshape(count, targets),
-                           {name: value.reshape(count, targets) for name, value in values.items()}, statuses,
-                           {name: curve.reshape(count, targets, -1) for name, curve in curves.items()}, None)
+        batch = MapBatch(pixels, substrate, shown, pixel_ranks(shown), render.are_empty(maps), flat_ids, images, original,
+                         [self.spec.label(int(c)) for c in flat_ids], annotations, image_sizes, self.options.steps)
+        metrics = [METRICS[name] for name in self.options.metrics]
+        families = [family() for family in dict.fromkeys(metric.family for metric in metrics)]
+        wanted = [(family, family.rows(batch)) for family in families]
+        parts = [rows for _, rows in wanted if rows is not None]
+        scored = self.runner.probabilities(pixels, substrate, batch.ranks, shown, Rows.concatenate(parts)) if parts else None
+        shared, start = {}, 0
+        for family, rows in wanted:  # each family's slice of the one scored table, in order
+            size = 0 if rows is None else len(rows)
+            shared[type(family)] = family.compute(batch, None if rows is None else scored[start:start + size])
+            start += size
+        values = {metric.name: metric.values(shared[metric.family]).reshape(count, targets) for metric in metrics}
+        curves = {name: curve.reshape(count, targets, -1) for part in shared.values()
+                  for name, curve in part.get("curves", {}).items()}
+        statuses = next((part["statuses"] for part in shared.values() if "statuses" in part), None)
+        if statuses is not None:
+            statuses = [statuses[i * targets:(i + 1) * targets] for i in range(count)]
+        return BatchScores(class_ids, original.reshape(count, targets), values, statuses, curves, None)
 
 
 def _decode(item: InputItem, spec: ModelSpec, options: EvaluateOptions,

@@ -10,28 +10,23 @@ in chunks, so no metric has a per-image or per-step Python loop around the model
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import EvaluationError, param
+from .base import Metric
+from .confidence import AverageDrop, IncreaseInConfidence
+from .deletion import Deletion, Insertion
+from .pointing import EnergyPointingGame, PointingGame
 
-
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    higher_is_better: bool
-    needs_ground_truth: bool
-    description: str
-
-
-METRICS: dict[str, MetricInfo] = {info.name: info for info in (
-    MetricInfo("deletion", False, False, "RISE deletion AUC: probability as the most salient pixels are zeroed"),
-    MetricInfo("insertion", True, False, "RISE insertion AUC: probability as salient pixels return to a blurred copy"),
-    MetricInfo("drop", False, False, "Average Drop: mean max(0, Y - O) / Y for the image times its map"),
-    MetricInfo("increase", True, False, "Increase in Confidence: share of images where O > Y"),
-    MetricInfo("pointing", True, True, "pointing game: the map's maximum within 15 px (at 224) of a box"),
-    MetricInfo("energy", True, True, "energy pointing game: share of the map's mass inside the boxes"),
+# the registry: a metric is its module's class plus one line here; evaluate loops over it
+METRICS: dict[str, Metric] = {metric.name: metric for metric in (
+    Deletion(),
+    Insertion(),
+    AverageDrop(),
+    IncreaseInConfidence(),
+    PointingGame(),
+    EnergyPointingGame(),
 )}
-FAITHFULNESS = ("deletion", "insertion", "drop", "increase")
+FAITHFULNESS = tuple(name for name, metric in METRICS.items() if metric.family.perturbs)
+"""The metrics that read class probabilities on perturbed copies (the model must report probabilities)."""
 # what gradcam evaluate writes in its output folder (read back by the HTML report)
 METRICS_JSON = "metrics.json"
 METRICS_JSONL = "metrics.jsonl"
@@ -54,4 +49,4 @@ def parse_metrics(text: str | None, have_ground_truth: bool) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-__all__ = ["CURVES_PNG", "FAITHFULNESS", "METRICS", "METRICS_JSON", "METRICS_JSONL", "MetricInfo", "parse_metrics"]
+__all__ = ["CURVES_PNG", "FAITHFULNESS", "METRICS", "METRICS_JSON", "METRICS_JSONL", "Metric", "parse_metrics"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import Family, MapBatch, Metric
 from .perturbation import MULTIPLY, Rows
 
 
@@ -34,3 +35,30 @@ def average_drop(original: np.ndarray, multiplied: np.ndarray) -> np.ndarray:
 def increase_in_confidence(original: np.ndarray, multiplied: np.ndarray) -> np.ndarray:
     """Per item ``[Y < O]`` as 0/1; the mean over items is Increase in Confidence."""
     return (original < multiplied).astype(np.float32)
+
+
+class Multiplied(Family):
+    """Each image times its map, one forward pass an item."""
+
+    perturbs = True
+
+    def rows(self, batch: MapBatch) -> Rows:
+        return multiplied_rows(batch.items, batch.images, batch.class_ids)
+
+    def compute(self, batch: MapBatch, scored: np.ndarray | None) -> dict:
+        return {"drop": average_drop(batch.original, scored),
+                "increase": increase_in_confidence(batch.original, scored)}
+
+
+class AverageDrop(Metric):
+    name = "drop"
+    higher_is_better = False
+    description = "Average Drop: mean max(0, Y - O) / Y for the image times its map"
+    family = Multiplied
+
+
+class IncreaseInConfidence(Metric):
+    name = "increase"
+    higher_is_better = True
+    description = "Increase in Confidence: share of images where O > Y"
+    family = Multiplied

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import Family, MapBatch, Metric
 from .perturbation import DELETE, INSERT, Rows
 
 
@@ -53,3 +54,32 @@ def area_under_curve(curves: np.ndarray) -> np.ndarray:
     """Trapezoid rule over [0, 1] with equal steps, per row."""
     steps = curves.shape[-1] - 1
     return (curves.sum(axis=-1) - (curves[..., 0] + curves[..., -1]) / 2) / steps
+
+
+class Curves(Family):
+    """Both curves of every item, scored together (``2 S`` forward passes an item)."""
+
+    perturbs = True
+
+    def rows(self, batch: MapBatch) -> Rows:
+        height, width = batch.size
+        return curve_rows(batch.items, batch.images, batch.class_ids, height * width, batch.steps)
+
+    def compute(self, batch: MapBatch, scored: np.ndarray | None) -> dict:
+        deletion, insertion = assemble_curves(scored, batch.original, batch.steps)
+        return {"curves": {"deletion": deletion, "insertion": insertion},
+                "deletion": area_under_curve(deletion), "insertion": area_under_curve(insertion)}
+
+
+class Deletion(Metric):
+    name = "deletion"
+    higher_is_better = False
+    description = "RISE deletion AUC: probability as the most salient pixels are zeroed"
+    family = Curves
+
+
+class Insertion(Metric):
+    name = "insertion"
+    higher_is_better = True
+    description = "RISE insertion AUC: probability as salient pixels return to a blurred copy"
+    family = Curves

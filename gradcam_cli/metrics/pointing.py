@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import Family, MapBatch, Metric
 from .ground_truth import Box
 
 TOLERANCE = 15 / 224
@@ -68,3 +69,32 @@ def energy_inside(saliency: np.ndarray, masks: np.ndarray) -> np.ndarray:
     total = saliency.sum(axis=(1, 2))
     inside = (saliency * masks).sum(axis=(1, 2))
     return np.where(total > 0, inside / np.where(total > 0, total, 1.0), 0.0)
+
+
+class BoxMasks(Family):
+    """Each item's class boxes at the model input and its status; no forward pass."""
+
+    def compute(self, batch: MapBatch, scored: np.ndarray | None) -> dict:
+        masks, statuses = class_masks([batch.annotations[i] for i in batch.images],
+                                      [batch.image_sizes[i] for i in batch.images], batch.class_ids, batch.labels,
+                                      batch.size)
+        scored_mask = np.array([status == HIT for status in statuses])
+        hits = pointing_hits(batch.ranks, masks, batch.empty).astype(np.float64)
+        return {"statuses": statuses, "pointing": np.where(scored_mask, hits, np.nan),
+                "energy": np.where(scored_mask, energy_inside(batch.shown, masks), np.nan)}
+
+
+class PointingGame(Metric):
+    name = "pointing"
+    higher_is_better = True
+    needs_ground_truth = True
+    description = "pointing game: the map's maximum within 15 px (at 224) of a box"
+    family = BoxMasks
+
+
+class EnergyPointingGame(Metric):
+    name = "energy"
+    higher_is_better = True
+    needs_ground_truth = True
+    description = "energy pointing game: share of the map's mass inside the boxes"
+    family = BoxMasks
