@@ -9,7 +9,7 @@ predict seconds / our seconds: 1.0 is as fast as predict, above is faster). Comp
 excluded from both; ``--rounds`` alternated timings, the best of each kept. Random weights for keras.applications models (timing does not depend on them).
 
 Scores: every method and the random/center baselines on held-out scenes, with the margins of
-Grad-CAM over each baseline: the README's figures. Then what deletion's black pixels do to the
+Grad-CAM over each baseline: docs/evaluate.md's figures. Then what deletion's black pixels do to the
 demo model on the same scenes: its probability of the true class on the image, with the object's
 pixels set to black (the black silhouette deletion leaves once the map has found the object) and
 with them replaced by the scene's background as drawn before the object and before the camera

@@ -102,6 +102,8 @@ def config_fingerprint(spec: ModelSpec, layer: str, options: EvaluateOptions) ->
     settings = [spec.source, str(spec.extra.get("weights")), spec.preprocess_name, str(spec.input_size), layer,
                 str(options.classes), str(options.top_k), str(options.steps), ",".join(options.metrics),
                 options.ground_truth.source if options.ground_truth else "", str(options.sanity)]
+    if spec.model_output is not None:  # another output of the model is another score (earlier rows stay valid)
+        settings.append(f"model_output={spec.model_output}")
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
@@ -146,7 +148,7 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
                 try:
                     prepared, size = future.result()
                 except ImageError as error:
-                    failures.append((item.path, str(error)))
+                    failures.append((item.real, str(error)))
                     continue
                 good.append(item)
                 pixels.append(prepared)

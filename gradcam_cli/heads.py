@@ -348,10 +348,10 @@ def format_prediction(kind: str, label: str, value: float) -> str:
 
 
 def select_output(model, output: str | int | None) -> int:
-    """``--output NAME|INDEX`` to an output index; a single-output model needs none.
+    """``model_output`` (a name or an index) to an output index; a single-output model needs none.
 
     Raises :class:`UnsupportedModel` with the list of outputs when a multi-output model gets no
-    ``--output`` or one that names no output.
+    ``model_output`` or one that names no output.
     """
     count = len(model_outputs(model))
     if output is None or str(output).strip() == "":

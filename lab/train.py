@@ -34,7 +34,7 @@ Stage 2 (:func:`retrain_head`, run after stage 1, or alone with ``--head-only --
 bundled model in about 8 minutes on 2 CPU cores): the evidence head (the 1x1 convolution, GAP and Dense,
 with the training cells head) is trained again from scratch on the frozen backbone's maps of 24,000
 new scenes. The stage-1 head put the class maps' maximum outside large discs; the retrained one does
-not (README, "The demo model and measured localization").
+not (docs/demo-model.md, "Stage 2: the evidence head again, on the frozen backbone").
 
 Model selection uses a validation set of full-difficulty scenes from the same generator with another
 seed, at full size: the weights of the epoch with the best validation accuracy (top-1 among the

@@ -1,4 +1,4 @@
-"""Draw docs/shapes_methods.png for the README from real runs of the demo model.
+"""Draw docs/images/shapes_methods.png (shown in docs/methods.md) from real runs of the demo model.
 
     python scripts/readme_figure.py
 
@@ -47,8 +47,8 @@ def main() -> None:
             y = r * (TILE + 18)
             sheet.paste(Image.fromarray(image).resize((TILE, TILE)), (c * TILE, y + 18))
             draw.text((c * TILE + 4, y + 3), caption, fill="black")
-    out = ROOT / "docs" / "shapes_methods.png"
-    out.parent.mkdir(exist_ok=True)
+    out = ROOT / "docs" / "images" / "shapes_methods.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     print(f"wrote {out}")
 

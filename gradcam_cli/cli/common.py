@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import GradcamError
-from ..options import COLORMAP_NAMES, DEFAULT_ALPHA
+from ..options import COLORMAP_NAMES, DEFAULT_ALPHA, DEFAULT_MAX_MEGAPIXELS
 
 
 def quiet_tensorflow() -> None:
@@ -161,7 +161,8 @@ exclude_option = click.option(
 
 xla_option = click.option(
     "--xla", is_flag=True,
-    help="Compile with XLA (jit_compile). Measured slower on CPU (see the README); may help on a GPU.")
+    help="Compile with XLA (jit_compile). Measured slower on CPU (docs/performance.md); may help "
+         "on a GPU.")
 
 
 def combine_options(*decorators):
@@ -181,6 +182,10 @@ model_options = combine_options(model_option, weights_option, preprocess_option,
 target_options = combine_options(layer_option, class_option, top_k_option, batch_size_option)
 
 
+max_megapixels_option = click.option(
+    "--max-megapixels", type=FiniteFloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
+    help="Refuse inputs that would decode to more pixels than this (PNG, TIFF, progressive "
+         "JPEG and --overlay-size original are decoded at full size); bounds memory.")
 model_output_option = click.option(
     "--model-output", "model_output", default=None,
     help="For models with several outputs: the output to explain, by name or index.")

@@ -15,7 +15,9 @@ from .common import (
     exclude_option,
     fail,
     load_spec,
+    max_megapixels_option,
     model_options,
+    model_output_option,
     recursive_option,
     target_options,
     xla_option,
@@ -51,9 +53,11 @@ from .common import (
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json on stdout instead of the table.")
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html with the scores and curves.")
+@model_output_option
+@max_megapixels_option
 def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_model_code, method_list, metric_list,
              ground_truth, steps, gates, sanity, layer, classes, top_k, batch_size, copies_per_pass, output_dir,
-             overwrite, recursive, excludes, xla, quiet, as_json, report):
+             overwrite, recursive, excludes, xla, quiet, as_json, report, model_output, max_megapixels):
     """Score methods' maps: faithfulness (deletion, insertion, Average Drop, Increase in Confidence)
     and, with --ground-truth, placement (pointing game, energy). Read every score against the
     'random' and 'center' baselines.
@@ -75,7 +79,7 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
 
         metrics = parse_metrics(metric_list, ground_truth is not None)
         parsed_gates = [parse_gate(text, lambda name: method_type.convert(name, None, None)) for text in gates]
-        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         from ..evaluate import EvaluateOptions, format_table, write_outputs
         from ..evaluate import evaluate as run_evaluation
         from ..metrics.ground_truth import load_ground_truth
@@ -83,7 +87,7 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
         options = EvaluateOptions(
             methods=methods, metrics=metrics, steps=steps, layer=layer, classes=list(classes) or None, top_k=top_k,
             batch_size=max(1, min(batch_size, len(items))), sanity=sanity, gates=parsed_gates, xla=xla,
-            copies_per_pass=copies_per_pass,
+            copies_per_pass=copies_per_pass, max_megapixels=max_megapixels,
             ground_truth=load_ground_truth(ground_truth) if ground_truth else None)
         evaluation = _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_dir, overwrite)
         write_outputs(evaluation, output_dir)

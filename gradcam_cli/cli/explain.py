@@ -10,9 +10,8 @@ import click
 
 from ..errors import GradcamError
 from ..methods import METHODS
-from ..options import DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE
+from ..options import DEFAULT_OVERLAY_SIZE
 from .common import (
-    FiniteFloatRange,
     MethodType,
     OverlaySize,
     alpha_option,
@@ -22,6 +21,7 @@ from .common import (
     exclude_option,
     fail,
     load_spec,
+    max_megapixels_option,
     model_arguments,
     model_options,
     model_output_option,
@@ -60,9 +60,7 @@ from .common import (
 @region_option
 @click.option("--overlay-size", type=OverlaySize(), default=str(DEFAULT_OVERLAY_SIZE), show_default=True,
               help="Longest side of each overlay JPEG in pixels, or 'original' for the input's own size.")
-@click.option("--max-megapixels", type=FiniteFloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
-              help="Refuse inputs that would decode to more pixels than this (PNG, TIFF, progressive "
-                   "JPEG and --overlay-size original are decoded at full size); bounds memory.")
+@max_megapixels_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: a Ray cluster through Ray Data (the 'ray' extra).")
 @click.option("--ray-address", default=None,

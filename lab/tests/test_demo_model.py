@@ -2,7 +2,7 @@
 
 The model's floors are measured on the four held-out generators (lab.heldout, heldout2,
 heldout3 and heldout4), which the model was not trained on (heldout3 chose its stage-2 head); see
-README, "The demo model and measured localization".
+docs/demo-model.md, "Measured on five generators".
 """
 
 from __future__ import annotations
@@ -163,9 +163,9 @@ def heldout_scenes_of(source: str) -> dict:
     return source_scenes(source, seed=31337, per_kind=40)
 
 
-# Floors a little under the figures measured on the held-out generators (README, benchmarks/
-# localization.json), so that a broken method or model fails while sampling noise on 40 images
-# per kind does not.
+# Floors a little under the figures measured on the held-out generators (docs/demo-model.md and
+# benchmarks/localization.json), so that a broken method or model fails while sampling noise on
+# 40 images per kind does not.
 # Measured on these exact images (seed 4242 / 31337) with the shipped model (stage-2 head): accuracy
 # 95.0 % held-out, 90.5 % second, 97.0 % third, 97.0 % fourth held-out, 85.5 % in-distribution;
 # held-out, every method: pointing 97.5 %, strict 87.5-90.0 %, two-class 96.3-97.5 % (Score-CAM

@@ -16,8 +16,8 @@ def test_gradcam_beats_the_baselines_on_held_out_scenes(demo_spec):
     (as benchmarks/evaluate.py does): Grad-CAM restores the evidence faster (higher insertion AUC)
     and removes it faster (lower deletion AUC) than the random and center baselines. Average Drop is
     not asserted: this model's maps sit on the objects' rims and corners, and the image weighted by
-    such a map keeps less of the class than one weighted by a random map (README, Measured margins).
-    Margins measured on 200 scenes: README."""
+    such a map keeps less of the class than one weighted by a random map (docs/evaluate.md,
+    "Measured margins"). Margins measured on 200 scenes: docs/evaluate.md."""
     from gradcam_cli.decode import model_input
     from gradcam_cli.metrics.perturbation import blurred
     from lab import heldout
