@@ -1,4 +1,4 @@
-"""A corpus of awkward and broken image files, made on the spot (nothing downloaded)."""
+"""Awkward and broken image files and names, made on the spot (nothing downloaded)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from PIL import Image
 
 GOOD = "good"
 BAD = "bad"
+NASTY = "<img src=x onerror=alert(1)>.jpg"  # a file name that is markup
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -42,6 +43,14 @@ def scene(width: int = 80, height: int = 60) -> Image.Image:
     rng = np.random.default_rng(width * 7 + height)
     array = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
     return Image.fromarray(array)
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth colour fields plus mild noise: compresses like a photo, not like a flat test card."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+    noisy = np.asarray(coarse, np.int16) + rng.integers(-6, 7, (height, width, 3), dtype=np.int16)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
 def make_corpus(folder: Path) -> dict[str, str]:

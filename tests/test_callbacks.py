@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-if importlib.util.find_spec("tensorboard") is None and not os.environ.get("CI"):
-    pytest.skip("tensorboard is not installed (pip install -e '.[test]')", allow_module_level=True)
+from tests.references import kind_and_age_model
+
+# the tests that write or read TensorBoard summaries; the others run without tensorboard
+needs_tensorboard = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None and not os.environ.get("CI"),
+                                       reason="tensorboard is not installed (pip install -e '.[test]')")
 
 IMAGES = 6
 SIZE = 32
@@ -88,6 +91,7 @@ def trained(keras, tmp_path_factory):
     return model, images, labels, callback, log_dir, png_dir, traces_after_epoch, heatmaps_after_epoch
 
 
+@needs_tensorboard
 def test_callback_writes_one_grid_per_method_and_epoch(trained):
     _, _, _, _, log_dir, _, _, _ = trained
     events = _image_events(log_dir)
@@ -98,6 +102,7 @@ def test_callback_writes_one_grid_per_method_and_epoch(trained):
         assert all(shape == (66, 100, 3) for _, shape, _ in rows)
 
 
+@needs_tensorboard
 def test_callback_step_is_traced_once_and_reused_every_epoch(trained):
     _, _, _, callback, _, _, traces, _ = trained
     (counts_1, explainers_1), (counts_2, explainers_2) = traces
@@ -105,6 +110,7 @@ def test_callback_step_is_traced_once_and_reused_every_epoch(trained):
     assert all(explainers_2[name] is explainers_1[name] for name in explainers_1)  # not rebuilt either
 
 
+@needs_tensorboard
 def test_callback_explains_the_trained_model_itself_with_the_true_labels(trained):
     from gradcam_cli.explainer import Explainer
     from gradcam_cli.models.in_memory import spec_for_model
@@ -119,6 +125,7 @@ def test_callback_explains_the_trained_model_itself_with_the_true_labels(trained
     np.testing.assert_allclose(heatmaps[1], fresh.heatmaps, rtol=1e-5, atol=1e-6)  # ... and the step saw the last
 
 
+@needs_tensorboard
 def test_callback_grid_tiles_are_the_overlays_in_image_order(trained):
     from gradcam_cli import render
 
@@ -131,6 +138,7 @@ def test_callback_grid_tiles_are_the_overlays_in_image_order(trained):
     assert (grid[SIZE : SIZE + 2] == 255).all()  # the white gap between rows
 
 
+@needs_tensorboard
 def test_callback_png_files_match_the_tensorboard_grids(trained):
     _, _, _, _, log_dir, png_dir, _, _ = trained
     events = _image_events(log_dir)
@@ -141,6 +149,8 @@ def test_callback_png_files_match_the_tensorboard_grids(trained):
         np.testing.assert_array_equal(written, grid)
 
 
+@pytest.mark.slow
+@needs_tensorboard
 def test_callback_takes_paths_and_a_tf_data_batch(keras, tmp_path):
     import tensorflow as tf
 
@@ -161,6 +171,7 @@ def test_callback_takes_paths_and_a_tf_data_batch(keras, tmp_path):
     assert steps == [0, 1]
 
 
+@needs_tensorboard
 def test_callback_rejects_mismatched_inputs_before_training(keras):
     from gradcam_cli.callbacks import GradCAMCallback
     from gradcam_cli.errors import GradcamError
@@ -182,6 +193,7 @@ def test_callback_rejects_mismatched_inputs_before_training(keras):
     assert epochs_ended == []  # both failed before the first epoch
 
 
+@needs_tensorboard
 def test_callback_on_a_model_of_any_input_size_uses_the_images_size(keras, tmp_path):
     from gradcam_cli.callbacks import GradCAMCallback
 
@@ -196,6 +208,7 @@ def test_callback_on_a_model_of_any_input_size_uses_the_images_size(keras, tmp_p
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "gradcam.epoch005.png")), grid)
 
 
+@needs_tensorboard
 def test_callback_without_tensorboard_says_what_to_install(monkeypatch):
     import sys
 
@@ -206,3 +219,29 @@ def test_callback_without_tensorboard_says_what_to_install(monkeypatch):
     with pytest.raises(GradcamError, match="pip install tensorboard"):
         GradCAMCallback(np.zeros((1, SIZE, SIZE, 3)))
     GradCAMCallback(np.zeros((1, SIZE, SIZE, 3)), log_dir=None, png_dir="unused")  # PNG only: fine
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), 1.5])
+def test_callback_refuses_an_alpha_the_api_refuses(tmp_path, alpha):
+    import numpy as np
+
+    from gradcam_cli.callbacks import GradCAMCallback
+    from gradcam_cli.errors import OptionConflict
+
+    with pytest.raises(OptionConflict, match="alpha"):
+        GradCAMCallback(np.zeros((2, 32, 32, 3), np.float32), alpha=alpha, log_dir=None, png_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
+    import numpy as np
+
+    from gradcam_cli.callbacks import GradCAMCallback
+
+    model = kind_and_age_model(keras)
+    model.compile("adam", ["categorical_crossentropy", "mse"])
+    images = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+    watch = GradCAMCallback(images, model_output="kind", log_dir=None, png_dir=tmp_path)
+    model.fit(images, [np.eye(3)[[0, 1, 2, 0]], np.zeros(4)], epochs=1, verbose=0, callbacks=[watch])
+    assert (tmp_path / "gradcam.epoch001.png").exists()
+    assert watch.explainers["gradcam"].spec.head.output_name == "kind"

@@ -1,11 +1,18 @@
-"""Automatic target-layer choice on real architectures (random weights, small inputs)."""
+"""Target-layer search (gradcam_cli/layers.py): the automatic choice on real architectures (random
+weights, small inputs), nested backbones, token models, ``--layer`` look-ups and their errors."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gradcam_cli.errors import LayerNotFound, UnsupportedModel
+from gradcam_cli.explainer import Explainer
 from gradcam_cli.layers import auto_target_layer, candidate_layers, find_layer
+from gradcam_cli.models import resolve_model
+from gradcam_cli.models.in_memory import spec_for_model
+from tests.helpers import PAIR
+from tests.references import TOKEN_SIZE
 
 # DESIGN.md's expected picks; input sizes are the smallest that keep the last map larger than 1x1
 EXPECTED = [
@@ -14,8 +21,8 @@ EXPECTED = [
     ("VGG16", 64, "block5_conv3"),
     ("MobileNetV2", 64, "out_relu"),
     ("EfficientNetB0", 64, "top_activation"),
-    ("DenseNet121", 64, "relu"),
-    ("InceptionV3", 139, "mixed10"),
+    pytest.param("DenseNet121", 64, "relu", marks=pytest.mark.slow),
+    pytest.param("InceptionV3", 139, "mixed10", marks=pytest.mark.slow),
 ]
 
 
@@ -49,6 +56,17 @@ def test_nested_backbone_in_functional_with_extra_head(keras, backbone):
     assert find_layer(model, f"{backbone.name}/block_16_project").name == "block_16_project"
 
 
+@pytest.mark.slow
+def test_layer_may_name_a_nested_backbone(keras):
+    from gradcam_cli import explain
+
+    backbone = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(64, 64, 3))
+    model = keras.Sequential([keras.Input((64, 64, 3)), backbone, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    result = explain(model, str(PAIR), layer=backbone.name)
+    assert result.layer == backbone.name and result.heatmaps.shape == (1, 1, 2, 2)
+
+
 def test_layer_override_errors_name_candidates(keras, backbone):
     with pytest.raises(LayerNotFound, match="out_relu"):
         find_layer(backbone, "out_rleu")
@@ -68,3 +86,59 @@ def test_candidates_exclude_pooling(keras):
     model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3))
     names = [info.name for info in candidate_layers(model)]
     assert "block5_conv3" in names and "block5_pool" not in names and "input_layer" not in str(names)
+
+
+def test_vit_auto_pick_is_the_tokens_entering_the_last_block(vit):
+    pick = auto_target_layer(vit)
+    assert pick.path.endswith("vit_encoder/transformer_block_2") and pick.tap == "input"
+    assert pick.output_shape == (None, 17, 32)
+    listed = [info.path for info in candidate_layers(vit)]
+    assert listed[-2:] == [p.replace("_2", "_1") for p in [pick.path]] + [pick.path]
+    assert find_layer(vit, "transformer_block_1").tap == "input"
+
+
+@pytest.mark.slow
+def test_deit_and_swin_pick_their_last_block(keras, keras_hub, vit_images):
+    keras.utils.set_random_seed(3)
+    deit = keras_hub.models.DeiTImageClassifier(
+        backbone=keras_hub.models.DeiTBackbone(image_shape=(TOKEN_SIZE, TOKEN_SIZE, 3), patch_size=8, num_layers=2,
+                                               num_heads=2, hidden_dim=32, intermediate_dim=64),
+        num_classes=3)
+    swin = keras_hub.models.SwinTransformerImageClassifier(
+        backbone=keras_hub.models.SwinTransformerBackbone(image_shape=(TOKEN_SIZE, TOKEN_SIZE, 3), embed_dim=16, depths=[1, 1],
+                                                          num_heads=[2, 2], window_size=4, patch_size=4),
+        num_classes=3)
+    deit_explainer = Explainer(spec_for_model(deit), batch_size=3)
+    assert deit_explainer.target.path.endswith("transformer_block_2") and deit_explainer.probe.grid == (2, 4, 4)
+    swin_explainer = Explainer(spec_for_model(swin), batch_size=3)
+    assert swin_explainer.target.path.endswith("stage_1/blocks_0") and swin_explainer.probe.grid == (0, 4, 4)
+    for explainer in (deit_explainer, swin_explainer):
+        maps = explainer.run(vit_images).heatmaps
+        assert maps.shape == (3, 1, 4, 4) and np.isfinite(maps).all() and maps.max() > 0
+
+
+def test_keras_hub_cnn_classifier_uses_the_shape_rule(keras, keras_hub, vit_images, tmp_path):
+    """A keras-hub ResNet (no attention): the last spatial layer of its nested backbone, by file."""
+    keras.utils.set_random_seed(9)
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(TOKEN_SIZE, TOKEN_SIZE, 3))
+    classifier = keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=3)
+    classifier.save(tmp_path / "resnet.keras")
+    spec = resolve_model(str(tmp_path / "resnet.keras"))
+    explainer = Explainer(spec, batch_size=3)
+    assert explainer.target.tap == "output" and len(explainer.target.output_shape) == 4
+    assert explainer.target.path.startswith(backbone.name + "/")
+    maps = explainer.run(vit_images).heatmaps
+    assert np.isfinite(maps).all() and maps.shape[:2] == (3, 1)
+
+
+def test_a_token_count_that_forms_no_grid_is_refused(keras):
+    inputs = keras.Input((TOKEN_SIZE, TOKEN_SIZE, 3))
+    x = keras.layers.Conv2D(4, 8, strides=8)(inputs)
+    x = keras.layers.Flatten()(x)
+    tokens = keras.layers.Reshape((34, 2), name="tokens")(keras.layers.Dense(68)(x))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(tokens)))
+    with pytest.raises(LayerNotFound, match="34 tokens, which form no patch grid"):
+        Explainer(spec_for_model(model), layer="tokens")

@@ -1,4 +1,5 @@
-"""Inline display of API results in notebooks: Explanation._repr_html_ and Explanation.show."""
+"""Inline display of API results in notebooks (gradcam_cli/notebook.py): Explanation._repr_html_
+and Explanation.show."""
 
 from __future__ import annotations
 
@@ -54,3 +55,18 @@ def test_show_returns_the_overlay_as_a_pil_image(gap_dense_model, random_images)
     picture = result.show(2)
     assert isinstance(picture, Image.Image) and picture.size == (32, 32) and picture.mode == "RGB"
     np.testing.assert_array_equal(np.asarray(picture), result.overlay(2))
+
+
+def test_notebook_caption_of_a_regression_shows_the_value_not_a_percentage(keras):
+    import numpy as np
+
+    from gradcam_cli import explain
+
+    layers = keras.layers
+    inputs = keras.Input((32, 32, 3))
+    features = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu", name="conv")(inputs))
+    model = keras.Model(inputs, layers.Dense(1, name="age")(features))
+    result = explain(model, np.full((32, 32, 3), 0.5, np.float32))
+    value = float(result.probabilities[0, 0])
+    page = result._repr_html_()
+    assert f"value = {value:.4g}" in page and "%" not in page.split("<figcaption>")[1], page[-300:]

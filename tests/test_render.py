@@ -1,10 +1,10 @@
-"""Colour maps, overlays, heatmap normalisation and output names."""
+"""Colour maps, overlays and heatmap normalisation (gradcam_cli/render.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from gradcam_cli import outputs, render
+from gradcam_cli import render
 
 
 def test_jet_runs_blue_to_red_in_rgb_order():
@@ -33,6 +33,14 @@ def test_display_heatmap_is_upsampled_then_min_max_normalised():
     assert shown[0, 0] == 0.0 and shown[-1, -1] == 1.0
 
 
+def test_batched_display_maps_equal_pillow_upsampling():
+    maps = np.random.default_rng(3).random((4, 7, 9)).astype(np.float32)
+    maps[1] = 0.0
+    batched = render.display_heatmaps(maps, (40, 33))
+    one_by_one = np.stack([render.display_heatmap(m, (40, 33)) for m in maps])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+
+
 def test_flat_and_non_finite_maps_become_zeros():
     for heatmap in (np.zeros((4, 4)), np.full((4, 4), 3.0), np.full((4, 4), np.nan)):
         shown = render.display_heatmap(heatmap.astype(np.float32), (8, 8))
@@ -46,14 +54,3 @@ def test_every_colormap_is_monotone_in_its_ends():
         lut = render.colormap_lut(name)
         assert lut.shape == (256, 3)
         assert not np.array_equal(lut[0], lut[-1])
-
-
-def test_atomic_writes_get_ordinary_permissions(tmp_path):
-    import os
-
-    target = tmp_path / "sub" / "out.bin"
-    outputs.atomic_write_bytes(target, b"data")
-    mask = os.umask(0)
-    os.umask(mask)
-    assert target.read_bytes() == b"data" and (target.stat().st_mode & 0o777) == (0o666 & ~mask)
-    assert [p.name for p in target.parent.iterdir()] == ["out.bin"]

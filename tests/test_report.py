@@ -1,4 +1,5 @@
-"""The HTML gallery and the method-comparison sheet."""
+"""The HTML gallery (gradcam_cli/report.py): links that resolve, names escaped and percent-encoded,
+thumbnails kept apart, and the page driven in a real headless Chromium (the ``browser`` tests)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,10 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from gradcam_cli.cli import cli
-
-ROOT = Path(__file__).resolve().parent.parent
-SHAPES = ROOT / "sample_images" / "shapes"
-NASTY = "<img src=x onerror=alert(1)>.jpg"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from tests.corpus import NASTY
+from tests.helpers import SHAPES, run
 
 
 class Links(HTMLParser):
@@ -40,19 +33,6 @@ class Links(HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
-
-
-@pytest.fixture(scope="module")
-def report_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("report_in")
-    for picture in sorted(SHAPES.glob("*.png"))[:6]:
-        shutil.copy(picture, folder / picture.name)
-    Image.open(SHAPES / "07_pair_cross_star.png").convert("RGB").save(folder / NASTY)
-    (folder / "broken <b>bold.png").write_bytes(b"not an image")
-    out = tmp_path_factory.mktemp("report_out")
-    result = run("explain", folder, "-o", out, "--top-k", "2", "--report", "-q")
-    assert result.exit_code == 1  # the broken file
-    return out
 
 
 def test_report_links_resolve_and_names_are_escaped(report_dir):
@@ -74,28 +54,6 @@ def test_report_links_resolve_and_names_are_escaped(report_dir):
     assert summary == {"images": 8, "failed": 1, "methods": ["gradcam"]}
 
 
-def test_report_command_rebuilds_from_the_manifest(report_dir):
-    (report_dir / "index.html").unlink()
-    result = run("report", report_dir)
-    assert result.exit_code == 0 and (report_dir / "index.html").exists()
-    thumbs = list((report_dir / "thumbs").glob("*.jpg"))
-    assert thumbs and all(max(Image.open(t).size) <= 256 for t in thumbs)
-
-
-def test_report_without_manifest_fails_cleanly(tmp_path):
-    result = run("report", tmp_path)
-    assert result.exit_code == 2 and "manifest.jsonl" in result.output
-
-
-def test_compare_sheet_has_a_row_per_image_and_a_column_per_method(tmp_path):
-    sheet = tmp_path / "sheet.png"
-    images = [SHAPES / "01_single_cross.png", SHAPES / "05_pair_circle_triangle.png"]
-    result = run("compare", *images, "--methods", "gradcam,gradcam++,scorecam", "-o", sheet)
-    assert result.exit_code == 0, result.output
-    picture = Image.open(sheet)
-    assert picture.size == (4 * 224, 2 * (224 + 22) + 22)
-
-
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -111,6 +69,8 @@ def _browser_or_skip():
     return browser, pytest.importorskip("playwright.sync_api")
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_report_in_a_real_headless_browser(report_dir, tmp_path):
     """Opens index.html over file:// in Debian's Chromium (installed by .ci/run)."""
     browser, playwright = _browser_or_skip()
@@ -185,6 +145,8 @@ def test_report_links_to_awkward_names_are_percent_encoded(awkward_report):
     assert all(name in text for name in AWKWARD_NAMES)  # visible names stay as they are
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_awkward_names_load_in_a_real_browser(awkward_report):
     browser, playwright = _browser_or_skip()
     with playwright.sync_playwright() as driver:
@@ -214,6 +176,7 @@ def _card(name: str, kind: str, value: float) -> dict:
     return {"input": name, "targets": [row], "error": None, "top": [[0, "x", value]]}
 
 
+@pytest.mark.browser
 def test_sort_names_what_it_orders_and_keeps_probabilities_apart_from_regression_values(tmp_path):
     """A regression's value (here 41.5) was sorted with softmax probabilities as one 'confidence'."""
     from gradcam_cli.report import _page

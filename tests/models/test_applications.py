@@ -1,16 +1,14 @@
-"""Resolving --model: the registry, names, preprocessing, model files and offline weights."""
+"""``keras.applications`` architectures by name (gradcam_cli/models/applications.py): the registry,
+names, native sizes, offline weights and ImageNet class names."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
-from gradcam_cli.errors import ModelLoadError, ModelNotFound, UnsupportedModel, WeightsUnavailable
+from gradcam_cli.errors import ModelNotFound, WeightsUnavailable
 from gradcam_cli.models import resolve_model
 from gradcam_cli.models.applications import application_registry
-from gradcam_cli.models.preprocessing import make_preprocess
 from gradcam_cli.models.spec import normalize_name
 
 
@@ -42,12 +40,6 @@ def test_unknown_name_suggests_close_ones():
         resolve_model("resnet-5O")
 
 
-@pytest.mark.parametrize(("mode", "value"), [("none", 255.0), ("scale01", 1.0), ("tf", 1.0)])
-def test_preprocess_modes(mode, value):
-    function, _ = make_preprocess(mode)
-    assert function(np.full((1, 1, 1, 3), 255.0, np.float32)).max() == pytest.approx(value)
-
-
 def test_offline_imagenet_download_fails_with_one_clear_paragraph(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr("urllib.request.urlopen", _no_network)
@@ -63,35 +55,14 @@ def _no_network(*args, **kwargs):
     raise OSError("[Errno -3] Temporary failure in name resolution")
 
 
-def test_model_file_with_sidecar_and_labels(keras, gap_dense_model, tmp_path):
-    path = tmp_path / "net.keras"
-    gap_dense_model.save(path)
-    (tmp_path / "names.txt").write_text("a\nb\nc\nd\ne\n")
-    (tmp_path / "net.keras.gradcam.json").write_text(json.dumps({"preprocess": "scale01", "labels": "names.txt"}))
-    spec = resolve_model(str(path))
-    assert spec.labels == ["a", "b", "c", "d", "e"] and spec.preprocess_name == "scale01"
-    assert spec.input_size == (32, 32)
-    override = resolve_model(str(path), preprocess="tf")
-    assert override.preprocess_name == "tf"
+@pytest.mark.slow
+def test_imagenet_names_come_with_the_architecture_not_the_weights(keras, tmp_path, monkeypatch):
+    from gradcam_cli import models
+    from gradcam_cli.models import applications
 
-
-def test_lambda_layer_is_refused_in_safe_mode(keras, tmp_path):
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
-    model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(x))
-    path = tmp_path / "lambda.keras"
-    model.save(path)
-    with pytest.raises(ModelLoadError, match="safe_mode=False"):
-        resolve_model(str(path))
-    trusted = resolve_model(str(path), safe_mode=False)  # what --unsafe-model-code asks for
-    assert any(type(layer).__name__ == "Lambda" for layer in trusted.model.layers)
-
-
-def test_not_a_model_file_and_non_image_models(keras, tmp_path):
-    bogus = tmp_path / "model.keras"
-    bogus.write_text("not a zip")
-    with pytest.raises(ModelLoadError, match="not a loadable Keras model"):
-        resolve_model(str(bogus))
-    inputs = keras.Input((10,))
-    with pytest.raises(UnsupportedModel, match="not an image batch"):
-        resolve_model(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+    names = [f"imagenet_{i}" for i in range(1000)]
+    monkeypatch.setattr(applications, "imagenet_labels", lambda: names)
+    weights = tmp_path / "mobilenet.weights.h5"
+    keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+    spec = models.resolve_model("mobilenet_v2", weights=str(weights), input_size=(32, 32))
+    assert spec.label(7) == "imagenet_7"

@@ -1,4 +1,5 @@
-"""``--engine ray``: the local engine's outputs, file for file, from Ray Data actors.
+"""The Ray runner (gradcam_cli/runners/ray.py), ``--engine ray``: the local engine's outputs, file
+for file, from Ray Data actors; its errors (no cluster, no Ray extra, a model the actors cannot load).
 
 One embedded 2-CPU Ray serves the whole module (the engine uses a session its process already
 has); the Ctrl-C case runs the CLI in a subprocess that joins that cluster by its address. The
@@ -31,9 +32,10 @@ from gradcam_cli.options import RunOptions
 from gradcam_cli.report import write_report
 from gradcam_cli.runners.local import run_explain
 from gradcam_cli.runners.ray import run_explain_ray
+from tests.helpers import SHAPES
 
-ROOT = Path(__file__).resolve().parent.parent
-SHAPES = ROOT / "sample_images" / "shapes"
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
 DEMO = {"model": "demo"}
 ACTOR_TITLE = b"ExplainActor"  # Ray names an actor's process after its class: ray::MapWorker(MapBatches(ExplainActor))
 
@@ -252,7 +254,6 @@ def test_a_model_the_actors_cannot_load_ends_the_run_with_its_error(cluster, dem
                         workers=1)
 
 
-
 def test_s3_inputs_and_outputs_round_trip_and_match_the_local_engine(cluster, folder, demo_spec, tmp_path):
     bucket, _ = fs.FileSystem.from_uri("s3://pictures?allow_bucket_creation=true")
     bucket.create_dir("pictures")
@@ -289,13 +290,3 @@ def test_s3_inputs_and_outputs_round_trip_and_match_the_local_engine(cluster, fo
     for name in (n for n in local_files if n.endswith(".npy")):
         with bucket.open_input_stream(f"pictures/local-engine/{name}") as stream:
             assert stream.read() == local_files[name]
-
-
-def test_file_uris_are_local_paths_and_other_schemes_go_to_pyarrow(tmp_path):
-    from gradcam_cli.outputs import OutputFolder
-    from gradcam_cli.storage import is_uri, local_path
-
-    assert local_path(f"file://{tmp_path}/a%20b") == f"{tmp_path}/a b" and not is_uri(f"file://{tmp_path}")
-    assert is_uri("s3://bucket/key") and is_uri("gs://bucket") and not is_uri("photos/s3:x")
-    folder = OutputFolder(f"file://{tmp_path}/out")
-    assert folder.local == tmp_path / "out" and folder.path_of("a.jpg") == str(tmp_path / "out" / "a.jpg")

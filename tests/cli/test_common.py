@@ -1,0 +1,66 @@
+"""What every command shares: the ``gradcam`` group and its entry points, help that imports no
+TensorFlow, the exit code of a bug, and the options declared once in gradcam_cli/cli/common.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import PAIR, ROOT, run
+
+
+def test_help_imports_no_tensorflow():
+    code = ("import sys; from click.testing import CliRunner; from gradcam_cli.cli import cli; "
+            "r = CliRunner().invoke(cli, ['--help']); r2 = CliRunner().invoke(cli, ['explain', '--help']); "
+            "assert r.exit_code == 0 and r2.exit_code == 0, r.output; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "False False"
+
+
+def test_console_script_and_module_entry_points():
+    script = shutil.which("gradcam", path=os.path.dirname(sys.executable)) or shutil.which("gradcam")
+    assert script, "the gradcam console script is not installed"
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, check=True).stdout
+    assert "0.1.0" in version
+    as_module = subprocess.run([sys.executable, "-m", "gradcam_cli", "--help"], capture_output=True, text=True)
+    assert as_module.returncode == 0 and "explain" in as_module.stdout
+
+
+def test_top_level_help_counts_the_methods_right():
+    from gradcam_cli.methods import METHODS
+
+    words = {7: "seven"}
+    result = run("--help")
+    assert f"Grad-CAM++ and {words[len(METHODS) - 3]} more" in " ".join(result.output.split()), result.output
+
+
+def test_an_unexpected_exception_exits_4_not_1(monkeypatch, capsys):
+    import gradcam_cli.cli as cli_module
+
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli_module, "cli", broken)
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.main()
+    assert stopped.value.code == cli_module.INTERNAL_ERROR == 4
+    assert "internal error (RuntimeError: boom)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "10,abc"])
+def test_a_bad_input_size_names_the_option(tmp_path, value):
+    result = run("explain", PAIR, "--input-size", value, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "--input-size" in result.output.splitlines()[-1], result.output
+
+
+def test_weights_with_a_model_file_and_nan_alpha_in_compare_are_refused(tmp_path):
+    model = ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras"
+    result = run("explain", PAIR, "--model", model, "--weights", tmp_path / "w.weights.h5", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "carries its own weights" in result.output
+    result = run("compare", PAIR, "--alpha", "nan", "-o", tmp_path / "s.png")
+    assert result.exit_code == 2 and "finite" in result.output

@@ -1,0 +1,64 @@
+"""``gradcam compare`` end to end: options, usage errors and exit codes (the sheet itself:
+tests/test_compare.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from gradcam_cli.cli import cli
+from tests.helpers import PAIR, run
+from tests.references import NEVER, region_gradcam
+
+
+def test_compare_on_a_multi_output_model_names_its_own_option(tmp_path, two_output_model_file):
+    result = run("compare", PAIR, "--model", two_output_model_file, "--methods", "gradcam", "-o", tmp_path / "s.png")
+    assert result.exit_code == 2, result.output
+    assert "--model-output" in result.output, result.output
+    result = run("compare", PAIR, "--model", two_output_model_file, "--model-output", "age", "--methods", "gradcam",
+                 "-o", tmp_path / "s.png")
+    assert result.exit_code == 0 and (tmp_path / "s.png").exists(), result.output
+
+
+def test_compare_without_methods_is_a_usage_error(tmp_path):
+    result = run("compare", PAIR, "--methods", ",", "-o", tmp_path / "s.png")
+    assert result.exit_code == 2 and "--methods" in result.output
+
+
+def test_compare_lists_unreadable_images_and_exits_1(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    result = run("compare", PAIR, broken, "--methods", "gradcam", "-o", tmp_path / "sheet.png")
+    assert result.exit_code == 1 and "broken.png" in result.output and (tmp_path / "sheet.png").exists()
+
+
+@pytest.mark.slow
+def test_compare_and_the_callback_take_a_region(unet, unet_images, tmp_path):
+    """Both lacked --region / region=: a class no pixel is predicted as could not be compared or
+    watched in training; over 'all' it can, and the callback's map is the numpy reference's."""
+    from gradcam_cli.callbacks import GradCAMCallback
+
+    model_path = tmp_path / "unet.keras"
+    unet.save(model_path)
+    inputs = []
+    for index, image in enumerate(unet_images):
+        inputs.append(str(tmp_path / f"img{index}.png"))
+        Image.fromarray(image.astype(np.uint8)).save(inputs[-1])
+    runner = CliRunner()
+    command = ["compare", *inputs, "--model", str(model_path), "--methods", "gradcam,gradcam++", "--class", str(NEVER)]
+    empty = runner.invoke(cli, [*command, "-o", str(tmp_path / "pred.png")], catch_exceptions=False)
+    assert empty.exit_code != 0 and "is empty" in empty.output and "Traceback" not in empty.output
+    assert "--region" in empty.output  # the message names the fix
+    result = runner.invoke(cli, [*command, "--region", "all", "-o", str(tmp_path / "all.png")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "all.png").size == (3 * 224, 2 * (224 + 22) + 22)
+
+    callback = GradCAMCallback(unet_images, classes=[NEVER, NEVER], region="all", log_dir=None, png_dir=tmp_path / "cb")
+    callback.set_model(unet)
+    callback.explain(0)
+    expected, _ = region_gradcam(unet, unet_images, NEVER, "all")
+    watched = callback.last_results["gradcam"].heatmaps[:, 0]
+    assert expected.max() > 0 and np.corrcoef(watched.ravel(), expected.ravel())[0, 1] > 0.999
+    np.testing.assert_allclose(watched, expected, rtol=1e-2, atol=1e-3 * expected.max())

@@ -1,0 +1,61 @@
+"""``--model FILE`` (gradcam_cli/models/files.py): model files, their sidecars, safe mode, and the
+output a file's model is explained on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from gradcam_cli.errors import ModelLoadError, UnsupportedModel
+from gradcam_cli.models import resolve_model
+from tests.helpers import PAIR, ROOT, run
+
+
+def test_model_file_with_sidecar_and_labels(keras, gap_dense_model, tmp_path):
+    path = tmp_path / "net.keras"
+    gap_dense_model.save(path)
+    (tmp_path / "names.txt").write_text("a\nb\nc\nd\ne\n")
+    (tmp_path / "net.keras.gradcam.json").write_text(json.dumps({"preprocess": "scale01", "labels": "names.txt"}))
+    spec = resolve_model(str(path))
+    assert spec.labels == ["a", "b", "c", "d", "e"] and spec.preprocess_name == "scale01"
+    assert spec.input_size == (32, 32)
+    override = resolve_model(str(path), preprocess="tf")
+    assert override.preprocess_name == "tf"
+
+
+def test_lambda_layer_is_refused_in_safe_mode(keras, tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(x))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ModelLoadError, match="safe_mode=False"):
+        resolve_model(str(path))
+    trusted = resolve_model(str(path), safe_mode=False)  # what --unsafe-model-code asks for
+    assert any(type(layer).__name__ == "Lambda" for layer in trusted.model.layers)
+
+
+def test_not_a_model_file_and_non_image_models(keras, tmp_path):
+    bogus = tmp_path / "model.keras"
+    bogus.write_text("not a zip")
+    with pytest.raises(ModelLoadError, match="not a loadable Keras model"):
+        resolve_model(str(bogus))
+    inputs = keras.Input((10,))
+    with pytest.raises(UnsupportedModel, match="not an image batch"):
+        resolve_model(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+
+
+def test_a_bad_sidecar_is_a_model_error_not_a_crash(tmp_path):
+    model = tmp_path / "m.keras"
+    shutil.copy(ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras", model)
+    for content in ('{"preprocess": 5}', '{"labels": 3}', "[1, 2]"):
+        (tmp_path / "m.keras.gradcam.json").write_text(content)
+        result = run("explain", PAIR, "--model", model, "-o", tmp_path / "out")
+        assert result.exit_code == 2 and "m.keras.gradcam.json" in result.output, (content, result.output)
+
+
+def test_resolve_model_passes_output(saved_head_models):
+    spec = resolve_model(str(saved_head_models["two"]), model_output=1)
+    assert spec.head.kind == "regression" and spec.head.output_name == "age"

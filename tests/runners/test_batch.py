@@ -1,0 +1,83 @@
+"""The batch function and what both runners share (gradcam_cli/runners/batch.py): the rows it
+records (empty maps flagged), the resume fingerprint, and the rows of inputs a rerun skips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gradcam_cli import render
+from gradcam_cli.manifest import Manifest
+from tests.helpers import PAIR, ROOT, SHAPE, run
+
+
+def manifest(folder: Path) -> list[dict]:
+    """The rows with absolute paths (stored relative to the manifest's folder)."""
+    return Manifest.read_rows(folder / "manifest.jsonl")
+
+
+@pytest.fixture
+def dead_model(keras, tmp_path):
+    """A conv layer whose ReLU output is all zero: every map is empty."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer="zeros",
+                            bias_initializer=keras.initializers.Constant(-1.0), name="dead")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    path = tmp_path / "dead.keras"
+    model.save(path)
+    return path
+
+
+def test_all_zero_maps_are_zeros_not_nan_and_flagged(dead_model, tmp_path):
+    result = run("explain", SHAPE, "--model", dead_model, "-o", tmp_path / "out", "--method", "gradcam++")
+    assert result.exit_code == 0, result.output
+    (row,) = manifest(tmp_path / "out")
+    assert row["empty_heatmap"] is True
+    heatmap = np.load(row["heatmap"], allow_pickle=False)
+    assert np.isfinite(heatmap).all() and not heatmap.any()
+    overlay = np.asarray(Image.open(row["overlay"])).astype(int)
+    original = np.asarray(Image.open(SHAPE).convert("RGB")).astype(int)
+    jet_zero = render.colormap_lut("jet")[0]
+    expected = 0.4 * jet_zero + 0.6 * original
+    assert np.abs(overlay - expected).mean() < 3  # uniform tint from jet(0), JPEG noise only
+
+
+def test_a_model_file_is_one_model_however_its_path_is_typed(tmp_path, monkeypatch):
+    """The resume fingerprint held the model path as typed, so `--model m.keras` then
+    `--model ./m.keras` redid everything, and the Ray engine (whose actors load the absolute path)
+    refused every relative model path as 'a different model'."""
+    import shutil
+
+    shutil.copy(ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras", tmp_path / "m.keras")
+    monkeypatch.chdir(tmp_path)
+    first = run("explain", PAIR, "--model", "m.keras", "-o", "out")
+    assert first.exit_code == 0, first.output
+    again = run("explain", PAIR, "--model", tmp_path / "." / "m.keras", "-o", "out")
+    assert again.exit_code == 0 and "0 image(s) explained, 1 already done" in again.output, again.output
+
+
+def test_json_lists_the_inputs_a_resumed_run_skips(tmp_path):
+    # '--json' used to print nothing for inputs already done, so a script reading stdout lost them.
+    import json
+
+    shapes = ROOT / "sample_images" / "shapes"
+    first_two = [shapes / "01_single_cross.png", shapes / "02_single_square.png"]
+    out = tmp_path / "out"
+    first = run("explain", *first_two, "--model", "demo", "-o", out, "--json")
+    assert first.exit_code == 0
+    again = run("explain", *first_two, shapes / "03_single_triangle.png", "--model", "demo", "-o", out, "--json")
+    rows = [json.loads(line) for line in again.stdout.splitlines()]
+    assert again.exit_code == 0 and len(rows) == 3
+    by_name = {Path(row["input"]).name: row for row in rows}
+    assert by_name["01_single_cross.png"]["resumed"] and by_name["02_single_square.png"]["resumed"]
+    assert "resumed" not in by_name["03_single_triangle.png"]
+    before = {Path(json.loads(line)["input"]).name: json.loads(line) for line in first.stdout.splitlines()}
+    assert by_name["01_single_cross.png"]["overlay"] == before["01_single_cross.png"]["overlay"]
+    manifest = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 3 and not any("resumed" in line for line in manifest)  # not written again
+    human = run("explain", *first_two, "--model", "demo", "-o", out)
+    assert "01_single_cross.png:" not in human.stdout  # predictions are printed only for new work
