@@ -1,5 +1,5 @@
 """``gradcam evaluate`` end to end: the files it writes, resuming, the --fail-under gate's exit codes,
-usage errors and the CI job shown in the README."""
+usage errors and the CI job shown in docs/evaluate.md."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def test_evaluate_help_imports_no_tensorflow():
 
 @pytest.mark.slow
 def test_the_readme_ci_job_passes_on_the_bundled_samples(tmp_path):
-    """.ci/evaluate (shown in the README) must pass as shipped: the gate's thresholds hold for the demo model."""
+    """.ci/evaluate (shown in docs/evaluate.md) must pass as shipped: the gate's thresholds hold for the demo model."""
     script = (ROOT / ".ci" / "evaluate").read_text()
     command = script[script.index(".venv/bin/gradcam evaluate"):].replace("\\\n", " ").split()
     assert command[1] == "evaluate" and command.count("--fail-under") >= 3
@@ -160,3 +160,47 @@ def test_the_readme_ci_job_passes_on_the_bundled_samples(tmp_path):
     result = run(*arguments)
     assert result.exit_code == 0, result.output
     assert "fail-under" not in result.output
+
+
+def test_an_input_is_known_by_its_real_path_however_it_is_typed(tmp_path, monkeypatch):
+    """Rows name the resolved real path, as explain's manifest does, so a rerun that reaches the same
+    file by another spelling (relative, through a symlink) reuses its rows instead of scoring again."""
+    folder = tmp_path / "inn"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((SHAPES / "01_single_cross.png").read_bytes())
+    (tmp_path / "link.png").symlink_to(folder / "a.png")
+    monkeypatch.chdir(tmp_path)
+    first = run("evaluate", "inn/a.png", "--methods", "gradcam", "--metrics", "drop", "-o", "ev")
+    assert first.exit_code == 0, first.output
+    rows = [json.loads(line) for line in (tmp_path / "ev" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["input"] for row in rows] == [str((folder / "a.png").resolve())]
+    again = run("evaluate", "link.png", "--methods", "gradcam", "--metrics", "drop", "-o", "ev", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["forward_passes"]["explained_images"] == 0  # reused, not rescored
+
+
+def test_max_megapixels_bounds_evaluate_and_the_rest_is_scored(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "inn"
+    folder.mkdir()
+    (folder / "small.png").write_bytes((SHAPES / "01_single_cross.png").read_bytes())
+    Image.new("RGB", (1600, 1000), "gray").save(folder / "big.png")  # 1.6 MP, decoded whole (PNG)
+    result = run("evaluate", folder, "--methods", "gradcam", "--metrics", "drop", "--max-megapixels", 1,
+                 "-o", tmp_path / "ev")
+    assert result.exit_code == 1, result.output
+    assert "big.png" in result.output and "--max-megapixels 1" in result.output
+    summary = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert summary["images"] == 1 and summary["methods"]["gradcam"]["drop"]["n"] == 1
+
+
+def test_evaluate_scores_the_named_output_of_a_multi_output_model(two_output_model_file, tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes((SHAPES / "01_single_cross.png").read_bytes())
+    refused = run("evaluate", image, "--model", two_output_model_file, "--methods", "gradcam", "--metrics", "drop",
+                  "-o", tmp_path / "none")
+    assert refused.exit_code == 2 and "--model-output NAME|INDEX" in refused.output, refused.output
+    scored = run("evaluate", image, "--model", two_output_model_file, "--model-output", "kind", "--methods",
+                 "gradcam", "--metrics", "drop", "-o", tmp_path / "kind")
+    assert scored.exit_code == 0, scored.output
+    assert json.loads((tmp_path / "kind" / "metrics.json").read_text())["methods"]["gradcam"]["drop"]["n"] == 1
