@@ -285,17 +285,11 @@ def model_input(rgb: np.ndarray | Image.Image, size: tuple[int, int], channels: 
     return np.asarray(image, dtype=np.float32)
 
 
-MODEL_INPUT_ONLY = 0
-"""``decode_item``'s ``overlay_size`` when only the model input is needed: the smallest decode covering it."""
-
-
 def decode_item(item: InputItem, input_size: tuple[int, int], channels: int, overlay_size: int | None,
                 max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS, budget: PixelBudget | None = None,
                 source: str | None = None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
     """Decode one input once, at the scale needed: (the picture at the overlay's size, the model's
-    float32 input, the original (width, height)). ``overlay_size`` :data:`MODEL_INPUT_ONLY`: no picture
-    is wanted (``evaluate``), the decode covers the model input only and the picture returned is that
-    decode. ``source``: where to read the file when that differs from ``item.path`` (an object-store URI
+    float32 input, the original (width, height)). ``source``: where to read the file when that differs from ``item.path`` (an object-store URI
     is fetched whole and decoded from memory; messages still name ``item.path``). Raises
     :class:`ImageError`. Every command decodes its inputs here, under the same pixel budget."""
     if item.error:
@@ -307,5 +301,4 @@ def decode_item(item: InputItem, input_size: tuple[int, int], channels: int, ove
     else:
         decoded = decode(source, input_size, overlay_size, max_megapixels, budget)
     prepared = model_input(decoded.image, input_size, channels)
-    picture = decoded.image if overlay_size == MODEL_INPUT_ONLY else fit_longest_side(decoded.image, overlay_size)
-    return picture, prepared, decoded.original_size
+    return fit_longest_side(decoded.image, overlay_size), prepared, decoded.original_size

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import outputs, render
-from .decode import MODEL_INPUT_ONLY, PixelBudget, decode_item
+from .decode import PixelBudget, decode_item
 from .errors import EvaluationError, ImageError, OutputError, param
 from .inputs import InputItem
 from .manifest import Manifest
@@ -87,8 +87,9 @@ class Evaluation:
 def _decode(item: InputItem, spec: ModelSpec, options: EvaluateOptions,
             budget: PixelBudget | None) -> tuple[np.ndarray, tuple[int, int]]:
     """The model input and the original (width, height), from the one decode path (pixel budget and
-    ``max_megapixels`` included); no overlay is drawn, so the decode covers the model input only."""
-    _, prepared, original_size = decode_item(item, spec.input_size, spec.channels, MODEL_INPUT_ONLY,
+    ``max_megapixels`` included) at the scale ``explain`` decodes, so the maps scored are the maps
+    ``explain`` draws for the same image and options."""
+    _, prepared, original_size = decode_item(item, spec.input_size, spec.channels, options.overlay_size,
                                              options.max_megapixels, budget)
     return prepared, original_size
 
