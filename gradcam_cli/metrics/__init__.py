@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from ..errors import EvaluationError, param
 from .base import Metric
-from .confidence import AverageDrop, IncreaseInConfidence
-from .deletion import Deletion, Insertion
-from .pointing import EnergyPointingGame, PointingGame
+from .confidence import AVERAGE_DROP, INCREASE_IN_CONFIDENCE
+from .deletion import DELETION, INSERTION
+from .pointing import ENERGY_POINTING_GAME, POINTING_GAME
 
-# the registry: a metric is its module's class plus one line here; evaluate loops over it
+# the registry: a metric is declared in its module and listed here, one line each; evaluate loops over it
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
-    Deletion(),
-    Insertion(),
-    AverageDrop(),
-    IncreaseInConfidence(),
-    PointingGame(),
-    EnergyPointingGame(),
+    DELETION,
+    INSERTION,
+    AVERAGE_DROP,
+    INCREASE_IN_CONFIDENCE,
+    POINTING_GAME,
+    ENERGY_POINTING_GAME,
 )}
 FAITHFULNESS = tuple(name for name, metric in METRICS.items() if metric.family.perturbs)
 """The metrics that read class probabilities on perturbed copies (the model must report probabilities)."""

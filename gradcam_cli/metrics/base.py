@@ -6,8 +6,8 @@ set of multiplied images, the pointing games one set of box masks. A family says
 copies it needs scored (:meth:`Family.rows`, run by the shared
 :class:`~gradcam_cli.metrics.perturbation.PerturbationRunner` in one pass with the other families'
 rows) and what it makes of their probabilities (:meth:`Family.compute`); a metric reads its value off
-that (:meth:`Metric.values`). A new metric is a module with its class (and its family, if it shares
-no work) plus one line in :data:`gradcam_cli.metrics.METRICS`.
+that (:meth:`Metric.values`). A new metric is a ``Metric(...)`` declared in its module (with
+its own family if it shares no work) plus one line in :data:`gradcam_cli.metrics.METRICS`.
 """
 
 from __future__ import annotations
@@ -68,14 +68,16 @@ class Family:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
 class Metric:
-    """One metric: its registry name, direction and needs, and its per-item values."""
+    """One metric: its registry name, direction and needs, the family whose work it reads, and its
+    per-item values (by default the family's entry under the metric's name)."""
 
-    name: ClassVar[str] = ""
-    higher_is_better: ClassVar[bool] = True
-    needs_ground_truth: ClassVar[bool] = False
-    description: ClassVar[str] = ""
-    family: ClassVar[type[Family]] = Family
+    name: str
+    higher_is_better: bool
+    description: str
+    family: type[Family]
+    needs_ground_truth: bool = False
 
     def values(self, shared: dict[str, Any]) -> np.ndarray:
         """(m,) float values, NaN where the item is not scored; ``shared``: the family's

@@ -50,15 +50,5 @@ class Multiplied(Family):
                 "increase": increase_in_confidence(batch.original, scored)}
 
 
-class AverageDrop(Metric):
-    name = "drop"
-    higher_is_better = False
-    description = "Average Drop: mean max(0, Y - O) / Y for the image times its map"
-    family = Multiplied
-
-
-class IncreaseInConfidence(Metric):
-    name = "increase"
-    higher_is_better = True
-    description = "Increase in Confidence: share of images where O > Y"
-    family = Multiplied
+AVERAGE_DROP = Metric("drop", False, "Average Drop: mean max(0, Y - O) / Y for the image times its map", Multiplied)
+INCREASE_IN_CONFIDENCE = Metric("increase", True, "Increase in Confidence: share of images where O > Y", Multiplied)

@@ -71,15 +71,5 @@ class Curves(Family):
                 "deletion": area_under_curve(deletion), "insertion": area_under_curve(insertion)}
 
 
-class Deletion(Metric):
-    name = "deletion"
-    higher_is_better = False
-    description = "RISE deletion AUC: probability as the most salient pixels are zeroed"
-    family = Curves
-
-
-class Insertion(Metric):
-    name = "insertion"
-    higher_is_better = True
-    description = "RISE insertion AUC: probability as salient pixels return to a blurred copy"
-    family = Curves
+DELETION = Metric("deletion", False, "RISE deletion AUC: probability as the most salient pixels are zeroed", Curves)
+INSERTION = Metric("insertion", True, "RISE insertion AUC: probability as salient pixels return to a blurred copy", Curves)

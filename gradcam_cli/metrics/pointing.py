@@ -84,17 +84,7 @@ class BoxMasks(Family):
                 "energy": np.where(scored_mask, energy_inside(batch.shown, masks), np.nan)}
 
 
-class PointingGame(Metric):
-    name = "pointing"
-    higher_is_better = True
-    needs_ground_truth = True
-    description = "pointing game: the map's maximum within 15 px (at 224) of a box"
-    family = BoxMasks
-
-
-class EnergyPointingGame(Metric):
-    name = "energy"
-    higher_is_better = True
-    needs_ground_truth = True
-    description = "energy pointing game: share of the map's mass inside the boxes"
-    family = BoxMasks
+POINTING_GAME = Metric("pointing", True, "pointing game: the map's maximum within 15 px (at 224) of a box", BoxMasks,
+                       needs_ground_truth=True)
+ENERGY_POINTING_GAME = Metric("energy", True, "energy pointing game: share of the map's mass inside the boxes",
+                              BoxMasks, needs_ground_truth=True)
