@@ -66,6 +66,7 @@ def compare_sheet(
     if not methods:
         raise OptionConflict(f"{param('methods')} names no method; give one or more, comma-separated.")
     file_format = sheet_format(sheet_path)
+    outputs.check_file_writable(sheet_path, "sheet_path")
     arrays, paths, unreadable = as_images(images, spec.input_size, TILE)  # decoded once, at tile size, for every method
     failures = [(path, f"{reason.rstrip('.')}; left out of the sheet.") for path, reason in unreadable]
     results = [explain_with_options(spec, arrays, replace(options, method=m)) for m in methods]
@@ -106,5 +107,5 @@ def compare_sheet(
             draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)
     sheet_path = Path(sheet_path)
     data = render.png_bytes(np.asarray(sheet)) if file_format == "PNG" else render.jpeg_bytes(sheet, quality=92)
-    outputs.atomic_write_bytes(sheet_path, data)
+    outputs.write_file(sheet_path, data, "sheet_path")
     return sheet_path, failures

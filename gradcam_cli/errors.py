@@ -23,7 +23,7 @@ PARAMETERS: dict[str, str] = {
     "labels": "--labels", "layer": "--layer", "max_channels": "--max-channels", "max_megapixels": "--max-megapixels",
     "method": "--method", "methods": "--methods", "metrics": "--metrics", "model": "--model",
     "model_output": "--model-output", "output_dir": "-o/--output-dir", "preprocess": "--preprocess",
-    "ray_address": "--ray-address", "region": "--region", "safe_mode": "--unsafe-model-code", "smooth": "--smooth",
+    "ray_address": "--ray-address", "region": "--region", "safe_mode": "--unsafe-model-code", "sheet_path": "-o/--output", "smooth": "--smooth",
     "steps": "--steps", "top_k": "--top-k", "weights": "--weights",
 }
 FLAGS_WITHOUT_VALUE = frozenset({"safe_mode"})  # --unsafe-model-code is safe_mode=False

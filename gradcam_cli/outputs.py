@@ -96,6 +96,32 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 FILE_MODE = _file_mode()
 
 
+def write_file(path: str | os.PathLike, data: bytes, parameter: str | None = None) -> None:
+    """:func:`atomic_write_bytes`, a failure (permissions, a full disk, a read-only place) raised as
+    one :class:`OutputError` line naming the file and, where given, the parameter that chose it."""
+    try:
+        atomic_write_bytes(Path(path), data)
+    except OSError as error:
+        fix = f"; pick another with {param(parameter)}" if parameter else ""
+        raise OutputError(f"{path}: cannot write ({error.strerror or first_line(error)}){fix}.") from None
+
+
+def check_file_writable(path: str | os.PathLike, parameter: str | None = None) -> None:
+    """Fail now, before any work, where :func:`write_file` would fail at the end (its folder cannot be
+    made or written; the file is a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        fix = f"; pick a file name with {param(parameter)}" if parameter else ""
+        raise OutputError(f"{path}: is a folder{fix}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as error:
+        fix = f"; pick another with {param(parameter)}" if parameter else ""
+        raise OutputError(f"{path}: cannot write ({error.strerror or first_line(error)}){fix}.") from None
+
+
 class OutputFolder:
     """Where a run writes: a local folder or an object-store prefix.
 

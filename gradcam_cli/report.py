@@ -99,7 +99,7 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     available = {str(job[1]) for job, ok in zip(jobs, done, strict=True) if ok}
     page = _page(cards, output_dir, available, evaluation)
     path = output_dir / REPORT
-    outputs.atomic_write_bytes(path, page.encode("utf-8"))
+    outputs.write_file(path, page.encode("utf-8"))
     return path
 
 

@@ -40,17 +40,26 @@ for command in COMMANDS:
     cli.add_command(command)
 
 INTERNAL_ERROR = 4
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
 
 
 def main() -> None:
     """The console script. Known errors exit from inside the commands; an unexpected exception is
     a bug, so its traceback is shown for the report, and it exits 4 rather than 1 (which means
-    "some inputs failed")."""
+    "some inputs failed"). Ctrl-C exits 130 wherever it lands (model load, compile, compute, write):
+    Click's own handler, which would print ``Aborted!`` and exit 1, is bypassed (standalone mode off)."""
     try:
-        cli(prog_name="gradcam")
-    except KeyboardInterrupt:
+        code = cli(prog_name="gradcam", standalone_mode=False)
+        if isinstance(code, int):  # --help and --version return their exit code in this mode
+            sys.exit(code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("gradcam: interrupted.", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
+    except click.exceptions.Exit as done:  # --help, --version
+        sys.exit(done.exit_code)
+    except click.ClickException as usage:  # a bad option or argument: Click's own message, exit 2
+        usage.show()
+        sys.exit(usage.exit_code)
     except Exception as error:  # noqa: BLE001 (the last line of defence)
         import traceback
 

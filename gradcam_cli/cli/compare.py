@@ -59,8 +59,10 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
             fail(GradcamError(f"{image}: no such file or folder."))
     try:
         from ..compare import compare_sheet, sheet_format
+        from ..outputs import check_file_writable
 
         sheet_format(output)
+        check_file_writable(output, "sheet_path")  # before the model loads and every method runs
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         from ..options import RunOptions
 

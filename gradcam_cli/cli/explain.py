@@ -147,9 +147,11 @@ def _report(summary, output_dir, quiet) -> None:
         click.echo(f"gradcam: {len(summary.failures)} input(s) failed:", err=True)
         for _, message in summary.failures:
             click.echo(f"  {message}", err=True)
-    if summary.interrupted:
+    if summary.interrupted and (summary.rows or summary.images_skipped):
         click.echo(f"gradcam: interrupted after {summary.images_done} image(s); {output_dir}/manifest.jsonl "
                    "is up to date and a rerun resumes from there.", err=True)
+    elif summary.interrupted:
+        click.echo("gradcam: interrupted before the first image was written; nothing to resume.", err=True)
     elif not quiet:
         skipped = f", {summary.images_skipped} already done" if summary.images_skipped else ""
         click.echo(f"gradcam: {summary.images_done} image(s) explained{skipped} with {summary.method} on "

@@ -64,3 +64,48 @@ def test_weights_with_a_model_file_and_nan_alpha_in_compare_are_refused(tmp_path
     assert result.exit_code == 2 and "carries its own weights" in result.output
     result = run("compare", PAIR, "--alpha", "nan", "-o", tmp_path / "s.png")
     assert result.exit_code == 2 and "finite" in result.output
+
+
+def _main(monkeypatch, *arguments):
+    import gradcam_cli.cli as cli_module
+
+    monkeypatch.setattr(sys, "argv", ["gradcam", *map(str, arguments)])
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.main()
+    return stopped.value.code
+
+
+@pytest.mark.parametrize("command", ["explain", "compare", "layers"])
+def test_ctrl_c_while_the_model_loads_exits_130_not_clicks_1(command, tmp_path, monkeypatch, capsys):
+    """Click's own handler prints 'Aborted!' and exits 1, which a CI script reads as 'some inputs failed'."""
+    from gradcam_cli.cli import common, compare, explain, info
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    for module in (common, compare, explain, info):
+        monkeypatch.setattr(module, "load_spec", interrupted)
+    arguments = {"explain": [PAIR, "-o", tmp_path / "out"], "compare": [PAIR, "-o", tmp_path / "s.png"],
+                 "layers": []}[command]
+    assert _main(monkeypatch, command, *arguments, "--model", "demo") == 130
+    err = capsys.readouterr().err
+    assert "gradcam: interrupted." in err and "Aborted!" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.png").exists()
+
+
+def test_the_console_script_keeps_clicks_usage_errors_and_help(monkeypatch, capsys):
+    assert _main(monkeypatch, "explain", PAIR, "--top-k", "zero") == 2
+    assert "Invalid value for '--top-k'" in capsys.readouterr().err
+    assert _main(monkeypatch, "--help") == 0 and "explain" in capsys.readouterr().out
+    assert _main(monkeypatch, "--version") == 0
+
+
+def test_an_interrupt_before_the_first_image_does_not_promise_a_manifest(tmp_path, monkeypatch, capsys):
+    from gradcam_cli.cli import explain
+    from gradcam_cli.runners.batch import RunSummary
+
+    monkeypatch.setattr(explain, "_run_with_progress",
+                        lambda items, spec, options, quiet, as_json, engine_run=None: RunSummary(interrupted=True))
+    assert _main(monkeypatch, "explain", PAIR, "--model", "demo", "-o", tmp_path / "out") == 130
+    err = capsys.readouterr().err
+    assert "before the first image was written; nothing to resume" in err and "up to date" not in err

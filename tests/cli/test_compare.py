@@ -62,3 +62,30 @@ def test_compare_and_the_callback_take_a_region(unet, unet_images, tmp_path):
     watched = callback.last_results["gradcam"].heatmaps[:, 0]
     assert expected.max() > 0 and np.corrcoef(watched.ravel(), expected.ravel())[0, 1] > 0.999
     np.testing.assert_allclose(watched, expected, rtol=1e-2, atol=1e-3 * expected.max())
+
+
+def test_an_unwritable_sheet_is_exit_3_and_one_line_before_any_work(tmp_path, monkeypatch):
+    from gradcam_cli.cli import compare as compare_command
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(compare_command, "load_spec", no_model)
+    result = run("compare", PAIR, "-o", "/proc/gradcam_sheet.png")  # /proc takes no new files, even as root
+    assert result.exit_code == 3, result.output
+    assert "/proc/gradcam_sheet.png: cannot write" in result.output and "-o/--output" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_sheet_that_cannot_be_written_at_the_end_is_exit_3(tmp_path, monkeypatch):
+    import errno
+
+    from gradcam_cli import outputs
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(outputs, "atomic_write_bytes", read_only)
+    result = run("compare", PAIR, "--methods", "gradcam", "-o", tmp_path / "s.png")
+    assert result.exit_code == 3, result.output
+    assert "s.png: cannot write (Read-only file system)" in result.output and "Traceback" not in result.output

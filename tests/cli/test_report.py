@@ -18,3 +18,21 @@ def test_report_command_rebuilds_from_the_manifest(report_dir):
 def test_report_without_manifest_fails_cleanly(tmp_path):
     result = run("report", tmp_path)
     assert result.exit_code == 2 and "manifest.jsonl" in result.output
+
+
+def test_a_report_page_that_cannot_be_written_is_exit_3(report_dir, monkeypatch):
+    import errno
+
+    from gradcam_cli import outputs
+
+    real_write = outputs.atomic_write_bytes
+
+    def full_disk(path, data):
+        if path.name == "index.html":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(outputs, "atomic_write_bytes", full_disk)
+    result = run("report", report_dir)
+    assert result.exit_code == 3, result.output
+    assert "index.html: cannot write (No space left on device)" in result.output
