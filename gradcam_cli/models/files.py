@@ -30,8 +30,9 @@ def load_model_file(
 ) -> ModelSpec:
     """Load a ``.keras`` / ``.h5`` model (Keras safe_mode stays on unless asked otherwise).
 
-    A sidecar ``<file>.gradcam.json`` beside the model may give ``preprocess`` and ``labels``
-    (a list, or a file name relative to the model); command-line values win over it.
+    A sidecar beside the model, ``dog.h5.gradcam.json`` or ``dog.gradcam.json``, may give ``preprocess``,
+    ``labels`` (a list, or a file name relative to the model) and ``input_size``; values given here win
+    over it (:func:`_read_sidecar` has its rules).
     """
     import keras
 
@@ -68,9 +69,24 @@ def load_model_file(
         name=path.name,
         preprocess=preprocess or sidecar.get("preprocess") or "none",
         labels=labels if labels is not None else _sidecar_labels(path, sidecar),
-        input_size=input_size,
+        input_size=input_size or _sidecar_input_size(path, sidecar, model),
         source=str(path),
     )
+
+
+def _sidecar_input_size(path: Path, sidecar: dict, model) -> tuple[int, int] | None:
+    """The sidecar's ``input_size`` for a model that accepts any size; for a fixed input it must agree."""
+    if not sidecar.get("input_size"):
+        return None
+    size = (int(sidecar["input_size"][0]), int(sidecar["input_size"][1]))
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    fixed = shape[1:3] if len(shape) == 4 and None not in shape[1:3] else None
+    if fixed is None:
+        return size
+    if tuple(fixed) != size:
+        raise ModelLoadError(f'the sidecar of {path.name} says "input_size": {list(size)}, but the model\'s input is '
+                             f"fixed at {fixed[0]}x{fixed[1]}; correct or remove it.")
+    return None
 
 
 def _register_keras_hub_if_needed(path: Path) -> None:
@@ -97,22 +113,52 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no detail"
 
 
+SIDECAR_KEYS = {
+    "preprocess": "a preprocessing name such as \"tf\" or \"scale01\"",
+    "labels": "a list of class names or a labels file beside the model",
+    "input_size": "[height, width] for a model that accepts any size",
+}
+RECORD_KEYS = ("trained", "head_retrained", "notes")
+"""Sidecar keys that record where a model came from (the demo's training runs); kept, never read."""
+
+
+def sidecar_paths(path: Path) -> list[Path]:
+    """Where a model's sidecar may be: ``dog.h5.gradcam.json`` and ``dog.gradcam.json``."""
+    return [path.with_name(path.name + SIDECAR_SUFFIX), path.with_name(path.stem + SIDECAR_SUFFIX)]
+
+
 def _read_sidecar(path: Path) -> dict:
-    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    if not sidecar.exists():
-        return {}
+    """The sidecar of the model file ``path`` ({} without one). Both names are read; two that say
+    different things are refused rather than one silently chosen, as are unknown keys (a misspelled
+    ``preproces`` would otherwise leave the model fed raw pixels) and values of the wrong type."""
+    found = [candidate for candidate in dict.fromkeys(sidecar_paths(path)) if candidate.exists()]
+    contents = [_sidecar_content(candidate) for candidate in found]
+    if len(found) == 2 and contents[0] != contents[1]:
+        raise ModelLoadError(f"{found[0]} and {found[1]} are two different sidecars for {path.name}; keep one.")
+    return contents[0] if contents else {}
+
+
+def _sidecar_content(sidecar: Path) -> dict:
     try:
         content = json.loads(sidecar.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{sidecar}: unreadable model sidecar ({error}).") from None
     if not isinstance(content, dict):
         raise ModelLoadError(f'{sidecar}: must hold a JSON object such as {{"preprocess": "tf", "labels": [...]}}.')
+    unknown = [key for key in content if key not in SIDECAR_KEYS and key not in RECORD_KEYS]
+    if unknown:
+        accepted = "; ".join(f'"{key}": {meaning}' for key, meaning in SIDECAR_KEYS.items())
+        raise ModelLoadError(f'{sidecar}: unknown key "{unknown[0]}"; a sidecar takes {accepted}.')
     if content.get("preprocess") is not None and not isinstance(content["preprocess"], str):
         raise ModelLoadError(f'{sidecar}: "preprocess" must be a name such as "tf" or "scale01", '
                              f"not {json.dumps(content['preprocess'])}.")
     labels = content.get("labels")
     if labels is not None and not isinstance(labels, (str, list)):
         raise ModelLoadError(f'{sidecar}: "labels" must be a list of names or a file name, not {json.dumps(labels)}.')
+    size = content.get("input_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(side, int) and side >= 8 for side in size)):
+        raise ModelLoadError(f'{sidecar}: "input_size" must be [height, width] in pixels, not {json.dumps(size)}.')
     return content
 
 

@@ -59,3 +59,56 @@ def test_a_bad_sidecar_is_a_model_error_not_a_crash(tmp_path):
 def test_resolve_model_passes_output(saved_head_models):
     spec = resolve_model(str(saved_head_models["two"]), model_output=1)
     assert spec.head.kind == "regression" and spec.head.output_name == "age"
+
+
+def _demo_copy(tmp_path, name="dog.keras"):
+    model = tmp_path / name
+    shutil.copy(ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras", model)
+    return model
+
+
+def test_a_sidecar_named_without_the_model_s_extension_is_read(tmp_path):
+    """The docs' MODEL.gradcam.json: for dog.keras, dog.gradcam.json is read as dog.keras.gradcam.json is."""
+    model = _demo_copy(tmp_path)
+    names = ["circle", "square", "triangle", "star", "cross"]
+    (tmp_path / "dog.gradcam.json").write_text(json.dumps({"preprocess": "scale01", "labels": [n.upper() for n in names]}))
+    spec = resolve_model(str(model))
+    assert spec.preprocess_name == "scale01" and spec.labels[0] == "CIRCLE"
+
+
+def test_two_sidecars_that_disagree_are_refused_not_one_silently_chosen(tmp_path):
+    model = _demo_copy(tmp_path)
+    (tmp_path / "dog.gradcam.json").write_text(json.dumps({"preprocess": "scale01"}))
+    (tmp_path / "dog.keras.gradcam.json").write_text(json.dumps({"preprocess": "tf"}))
+    result = run("explain", PAIR, "--model", model, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "two different sidecars for dog.keras; keep one" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "dog.keras.gradcam.json").write_text(json.dumps({"preprocess": "scale01"}))  # the same: fine
+    assert resolve_model(str(model)).preprocess_name == "scale01"
+
+
+def test_an_unknown_sidecar_key_is_refused_with_the_accepted_ones(tmp_path):
+    model = _demo_copy(tmp_path)
+    (tmp_path / "dog.gradcam.json").write_text(json.dumps({"preproces": "scale01"}))
+    result = run("explain", PAIR, "--model", model, "-o", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert 'unknown key "preproces"' in result.output and '"preprocess"' in result.output and '"labels"' in result.output
+
+
+def test_a_sidecar_input_size_is_checked_against_the_model(tmp_path):
+    model = _demo_copy(tmp_path)
+    (tmp_path / "dog.gradcam.json").write_text(json.dumps({"input_size": [64, 64]}))
+    with pytest.raises(ModelLoadError, match=r'"input_size": \[64, 64\], but the model\'s input is fixed'):
+        resolve_model(str(model))
+    (tmp_path / "dog.gradcam.json").write_text(json.dumps({"input_size": "big"}))
+    with pytest.raises(ModelLoadError, match=r'"input_size" must be \[height, width\]'):
+        resolve_model(str(model))
+
+
+def test_a_sidecar_input_size_sizes_a_model_that_accepts_any(keras, tmp_path):
+    inputs = keras.Input((None, None, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    path = tmp_path / "any.keras"
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(features)).save(path)
+    (tmp_path / "any.gradcam.json").write_text(json.dumps({"input_size": [48, 40]}))
+    assert resolve_model(str(path)).input_size == (48, 40)
