@@ -13,7 +13,7 @@ from ..errors import (
     param,
 )
 from .labels import labels_for_model
-from .preprocessing import make_preprocess
+from .preprocessing import check_preprocess_channels, make_preprocess
 from .spec import DEFAULT_SIZE, ModelSpec
 
 
@@ -51,6 +51,8 @@ def spec_for_model(
         preprocess_fn, preprocess_name = preprocess, getattr(preprocess, "__name__", "custom")
     else:
         preprocess_fn, preprocess_name = make_preprocess(preprocess)
+    if preprocess_name not in ("none", "scale01"):
+        check_preprocess_channels(preprocess_fn, preprocess_name, int(shape[-1] or 3), name or model.name)
     if labels is not None:
         labels = labels_for_model(labels, model)
     return ModelSpec(

@@ -6,10 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import (
-    ModelNotFound,
-    param,
-)
+from ..errors import ModelNotFound, OptionConflict, param
 from .applications import application_registry
 from .spec import normalize_name, suggest
 
@@ -40,3 +37,20 @@ def make_preprocess(mode: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]
         f"unknown {param('preprocess', repr(mode))}: use one of {', '.join(PREPROCESS_MODES)} "
         f"or an application name such as resnet50.{suggest(mode, list(registry))}"
     )
+
+
+def check_preprocess_channels(preprocess: Callable[[np.ndarray], np.ndarray], name: str, channels: int,
+                              model_name: str) -> None:
+    """Refuse, before anything is written, a preprocessing that cannot take the model's channels
+    (``caffe``, ``torch`` and most applications subtract one mean per RGB channel, so a grayscale
+    model cannot use them). Tried on a tiny blank batch: what it does is what counts."""
+    blank = np.zeros((1, 2, 2, channels), np.float32)
+    try:
+        result = np.asarray(preprocess(blank.copy()))
+        fits = result.shape == blank.shape
+    except (IndexError, ValueError, TypeError):
+        fits = False
+    if not fits:
+        raise OptionConflict(f"{model_name}: {param('preprocess', repr(name))} expects RGB input, but the model takes "
+                             f"{channels} channel{'s' if channels != 1 else ''}; use "
+                             f"{param('preprocess', 'none')}, scale01 or tf.")
