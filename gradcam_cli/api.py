@@ -50,6 +50,13 @@ class Explanation:
     alpha: float = DEFAULT_ALPHA
     region_pixels: np.ndarray | None = None
 
+    def __repr__(self) -> str:
+        """One line (a plain REPL would otherwise print every array)."""
+        count, targets = self.class_ids.shape[:2]
+        failed = f", {len(self.failures)} failed" if self.failures else ""
+        return (f"Explanation({count} image(s) x {targets} target(s), method={self.method!r}, "
+                f"layer={self.layer!r}, heatmaps {tuple(self.heatmaps.shape)}{failed})")
+
     def label(self, image: int, target: int = 0) -> str:
         return self.spec.label(int(self.class_ids[image, target]))
 

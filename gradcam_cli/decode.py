@@ -196,6 +196,8 @@ def decode(
 
     if stream is None and path.is_dir():
         raise ImageError(f"{shown}: is a folder, not an image file.")
+    if stream is None and path.exists() and not path.is_file():
+        raise ImageError(f"{shown}: not a regular file (a device, a pipe or a socket); pass image files.")
     try:
         with _open(path if stream is None else stream) as image:
             canvas = image.width * image.height

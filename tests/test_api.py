@@ -138,3 +138,13 @@ def test_explain_in_a_loop_with_an_in_memory_model_traces_once(keras, random_ima
     del model, explainers, first, later, other  # results hold their spec, and so the model
     gc.collect()
     assert gone() is None  # the cache does not keep a model alive
+
+
+def test_a_result_prints_as_one_short_line():
+    from gradcam_cli import explain
+    from tests.helpers import PAIR
+
+    result = explain("demo", [str(PAIR), "no_such_file.png"])
+    text = repr(result)
+    assert "\n" not in text and len(text) < 200, text
+    assert "1 image(s) x 1 target(s)" in text and "method='gradcam'" in text and "1 failed" in text

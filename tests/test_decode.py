@@ -125,3 +125,10 @@ def test_pixel_budget_never_holds_more_than_its_limit_across_threads():
         thread.join(timeout=10)
     assert not any(t.is_alive() for t in threads)
     assert 0 < peak[0] <= 1_000_000 and held[0] == 0
+
+
+def test_a_link_to_a_device_is_named_a_device_not_an_empty_file(tmp_path):
+    link = tmp_path / "zero.png"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ImageError, match="not a regular file"):
+        decode(link)

@@ -23,9 +23,10 @@ def methods():
     """Describe the class activation methods --method accepts."""
     from ..methods import METHODS
 
+    width = max(map(len, METHODS))
     for name, cls in METHODS.items():
         aliases = f" (also {', '.join(cls.aliases)})" if cls.aliases else ""
-        click.echo(f"{name:<12} {cls.description}{aliases}")
+        click.echo(f"{name:<{width}}  {cls.description}{aliases}")
 
 
 @click.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from ..errors import (
@@ -45,6 +46,7 @@ def load_model_file(
         )
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a folder, not a .keras/.h5 model file.")
+    _check_file_format(path)
     sidecar = _read_sidecar(path)
     _register_keras_hub_if_needed(path)
     try:
@@ -59,8 +61,15 @@ def load_model_file(
             ) from None
         raise ModelLoadError(f"{path}: not a loadable Keras model ({_first_line(message)}).") from None
     except Exception as error:
+        missing = re.search(r"Could not locate (?:class|function) '([^']+)'", str(error))
+        if missing:
+            raise ModelLoadError(
+                f"{path}: the model is built from '{missing.group(1)}', Python code that is not importable here; "
+                "import the module that defines it (registered with @keras.saving.register_keras_serializable) "
+                "and pass the loaded model to gradcam_cli.explain, or save the model as a Functional one."
+            ) from None
         raise ModelLoadError(
-            f"{path}: not a loadable Keras model ({type(error).__name__}: {_first_line(str(error))})."
+            f"{path}: not a loadable Keras model ({type(error).__name__}: {_first_line(str(error))[:300]})."
         ) from None
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{path}: holds a {type(model).__name__}, not a Keras model.")
@@ -87,6 +96,26 @@ def _sidecar_input_size(path: Path, sidecar: dict, model) -> tuple[int, int] | N
         raise ModelLoadError(f'the sidecar of {path.name} says "input_size": {list(size)}, but the model\'s input is '
                              f"fixed at {fixed[0]}x{fixed[1]}; correct or remove it.")
     return None
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_file_format(path: Path) -> None:
+    """A ``.keras`` file is a zip archive and an ``.h5`` file HDF5: say so when the file is neither,
+    rather than pass on Keras's "File not found" for a file that exists."""
+    import zipfile
+
+    if not path.exists():
+        return
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelLoadError(f"{path}: not a .keras model (a .keras file is a zip archive written by "
+                             "model.save('name.keras')); check the file or its name.")
+    if path.suffix in (".h5", ".hdf5"):
+        with open(path, "rb") as stream:
+            if stream.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                raise ModelLoadError(f"{path}: not an HDF5 model file (a legacy .h5 model is written by "
+                                     "model.save('name.h5')); check the file or its name.")
 
 
 def _register_keras_hub_if_needed(path: Path) -> None:

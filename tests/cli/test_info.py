@@ -21,3 +21,10 @@ def test_methods_command_lists_every_method():
 
     listing = run("methods")
     assert all(name in listing.output for name in METHODS)
+
+
+def test_methods_names_line_up_even_the_longest():
+    result = run("methods")
+    lines = result.output.splitlines()
+    starts = {line.index(line.split()[1], len(line.split()[0])) for line in lines}
+    assert len(starts) == 1 and any(line.startswith("guided-gradcam  ") for line in lines), result.output

@@ -40,7 +40,7 @@ def test_lambda_layer_is_refused_in_safe_mode(keras, tmp_path):
 def test_not_a_model_file_and_non_image_models(keras, tmp_path):
     bogus = tmp_path / "model.keras"
     bogus.write_text("not a zip")
-    with pytest.raises(ModelLoadError, match="not a loadable Keras model"):
+    with pytest.raises(ModelLoadError, match=r"not a .keras model \(a .keras file is a zip archive"):
         resolve_model(str(bogus))
     inputs = keras.Input((10,))
     with pytest.raises(UnsupportedModel, match="not an image batch"):
@@ -112,3 +112,36 @@ def test_a_sidecar_input_size_sizes_a_model_that_accepts_any(keras, tmp_path):
     keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(features)).save(path)
     (tmp_path / "any.gradcam.json").write_text(json.dumps({"input_size": [48, 40]}))
     assert resolve_model(str(path)).input_size == (48, 40)
+
+
+def test_a_file_that_is_not_the_format_its_name_says_is_named_so(tmp_path):
+    fake_h5 = tmp_path / "model.h5"
+    fake_h5.write_text("not hdf5")
+    with pytest.raises(ModelLoadError, match=r"not an HDF5 model file"):
+        resolve_model(str(fake_h5))
+
+
+def test_a_model_of_a_class_not_importable_here_gets_the_fix_not_its_config(keras, tmp_path):
+    import numpy as np
+
+    @keras.saving.register_keras_serializable(package="gradcam_tests")
+    class Net(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.dense = keras.layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.dense(self.pool(self.conv(x)))
+
+    net = Net()
+    net(np.zeros((1, 16, 16, 3), np.float32))
+    path = tmp_path / "net.keras"
+    net.save(path)
+    del keras.saving.get_custom_objects()["gradcam_tests>Net"]  # as in a process that never imported its module
+    with pytest.raises(ModelLoadError) as caught:
+        resolve_model(str(path))
+    message = str(caught.value)
+    assert "built from 'Net'" in message and "register_keras_serializable" in message
+    assert "config" not in message and len(message) < 400
