@@ -8,6 +8,7 @@ pass per target. The last, partial batch is padded to the batch size so that it 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,8 @@ class BatchResult:
 
 
 def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classes: int) -> list[int] | None:
-    """``--class`` values (indices or label names) to indices, checked against the model."""
+    """``--class`` values (indices, label names, or the tool's own ``class_N`` spelling of a class
+    without a name) to indices, checked against the model."""
     if not classes:
         return None
     indices = []
@@ -57,6 +59,8 @@ def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classe
             index = int(text)
         elif labels and text in labels:
             index = labels.index(text)
+        elif re.fullmatch(r"class_\d+", text):
+            index = int(text[len("class_"):])
         else:
             lowered = [label.lower() for label in labels or []]
             if text.lower() in lowered:

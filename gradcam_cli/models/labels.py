@@ -83,21 +83,16 @@ def class_count(model: Any) -> int | None:
     return int(shape[-1])
 
 
-@lru_cache(maxsize=1)
-def imagenet_labels() -> list[str] | None:
-    """The 1000 ImageNet class names from Keras' class index (cached in ~/.keras/models)."""
-    from keras.src.applications import imagenet_utils
-    from keras.utils import get_file
+IMAGENET_CLASS_INDEX = Path(__file__).with_name("imagenet_class_index.json")
+"""The 1000 ImageNet classes, ``{"0": ["n01440764", "tench"], ...}``: WordNet synset and name, in the
+order of every 1000-class ``keras.applications`` head. The same public data as Keras's
+``imagenet_class_index.json``, here taken from keras-hub's ``imagenet_utils`` (Apache-2.0), shipped so
+that names work offline and no download runs. ImageNet itself names two classes twice ('crane', the
+bird (134) and the machine (517); 'maillot' (638, 639)); a name picks its first index."""
 
-    try:
-        path = get_file(
-            "imagenet_class_index.json",
-            imagenet_utils.CLASS_INDEX_PATH,
-            cache_subdir="models",
-            file_hash="c2c37ea517e94d9795004a39431a14cb",
-        )
-        with open(path, encoding="utf-8") as handle:
-            index = json.load(handle)
-    except Exception:  # offline: indices only
-        return None
+
+@lru_cache(maxsize=1)
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names, from the index shipped in the package."""
+    index = json.loads(IMAGENET_CLASS_INDEX.read_text(encoding="utf-8"))
     return [index[str(i)][1] for i in range(len(index))]

@@ -40,3 +40,27 @@ def test_labels_with_a_byte_order_mark_and_trailing_blank_lines_work(tmp_path):
     result = run("explain", PAIR, "--labels", labels, "--class", "circle", "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert stored_rows(tmp_path / "out")[0]["label"] == "circle"
+
+
+def test_imagenet_names_ship_with_the_package_and_need_no_download(tmp_path, monkeypatch, capsys):
+    from gradcam_cli.models import resolve_model
+    from gradcam_cli.models.labels import IMAGENET_CLASS_INDEX, imagenet_labels
+
+    def no_network(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    monkeypatch.setattr("urllib.request.urlretrieve", no_network)
+    names = imagenet_labels()
+    assert len(names) == 1000 and names[0] == "tench" and names[281] == "tabby" and names[999] == "toilet_tissue"
+    assert json.loads(IMAGENET_CLASS_INDEX.read_text())["281"] == ["n02123045", "tabby"]
+    spec = resolve_model("mobilenet_v2", weights="none", input_size=(32, 32))
+    assert spec.label(281) == "tabby"
+    assert "Downloading" not in capsys.readouterr().out
+
+
+def test_a_class_is_named_by_label_index_or_the_tools_own_class_n(demo_spec):
+    from gradcam_cli.explainer import resolve_classes
+
+    assert resolve_classes(demo_spec, ["triangle", "1", "class_4"], demo_spec.num_classes) == [2, 1, 4]
