@@ -109,14 +109,17 @@ def config_fingerprint(spec: ModelSpec, layer: str, options: EvaluateOptions) ->
 
 
 def _reusable_rows(output_dir: Path | None, config: str, methods: list[str]) -> dict[str, list[dict]]:
-    """Earlier rows per input whose every requested method was scored with this ``config``."""
+    """Earlier rows per input whose every requested method was scored with this ``config``; a row
+    written twice (an input rescored after an interrupted run left part of its rows) counts once, the
+    later one."""
     if output_dir is None:
         return {}
-    by_input: dict[str, list[dict]] = {}
+    by_input: dict[str, dict[tuple, dict]] = {}
     for row in Manifest.read_rows(Path(output_dir) / METRICS_JSONL):
         if row.get("config") == config and row.get("method") in methods:
-            by_input.setdefault(row["input"], []).append(row)
-    return {path: rows for path, rows in by_input.items() if {row["method"] for row in rows} == set(methods)}
+            by_input.setdefault(row["input"], {})[(row["method"], row.get("rank"))] = row
+    return {path: list(rows.values()) for path, rows in by_input.items()
+            if {method for method, _ in rows} == set(methods)}
 
 
 def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
@@ -125,7 +128,11 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     """Score every method on ``items``; unreadable images are listed in ``failures`` and skipped.
 
     With ``output_dir``, inputs whose rows in its metrics.jsonl have the same settings are not
-    scored again (unless ``overwrite``): their rows are reused, as ``explain`` resumes.
+    scored again (unless ``overwrite``): their rows are reused, as ``explain`` resumes. New rows are
+    appended to that metrics.jsonl batch by batch as they are scored (flushed), so an interrupted run
+    leaves them for the next; :func:`write_outputs` rewrites the file whole at the end. Rows are
+    summarised in input order, so a resumed run ends with the same metrics.json as one that was not
+    interrupted.
     """
     started = time.perf_counter()
     problems = gate_problems(options.gates, list(options.methods), list(options.metrics), set(BASELINES))
@@ -138,10 +145,11 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     budget = PixelBudget(options.max_megapixels) if options.max_megapixels else None
     rows: list[dict] = [row for item in items for row in reused.get(item.real, [])]
     todo = [item for item in items if item.real not in reused]
+    stream = _RowStream(output_dir)
     if progress and len(todo) < len(items):
         progress(len(items) - len(todo))
     failures: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode") as pool:
+    with stream, ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="decode") as pool:
         for start in range(0, len(todo), options.batch_size):
             batch = todo[start:start + options.batch_size]
             good, pixels, sizes = [], [], []
@@ -159,9 +167,14 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
                 if options.ground_truth is not None:
                     annotations = [options.ground_truth.boxes(item.path, item.relative) for item in good]
                 for method, scores in evaluator.score_batch(np.stack(pixels), annotations, sizes).items():
-                    rows.extend(_rows(method, good, scores, spec, config))
+                    scored = _rows(method, good, scores, spec, config)
+                    rows.extend(scored)
+                    stream.append(scored)
             if progress:
                 progress(len(batch))
+    order = {item.real: position for position, item in enumerate(items)}
+    methods = {method: position for position, method in enumerate(options.methods)}
+    rows.sort(key=lambda row: (methods.get(row["method"], len(methods)), order.get(row["input"], len(order))))
     summaries, curves, sanity_report = _summaries(rows, options, spec)
     ranking = rank_methods(summaries, options.metrics[0]) if options.metrics else list(options.methods)
     missed = check_gates(options.gates, summaries, set(BASELINES))
@@ -171,6 +184,37 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     return Evaluation(spec.name, evaluator.layer, options.steps, list(options.metrics), list(options.methods),
                       summaries, ranking, rows, curves, sanity_report, failures, missed, images,
                       time.perf_counter() - started, passes)
+
+
+class _RowStream:
+    """metrics.jsonl opened for appending while a run scores (nothing without an output folder); the
+    folder is checked writable first, so an unwritable one fails before any scoring (exit 3)."""
+
+    def __init__(self, output_dir: str | Path | None):
+        self.handle = None
+        if output_dir is not None:
+            outputs.OutputFolder(output_dir).check_writable()
+            try:
+                path = Path(output_dir) / METRICS_JSONL
+                cut = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+                self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                if cut:  # a line a killed run left unfinished stays one unreadable line, not two rows spoilt
+                    self.handle.write("\n")
+            except OSError as error:
+                raise OutputError(f"{output_dir}: cannot write {METRICS_JSONL} ({error.strerror or error}); "
+                                  f"pick another with {param('output_dir')}.") from None
+
+    def append(self, rows: list[dict]) -> None:
+        if self.handle is not None and rows:
+            self.handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            self.handle.flush()
+
+    def __enter__(self) -> _RowStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
 def _rows(method: str, items: list[InputItem], scores: BatchScores, spec: ModelSpec, config: str) -> list[dict]:

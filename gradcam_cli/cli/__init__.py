@@ -17,6 +17,7 @@ import click
 from .. import __version__
 from ..errors import command_line_names
 from . import compare, evaluate, explain, info, report
+from .common import INTERRUPTED
 
 COMMANDS = (explain.explain, evaluate.evaluate, compare.compare, report.report, info.layers, info.methods, info.models)
 
@@ -40,7 +41,6 @@ for command in COMMANDS:
     cli.add_command(command)
 
 INTERNAL_ERROR = 4
-INTERRUPTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
 
 
 def main() -> None:

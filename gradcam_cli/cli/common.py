@@ -35,6 +35,9 @@ def quiet_tensorflow() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notes for compare's methods
 
 
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
+
+
 def fail(error: GradcamError) -> None:
     click.echo(f"gradcam: error: {error}", err=True)
     sys.exit(error.exit_code)

@@ -9,6 +9,7 @@ import click
 
 from ..errors import GradcamError
 from .common import (
+    INTERRUPTED,
     MethodType,
     announce_report,
     collect_or_fail,
@@ -117,7 +118,18 @@ def _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_
 
     bar = tqdm(total=len(items), unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
                dynamic_ncols=True)
+    done = [0]
+
+    def progress(count: int) -> None:
+        done[0] += count
+        bar.update(count)
+
     try:
-        return run_evaluation(items, spec, options, progress=bar.update, output_dir=output_dir, overwrite=overwrite)
+        return run_evaluation(items, spec, options, progress=progress, output_dir=output_dir, overwrite=overwrite)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"gradcam: interrupted after {done[0]} image(s); {output_dir}/metrics.jsonl holds the rows scored "
+                   "so far and a rerun resumes from them.", err=True)
+        sys.exit(INTERRUPTED)
     finally:
         bar.close()

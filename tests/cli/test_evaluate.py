@@ -204,3 +204,39 @@ def test_evaluate_scores_the_named_output_of_a_multi_output_model(two_output_mod
                  "gradcam", "--metrics", "drop", "-o", tmp_path / "kind")
     assert scored.exit_code == 0, scored.output
     assert json.loads((tmp_path / "kind" / "metrics.json").read_text())["methods"]["gradcam"]["drop"]["n"] == 1
+
+
+@pytest.mark.slow
+def test_an_interrupted_evaluate_keeps_its_rows_and_a_rerun_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    from gradcam_cli.scoring import Evaluator
+
+    arguments = [SHAPES, "--methods", "gradcam,random", "--metrics", "drop,deletion", "--steps", 3, "-b", 4,
+                 "--ground-truth", SHAPES / "ground_truth.json"]
+    whole = run("evaluate", *arguments, "-o", tmp_path / "whole")
+    assert whole.exit_code == 0, whole.output
+
+    real_score_batch = Evaluator.score_batch
+    calls = []
+
+    def interrupted_on_the_second_batch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_score_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "score_batch", interrupted_on_the_second_batch)
+    stopped = run("evaluate", *arguments, "-o", tmp_path / "resumed")
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted after 4 image(s)" in stopped.output and "a rerun resumes" in stopped.output
+    kept = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert len(kept) == 4 * 2 and not (tmp_path / "resumed" / "metrics.json").exists()
+
+    monkeypatch.setattr(Evaluator, "score_batch", real_score_batch)
+    resumed = run("evaluate", *arguments, "-o", tmp_path / "resumed", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads(resumed.stdout)
+    assert summary["forward_passes"]["explained_images"] == 2 * 8  # the 8 images not scored before
+    expected = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    for key in ("methods", "curves", "ranking", "images", "failures", "gate"):
+        assert summary[key] == expected[key], key
+    assert len((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()) == 12 * 2
