@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import MethodError, OptionConflict, TargetError, param, phrase
 from .graph import LayerInfo
-from .layers import auto_target_layer, find_layer
+from .layers import auto_target_layer, branch_note, find_layer
 from .methods import CamContext, CamMethod, get_method
 from .models.spec import ModelSpec
 from .options import RunOptions
@@ -24,6 +24,7 @@ from .probe import Probe
 from .regions import REGIONS, read_region_mask
 
 log = logging.getLogger("gradcam_cli")
+_NOTES_SHOWN: set[str] = set()
 
 SMOOTHING = (None, "aug", "eigen")
 # test-time augmentations for --smooth aug: (horizontal flip, brightness factor)
@@ -117,6 +118,11 @@ class Explainer:
         self.region = self._region(region)
         self.target: LayerInfo = (find_layer(spec.model, layer) if layer
                                   else auto_target_layer(spec.model, head=self.head))
+        self.notes = [] if layer else [note for note in [branch_note(spec.model, self.target, self.head)] if note]
+        for note in self.notes:
+            if note not in _NOTES_SHOWN:  # once a process, however many methods are explained
+                _NOTES_SHOWN.add(note)
+                log.warning("gradcam: %s", note)
         self.probe = Probe(spec.model, self.target, self.head)
         self.method_state = self.method.prepare(spec, self.probe)
         self.batch_size = int(batch_size)

@@ -108,10 +108,11 @@ def model_outputs(model) -> list:
     return list(outputs)
 
 
-def walk_back(model, prefix: str = "") -> Iterator[LayerInfo]:
+def walk_back(model, prefix: str = "", stop=None) -> Iterator[LayerInfo]:
     """Layers in breadth-first order from the output back to the input, nested models entered
     from their own output. Graph order, unlike ``model.layers`` order, puts InceptionV3's
-    ``mixed10`` before the branch layers that feed it."""
+    ``mixed10`` before the branch layers that feed it. ``stop(info)``: walk no further back than a
+    layer for which it is true (nor than a nested model holding one)."""
     from collections import deque
 
     seen: set[int] = set()
@@ -125,11 +126,35 @@ def walk_back(model, prefix: str = "") -> Iterator[LayerInfo]:
             continue
         seen.add(id(operation))
         if is_model(operation):
-            yield from walk_back(operation, prefix=f"{prefix}{operation.name}{PATH_SEP}")
+            inner = list(walk_back(operation, prefix=f"{prefix}{operation.name}{PATH_SEP}", stop=stop))
+            yield from inner
+            if stop is not None and any(stop(info) for info in inner):
+                continue
         else:
-            yield LayerInfo(f"{prefix}{operation.name}", operation, output_shape_of(operation))
+            info = LayerInfo(f"{prefix}{operation.name}", operation, output_shape_of(operation))
+            yield info
+            if stop is not None and stop(info):
+                continue
         node = operation._inbound_nodes[node_index]
         queue.extend(getattr(t, "_keras_history", None) for t in node.input_tensors)
+
+
+def upstream_of(layer) -> set[int]:
+    """The ids of every operation ``layer``'s output is computed from (its first call), ``layer``
+    included; a nested model counts as one operation."""
+    from collections import deque
+
+    seen: set[int] = {id(layer)}
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    queue = deque(getattr(t, "_keras_history", None) for t in (nodes[0].input_tensors if nodes else []))
+    while queue:
+        history = queue.popleft()
+        if history is None or id(history[0]) in seen:
+            continue
+        operation, node_index = history[0], history[1]
+        seen.add(id(operation))
+        queue.extend(getattr(t, "_keras_history", None) for t in operation._inbound_nodes[node_index].input_tensors)
+    return seen
 
 
 def producer(tensor):

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
-from .errors import LayerNotFound, UnsupportedModel, param
+from .errors import LayerNotFound, UnsupportedModel, param, phrase
 from .graph import (
     PATH_SEP,
     LayerInfo,
@@ -35,6 +35,7 @@ from .graph import (
     model_input_size,
     nested_models,
     sublayers,
+    upstream_of,
     walk_back,
 )
 from .probe import MAX_PREFIX_TOKENS, intercept_input, token_grid
@@ -162,6 +163,35 @@ def auto_target_layer(model, head=None) -> LayerInfo:
         f"{model.name}: no layer has a spatial output (rank 4, more than one position). "
         f"Pass {param('layer', 'NAME')}."
     )
+
+
+def spatial_branches(model, head=None) -> list[LayerInfo]:
+    """The spatial layers the head reads directly: walking back from the output, the first candidate
+    on every path. One for a plain CNN (its last block); several when parallel branches are pooled
+    and joined before the head, and the automatic pick then shows the first of them only."""
+    skip = {id(layer) for layer in head.own_layers()} if head is not None else set()
+
+    def candidate(info: LayerInfo) -> bool:
+        return _is_candidate(info) and id(info.layer) not in skip
+
+    try:
+        return [info for info in walk_back(model, stop=candidate) if candidate(info)]
+    except (AttributeError, IndexError):  # a subclassed model has no graph to walk
+        return []
+
+
+def branch_note(model, pick: LayerInfo, head=None) -> str | None:
+    """One line when the head also reads spatial branches the automatic ``pick`` leaves out."""
+    # a branch computed from the pick (a block after it, where the pick's map is still spatial) is
+    # the pick's own path; only branches beside it are left out of its maps
+    others = [info for info in spatial_branches(model, head)
+              if info.layer is not pick.layer and id(pick.layer) not in upstream_of(info.layer)]
+    if not others or pick.tap != "output":
+        return None
+    listed = ", ".join(f"{info.path} ({info.shape_text()})" for info in others)
+    return phrase(f"note: the head of {model.name} also reads {listed}, besides the automatic pick {pick.path} "
+                  f"({pick.shape_text()}); the maps show {pick.path} only: pass "
+                  f"{param('layer', others[0].path)} to explain another.")
 
 
 def find_layer(model, name: str) -> LayerInfo:

@@ -142,3 +142,35 @@ def test_a_token_count_that_forms_no_grid_is_refused(keras):
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(tokens)))
     with pytest.raises(LayerNotFound, match="34 tokens, which form no patch grid"):
         Explainer(spec_for_model(model), layer="tokens")
+
+
+def _two_branch_model(keras):
+    inputs = keras.Input((32, 32, 3))
+    a = keras.layers.Conv2D(4, 3, activation="relu", name="branch_a")(inputs)
+    b = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="branch_b")(inputs)
+    pooled = [keras.layers.GlobalAveragePooling2D()(a), keras.layers.GlobalAveragePooling2D()(b)]
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()(pooled))
+    return keras.Model(inputs, outputs, name="two_branches")
+
+
+def test_a_head_reading_two_spatial_branches_is_said_on_one_line(keras, caplog):
+    from gradcam_cli.explainer import Explainer
+    from gradcam_cli.models import spec_for_model
+
+    spec = spec_for_model(_two_branch_model(keras))
+    with caplog.at_level("WARNING", logger="gradcam_cli"):
+        explainer = Explainer(spec)
+    assert explainer.layer_name == "branch_a"
+    (note,) = explainer.notes
+    assert "also reads branch_b (15x15x4)" in note and "layer=branch_b" in note and "\n" not in note
+    assert any("also reads branch_b" in record.getMessage() for record in caplog.records)
+    assert Explainer(spec, layer="branch_b").notes == []  # chosen by hand: nothing to say
+
+
+def test_a_plain_cnn_or_a_block_after_the_pick_is_no_second_branch(keras, gap_dense_model, demo_spec):
+    from gradcam_cli.explainer import Explainer
+    from gradcam_cli.models import spec_for_model
+
+    assert Explainer(demo_spec).notes == [] and Explainer(spec_for_model(gap_dense_model)).notes == []
+    inception = keras.applications.InceptionV3(weights=None, input_shape=(96, 96, 3))  # mixed8-10 are 1x1 here
+    assert Explainer(spec_for_model(inception), batch_size=1).notes == []
