@@ -13,12 +13,12 @@ from PIL import Image
 
 from . import render
 from .decode import fit_longest_side, model_input, open_rgb, to_rgb
-from .errors import ImageError, MethodError, OptionConflict
+from .errors import ImageError, MethodError, OptionConflict, param
 from .explainer import Explainer
 from .inputs import collect_inputs
 from .models import resolve_model
 from .models.spec import ModelSpec
-from .options import DEFAULT_ALPHA, DEFAULT_OVERLAY_SIZE, RunOptions
+from .options import DEFAULT_ALPHA, DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE, RunOptions
 
 
 @dataclass
@@ -93,7 +93,7 @@ def check_alpha(alpha: float) -> float:
     except (TypeError, ValueError):
         value = math.nan
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise OptionConflict(f"alpha={alpha!r}: the overlay opacity must be a finite number in [0, 1].")
+        raise OptionConflict(f"{param('alpha', repr(alpha))}: the overlay opacity must be a finite number in [0, 1].")
     return value
 
 
@@ -127,7 +127,9 @@ def _array_to_rgb(array: np.ndarray, where: str) -> np.ndarray:
 
 
 def as_images(images: Any, min_size: tuple[int, int] | None = None,
-              overlay_size: int | None = DEFAULT_OVERLAY_SIZE) -> tuple[list[np.ndarray], list[str | None], list[tuple[str, str]]]:
+              overlay_size: int | None = DEFAULT_OVERLAY_SIZE,
+              max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
+              ) -> tuple[list[np.ndarray], list[str | None], list[tuple[str, str]]]:
     """What a notebook holds, to (RGB uint8 arrays, their paths or None, failures).
 
     ``images``: a path (file, folder, glob) or a PIL image or an array, or a list of those; an
@@ -151,7 +153,8 @@ def as_images(images: Any, min_size: tuple[int, int] | None = None,
                 try:
                     if item.error:
                         raise ImageError(f"{item.path}: {item.error}.")
-                    arrays.append(np.asarray(open_rgb(item.path, min_size=min_size, longest_side=overlay_size)))
+                    arrays.append(np.asarray(open_rgb(item.path, min_size=min_size, longest_side=overlay_size,
+                                                        max_megapixels=max_megapixels)))
                     paths.append(item.path)
                 except ImageError as error:
                     failures.append((item.path, str(error)))
@@ -225,6 +228,8 @@ def explain(
     model_output: str | int | None = None,
     region: str | None = None,
     overlay_size: int | None = DEFAULT_OVERLAY_SIZE,
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
+    safe_mode: bool = True,
 ) -> Explanation:
     """Explain ``images`` with ``model``.
 
@@ -244,7 +249,9 @@ def explain(
     ``model_output``: the output to explain, by name or index, for a multi-output model; ``region``:
     for a segmentation model, 'pred' (default), 'all' or a mask image path.
     ``overlay_size``: the longest side files are decoded at (the CLI's ``--overlay-size``; None: full
-    resolution, memory then grows with every photo).
+    resolution, memory then grows with every photo); ``max_megapixels``: a file whose decode would be
+    larger is refused (listed in ``failures``); ``safe_mode``: False lets Keras load Python code (a
+    Lambda layer) from a model file you trust.
 
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
@@ -253,12 +260,12 @@ def explain(
         input_size = (input_size, input_size)
     model_options = {"weights": weights, "preprocess": preprocess, "labels": labels,
                      "input_size": tuple(input_size) if input_size is not None else None,
-                     "model_output": model_output}
+                     "model_output": model_output, "safe_mode": safe_mode}
     if classes is not None and not isinstance(classes, np.ndarray):
         classes = [classes] if isinstance(classes, (int, str, np.integer)) else list(classes)
     options = RunOptions(method=method, layer=layer, classes=classes, top_k=top_k, batch_size=batch_size,
                          smooth=smooth, chunk_size=chunk_size, max_channels=max_channels, region=region,
-                         alpha=alpha, overlay_size=overlay_size)
+                         alpha=alpha, overlay_size=overlay_size, max_megapixels=max_megapixels)
     return explain_with_options(model, images, options, **model_options)
 
 
@@ -268,7 +275,7 @@ def explain_with_options(model: Any, images: Any, options: RunOptions, **model_o
     alpha = check_alpha(options.alpha)
     explainer = _explainer(model, model_options, options)
     spec = explainer.spec
-    arrays, paths, failures = as_images(images, spec.input_size, options.overlay_size)
+    arrays, paths, failures = as_images(images, spec.input_size, options.overlay_size, options.max_megapixels)
     channels = spec.channels
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
     arrays = fit_pictures(arrays, paths, options.overlay_size)

@@ -6,7 +6,7 @@ with the model being trained and writes, for each method, one grid of overlays t
 ``TensorBoard`` callback) and, optionally, to PNG files. tf-explain's callbacks did this for
 Keras 2; this one runs on Keras 3.
 
-It uses the CLI's engine (:class:`gradcam_cli.explainer.Explainer`) on the model itself, not a copy:
+It uses the CLI's explainer (:class:`gradcam_cli.explainer.Explainer`) on the model itself, not a copy:
 the compiled step is built at the first epoch end and reads the model's variables when it runs,
 so later epochs see the new weights without retracing. ``tracing_count`` lets a test verify it.
 
@@ -32,6 +32,7 @@ from .api import as_images, check_alpha
 from .decode import model_input
 from .errors import GradcamError, ImageError, TargetError
 from .explainer import BatchResult, Explainer, resolve_classes
+from .graph import model_input_size
 from .methods import canonical_name
 from .models.in_memory import spec_for_model
 from .models.spec import ModelSpec
@@ -162,8 +163,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         model = self.model
         if self._built_for is model:
             return
-        input_shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
-        flexible = len(input_shape) == 4 and None in input_shape[1:3]
+        flexible = None in model_input_size(model)
         array_size = tuple(self._arrays.shape[1:3]) if flexible and self._arrays is not None else None
         spec = spec_for_model(model, preprocess=self.preprocess, labels=self.labels, input_size=array_size)
         spec.model_output = self.model_output

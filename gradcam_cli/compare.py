@@ -67,7 +67,7 @@ def compare_sheet(
         raise OptionConflict(f"{param('methods')} names no method; give one or more, comma-separated.")
     file_format = sheet_format(sheet_path)
     outputs.check_file_writable(sheet_path, "sheet_path")
-    arrays, paths, unreadable = as_images(images, spec.input_size, TILE)  # decoded once, at tile size, for every method
+    arrays, paths, unreadable = as_images(images, spec.input_size, TILE, options.max_megapixels)  # decoded once, at tile size, for every method
     failures = [(path, f"{reason.rstrip('.')}; left out of the sheet.") for path, reason in unreadable]
     results = [explain_with_options(spec, arrays, replace(options, method=m)) for m in methods]
     first = results[0]

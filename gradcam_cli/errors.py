@@ -18,13 +18,13 @@ from contextlib import contextmanager
 
 PARAMETERS: dict[str, str] = {
     # neutral name (the Python keyword) -> the command line's flag
-    "alpha": "--alpha", "batch_size": "--batch-size", "chunk_size": "--chunk-size", "classes": "--class",
+    "alpha": "--alpha", "chunk_size": "--chunk-size", "classes": "--class",
     "engine": "--engine", "gates": "--fail-under", "ground_truth": "--ground-truth", "input_size": "--input-size",
     "labels": "--labels", "layer": "--layer", "max_channels": "--max-channels", "max_megapixels": "--max-megapixels",
     "method": "--method", "methods": "--methods", "metrics": "--metrics", "model": "--model",
     "model_output": "--model-output", "output_dir": "-o/--output-dir", "preprocess": "--preprocess",
-    "ray_address": "--ray-address", "region": "--region", "safe_mode": "--unsafe-model-code", "sheet_path": "-o/--output", "smooth": "--smooth",
-    "steps": "--steps", "top_k": "--top-k", "weights": "--weights",
+    "ray_address": "--ray-address", "region": "--region", "safe_mode": "--unsafe-model-code",
+    "sheet_path": "-o/--output", "smooth": "--smooth", "top_k": "--top-k", "weights": "--weights",
 }
 FLAGS_WITHOUT_VALUE = frozenset({"safe_mode"})  # --unsafe-model-code is safe_mode=False
 _MARK = "\x00"

@@ -1,6 +1,6 @@
 """``gradcam evaluate``: score each method's maps for one model on a set of images.
 
-For every batch of images and every method, the engine's :class:`~gradcam_cli.explainer.Explainer`
+For every batch of images and every method, the explainer's :class:`~gradcam_cli.explainer.Explainer`
 makes the maps (one compiled pass), and one :class:`~gradcam_cli.metrics.perturbation.PerturbationRunner`
 (built on the first explainer's probe, shared by all methods) scores every perturbed copy the
 faithfulness metrics need in chunks of one compiled graph. Pointing games read the maps against
@@ -27,7 +27,6 @@ from . import outputs, render
 from .decode import PixelBudget, decode_item
 from .errors import EvaluationError, ImageError, OutputError, param
 from .inputs import InputItem
-from .manifest import Manifest
 from .methods import BASELINES
 from .metrics import (
     CURVES_PNG,
@@ -108,6 +107,23 @@ def config_fingerprint(spec: ModelSpec, layer: str, options: EvaluateOptions) ->
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl as written (a line cut short by a killed run is passed over)."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as stream:
+            for line in stream:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict):
+                    rows.append(row)
+    except FileNotFoundError:
+        pass
+    return rows
+
+
 def _reusable_rows(output_dir: Path | None, config: str, methods: list[str]) -> dict[str, list[dict]]:
     """Earlier rows per input whose every requested method was scored with this ``config``; a row
     written twice (an input rescored after an interrupted run left part of its rows) counts once, the
@@ -115,7 +131,7 @@ def _reusable_rows(output_dir: Path | None, config: str, methods: list[str]) -> 
     if output_dir is None:
         return {}
     by_input: dict[str, dict[tuple, dict]] = {}
-    for row in Manifest.read_rows(Path(output_dir) / METRICS_JSONL):
+    for row in _read_jsonl(Path(output_dir) / METRICS_JSONL):
         if row.get("config") == config and row.get("method") in methods:
             by_input.setdefault(row["input"], {})[(row["method"], row.get("rank"))] = row
     return {path: list(rows.values()) for path, rows in by_input.items()
@@ -123,12 +139,11 @@ def _reusable_rows(output_dir: Path | None, config: str, methods: list[str]) -> 
 
 
 def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
-             progress: Callable[[int], None] | None = None, output_dir: str | Path | None = None,
-             overwrite: bool = False) -> Evaluation:
+             progress: Callable[[int], None] | None = None) -> Evaluation:
     """Score every method on ``items``; unreadable images are listed in ``failures`` and skipped.
 
-    With ``output_dir``, inputs whose rows in its metrics.jsonl have the same settings are not
-    scored again (unless ``overwrite``): their rows are reused, as ``explain`` resumes. New rows are
+    With ``options.output_dir``, inputs whose rows in its metrics.jsonl have the same settings are not
+    scored again (unless ``options.overwrite``): their rows are reused, as ``explain`` resumes. New rows are
     appended to that metrics.jsonl batch by batch as they are scored (flushed), so an interrupted run
     leaves them for the next; :func:`write_outputs` rewrites the file whole at the end. Rows are
     summarised in input order, so a resumed run ends with the same metrics.json as one that was not
@@ -141,7 +156,8 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     evaluator = Evaluator(spec, options)
     evaluator.resolve_targets()  # a bad --class fails before any image
     config = config_fingerprint(spec, evaluator.layer, options)
-    reused = {} if overwrite else _reusable_rows(output_dir, config, options.methods)
+    output_dir = options.output_dir
+    reused = {} if options.overwrite else _reusable_rows(output_dir, config, options.methods)
     budget = PixelBudget(options.max_megapixels) if options.max_megapixels else None
     rows: list[dict] = [row for item in items for row in reused.get(item.real, [])]
     todo = [item for item in items if item.real not in reused]

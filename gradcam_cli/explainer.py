@@ -268,7 +268,7 @@ class Explainer:
         per_image = None
         if classes is not None and np.ndim(classes) == 2:
             if int(top_k) != 1:
-                raise OptionConflict(f"top_k={top_k} and per-image classes cannot be combined; use one.")
+                raise OptionConflict(f"{param('top_k', top_k)} and per-image {param('classes')} cannot be combined; use one.")
             per_image = np.asarray(classes, np.int32)
             if per_image.min(initial=0) < 0 or per_image.max(initial=0) >= self.num_classes:
                 raise TargetError(f"class indices must lie in 0..{self.num_classes - 1}.")

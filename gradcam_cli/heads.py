@@ -333,7 +333,6 @@ class SegmentationHead(Head):
 
 HEADS: dict[str, type[Head]] = {head.kind: head for head in
                                 (SoftmaxHead, BinaryHead, MultiLabelHead, RegressionHead, SegmentationHead)}
-HEAD_KINDS = tuple(HEADS)
 
 
 def head_class(kind: str) -> type[Head]:

@@ -6,6 +6,7 @@ the benchmarks call directly."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from .explainer import Explainer
 from .metrics import (
     FAITHFULNESS,
     METRICS,
+    parse_metrics,
     sanity,
 )
 from .metrics.base import MapBatch
@@ -34,22 +36,30 @@ class EvaluateOptions(RunOptions):
     Args:
         methods: the methods scored (the baselines ``random`` and ``center`` included), in place of
             the run's single ``method``.
-        metrics: the metrics scored (default: every faithfulness metric).
+        metrics: the metrics scored (default: every metric the inputs allow: the faithfulness
+            metrics, and the pointing games with ``ground_truth``).
         steps: deletion and insertion steps.
         ground_truth: boxes for the pointing games.
         sanity: also compare each method's maps with those of the model with its top re-initialised.
         gates: ``--fail-under`` thresholds.
         copies_per_pass: perturbed images per model call (bounds memory).
+        output_dir: where rows are written as they are scored and read back on a rerun (None:
+            nothing is written); ``overwrite`` rescores what an earlier run there scored.
     """
 
     methods: list[str] = field(default_factory=lambda: ["gradcam", "gradcam++", "random", "center"])
-    metrics: list[str] = field(default_factory=lambda: list(FAITHFULNESS))
+    metrics: list[str] | None = None
+    output_dir: Path | str | None = None
     steps: int = 20
     ground_truth: GroundTruth | None = None
     sanity: bool = False
     gates: list[Gate] = field(default_factory=list)
     copies_per_pass: int = 64
-    workers: int = 2
+    workers: int = 2  # decode threads: evaluate's batches wait on the model, not on decoding
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:  # every metric the inputs allow, as the command line's default
+            self.metrics = parse_metrics(None, self.ground_truth is not None)
 
 
 @dataclass

@@ -148,3 +148,16 @@ def test_a_result_prints_as_one_short_line():
     text = repr(result)
     assert "\n" not in text and len(text) < 200, text
     assert "1 image(s) x 1 target(s)" in text and "method='gradcam'" in text and "1 failed" in text
+
+
+def test_the_api_bounds_decodes_and_names_its_own_keywords(tmp_path):
+    from PIL import Image
+
+    from gradcam_cli import explain
+    from tests.helpers import PAIR
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (1600, 1000), "gray").save(big)  # a PNG decodes whole: 1.6 MP
+    result = explain("demo", [str(PAIR), str(big)], max_megapixels=1)
+    assert len(result.images) == 1 and result.failures[0][0] == str(big)
+    assert "max_megapixels=1" in result.failures[0][1] and "--" not in result.failures[0][1]

@@ -54,4 +54,9 @@ def test_evaluate_options_are_run_options_with_evaluate_s_own():
     options = EvaluateOptions(layer="x", top_k=2)
     assert isinstance(options, RunOptions) and options.alpha == DEFAULT_ALPHA and options.max_megapixels
     assert options.methods == ["gradcam", "gradcam++", "random", "center"]
-    assert options.metrics == ["deletion", "insertion", "drop", "increase"]
+    assert options.metrics == ["deletion", "insertion", "drop", "increase"] and options.output_dir is None
+    from gradcam_cli.metrics.ground_truth import load_ground_truth
+    from tests.helpers import SHAPES
+
+    with_boxes = EvaluateOptions(ground_truth=load_ground_truth(SHAPES / "ground_truth.json"))
+    assert with_boxes.metrics[-2:] == ["pointing", "energy"]  # the command line's default too

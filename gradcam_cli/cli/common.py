@@ -125,7 +125,7 @@ labels_option = click.option("--labels", type=click.Path(dir_okay=False), defaul
 
 
 input_size_option = click.option("--input-size", default=None,
-                                 help="Input size H[,W] for models that accept any size (or weights=none).")
+                                 help="Input size H[,W] for models that accept any size (or --weights none).")
 
 
 region_option = click.option(
@@ -187,8 +187,8 @@ target_options = combine_options(layer_option, class_option, top_k_option, batch
 
 max_megapixels_option = click.option(
     "--max-megapixels", type=FiniteFloatRange(min=1), default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
-    help="Refuse inputs that would decode to more pixels than this (PNG, TIFF, progressive "
-         "JPEG and --overlay-size original are decoded at full size); bounds memory.")
+    help="Refuse inputs that would decode to more pixels than this (PNG, TIFF and progressive "
+         "JPEG are decoded at full size); bounds memory.")
 model_output_option = click.option(
     "--model-output", "model_output", default=None,
     help="For models with several outputs: the output to explain, by name or index.")

@@ -18,6 +18,7 @@ from .common import (
     labels_option,
     layer_option,
     load_spec,
+    max_megapixels_option,
     model_option,
     model_output_option,
     preprocess_option,
@@ -41,13 +42,14 @@ from .common import (
 @alpha_option
 @colormap_option
 @model_output_option
+@max_megapixels_option
 @preprocess_option
 @labels_option
 @input_size_option
 @unsafe_option
 @region_option
-def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, model_output, preprocess,
-            labels, input_size, unsafe_model_code, region):
+def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, model_output, max_megapixels,
+            preprocess, labels, input_size, unsafe_model_code, region):
     """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
     per method."""
     method_type = MethodType()
@@ -67,7 +69,7 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
         from ..options import RunOptions
 
         options = RunOptions(layer=layer, classes=list(classes) or None, alpha=alpha, colormap=colormap,
-                             region=region)
+                             region=region, max_megapixels=max_megapixels)
         sheet, failures = compare_sheet(spec, list(images), methods, output, options)
     except GradcamError as error:
         fail(error)

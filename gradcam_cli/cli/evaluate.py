@@ -88,9 +88,9 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
         options = EvaluateOptions(
             methods=methods, metrics=metrics, steps=steps, layer=layer, classes=list(classes) or None, top_k=top_k,
             batch_size=max(1, min(batch_size, len(items))), sanity=sanity, gates=parsed_gates, xla=xla,
-            copies_per_pass=copies_per_pass, max_megapixels=max_megapixels,
+            copies_per_pass=copies_per_pass, max_megapixels=max_megapixels, output_dir=output_dir, overwrite=overwrite,
             ground_truth=load_ground_truth(ground_truth) if ground_truth else None)
-        evaluation = _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_dir, overwrite)
+        evaluation = _evaluate_with_progress(run_evaluation, items, spec, options, quiet)
         write_outputs(evaluation, output_dir)
         if report:
             announce_report(output_dir, quiet)
@@ -113,7 +113,7 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
     sys.exit(evaluation.exit_code)
 
 
-def _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_dir, overwrite):
+def _evaluate_with_progress(run_evaluation, items, spec, options, quiet):
     from tqdm import tqdm
 
     bar = tqdm(total=len(items), unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
@@ -125,10 +125,10 @@ def _evaluate_with_progress(run_evaluation, items, spec, options, quiet, output_
         bar.update(count)
 
     try:
-        return run_evaluation(items, spec, options, progress=progress, output_dir=output_dir, overwrite=overwrite)
+        return run_evaluation(items, spec, options, progress=progress)
     except KeyboardInterrupt:
         bar.close()
-        click.echo(f"gradcam: interrupted after {done[0]} image(s); {output_dir}/metrics.jsonl holds the rows scored "
+        click.echo(f"gradcam: interrupted after {done[0]} image(s); {options.output_dir}/metrics.jsonl holds the rows scored "
                    "so far and a rerun resumes from them.", err=True)
         sys.exit(INTERRUPTED)
     finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from ..errors import GradcamError
+from ..errors import GradcamError, phrase
 from .common import (
     fail,
     input_size_option,
     labels_option,
     load_spec,
     model_option,
+    model_output_option,
     preprocess_option,
     quiet_tensorflow,
     unsafe_option,
@@ -26,7 +27,7 @@ def methods():
     width = max(map(len, METHODS))
     for name, cls in METHODS.items():
         aliases = f" (also {', '.join(cls.aliases)})" if cls.aliases else ""
-        click.echo(f"{name:<{width}}  {cls.description}{aliases}")
+        click.echo(f"{name:<{width}}  {phrase(cls.description)}{aliases}")
 
 
 @click.command()
@@ -55,11 +56,12 @@ def models(params):
 @labels_option
 @input_size_option
 @unsafe_option
+@model_output_option
 @click.option("--all", "show_all", is_flag=True, help="List every layer, not only the spatial candidates.")
-def layers(model, weights, preprocess, labels, input_size, unsafe_model_code, show_all):
+def layers(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output, show_all):
     """List the candidate target layers of a model, marking the automatic pick."""
     try:
-        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
+        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         from ..graph import iter_layers
         from ..layers import auto_target_layer, candidate_layers
 

@@ -1,6 +1,6 @@
 """The shared method base: every CAM method is a weight formula or a map formula over it.
 
-The engine (:mod:`gradcam_cli.explainer`) runs the model once per batch, obtains the target layer's
+The explainer (:mod:`gradcam_cli.explainer`) runs the model once per batch, obtains the target layer's
 activations ``A`` (batch, h, w, k), the logits and, when the method asks for them, the gradients
 ``g = d score_c / d A`` of each target class's pre-softmax logit. A method then only says how to
 turn ``(A, g)`` into a map, in TensorFlow ops on the whole batch (no per-image Python loop).

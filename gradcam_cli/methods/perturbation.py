@@ -6,6 +6,7 @@ compiled graph, so memory holds one chunk of perturbed inputs at a time, never a
 
 from __future__ import annotations
 
+from ..errors import param
 from .base import CamContext, CamMethod, first_component_projection
 
 
@@ -50,7 +51,7 @@ class ScoreCAM(CamMethod):
     name = "scorecam"
     aliases = ("score-cam", "score_cam")
     uses_gradients = False
-    description = "gradient-free: masks the input with each channel (Wang 2020); slow, use --max-channels"
+    description = f"gradient-free: masks the input with each channel (Wang 2020); slow, bound it with {param('max_channels')}"
 
     def weighted_activations(self, context: CamContext):
         import tensorflow as tf

@@ -4,7 +4,7 @@ on the model at all (the sanity check). One small module per family; the paper, 
 every choice where implementations differ are in each module's docstring.
 
 :mod:`.perturbation` builds every perturbed copy of a batch (deletion and insertion steps, the
-multiplied images) inside one compiled graph per shape and runs them through the engine's probe
+multiplied images) inside one compiled graph per shape and runs them through the explainer's probe
 in chunks, so no metric has a per-image or per-step Python loop around the model.
 """
 

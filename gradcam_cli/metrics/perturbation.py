@@ -5,7 +5,7 @@ of each image: pixels deleted (set to zero) or inserted (copied onto a blurred v
 order of the map, or the image multiplied by its map. A :class:`PerturbationRunner` receives the
 batch once (its pixels, blurred copies, pixel ranks and display maps) and a table of *rows*, one
 per copy: ``(item, kind, count, target)``. The graph gathers each row's source, builds the copy,
-applies the model's preprocessing and runs the engine's :class:`~gradcam_cli.probe.Probe`, for
+applies the model's preprocessing and runs the explainer's :class:`~gradcam_cli.probe.Probe`, for
 ``copies_per_pass`` rows at a time (the memory bound). Python loops only over those chunks. The
 probability read is what the head reports (:meth:`gradcam_cli.heads.Head.reported`: softmax,
 a binary head's two sigmoid sides, or a multi-label unit's sigmoid).
@@ -121,7 +121,7 @@ def blurred(pixels: np.ndarray) -> np.ndarray:
 
 
 class PerturbationRunner:
-    """Scores perturbed copies with ``probe`` (the engine's, shared by all methods of a run).
+    """Scores perturbed copies with ``probe`` (the explainer's, shared by all methods of a run).
 
     ``images_per_batch``: the most images a batch holds (shapes are padded to it, so one graph
     serves every batch); ``copies_per_pass``: perturbed copies per model call (the memory bound).

@@ -22,25 +22,17 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..graph import iter_layers
+
 SANITY_SEED = 2018
 SANITY_CONV_LAYERS = 2
 FLAG_CORRELATION = 0.5
 
 
-def _leaf_layers(model) -> list:
-    leaves = []
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            leaves.extend(_leaf_layers(layer))
-        else:
-            leaves.append(layer)
-    return leaves
-
-
 def randomized_layers(model) -> list[str]:
     """Names of the layers :func:`randomized_weights` re-initialises, from the output backwards."""
     chosen, convolutions = [], 0
-    for layer in reversed(_leaf_layers(model)):
+    for layer in reversed([info.layer for info in iter_layers(model)]):
         if not layer.weights:
             continue
         chosen.append(layer.name)
@@ -56,13 +48,13 @@ def randomized_weights(model) -> Iterator[list[str]]:
     """Within the block, the head and last block of ``model`` hold fresh initial values; the trained
     values are restored on leaving, errors included. Yields the re-initialised layers' names.
 
-    The weights are swapped in place rather than on a cloned model, so the engine's compiled graphs
+    The weights are swapped in place rather than on a cloned model, so the explainer's compiled graphs
     serve both models, and Keras' global random state is left alone: each variable's new value
     comes from its layer's own initializer, given an explicit seed (``SANITY_SEED`` + position);
     a variable without one gets Adebayo et al.'s truncated normal (0, 0.01).
     """
     names = set(randomized_layers(model))
-    layers = [layer for layer in _leaf_layers(model) if layer.name in names]
+    layers = [layer for layer in [info.layer for info in iter_layers(model)] if layer.name in names]
     saved = [(variable, variable.numpy()) for layer in layers for variable in layer.weights]
     try:
         position = 0

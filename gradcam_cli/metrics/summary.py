@@ -93,7 +93,7 @@ def gate_problems(gates: list[Gate], methods: list[str], metrics: list[str], bas
         if gate.metric not in metrics:
             fix = f"{param('ground_truth', 'FILE')} and " if METRICS[gate.metric].needs_ground_truth else ""
             problems.append(f"{gate.text}: {gate.metric} is not scored (add {fix}{gate.metric} to {param('metrics')})")
-    return problems
+    return [phrase(problem) for problem in problems]
 
 
 def check_gates(gates: list[Gate], summaries: dict[str, dict[str, dict]], baselines: set[str]) -> list[str]:

@@ -12,6 +12,7 @@ from ..errors import (
     UnsupportedModel,
     param,
 )
+from ..graph import model_input_size
 from .in_memory import spec_for_model
 from .spec import ModelSpec
 
@@ -88,8 +89,8 @@ def _sidecar_input_size(path: Path, sidecar: dict, model) -> tuple[int, int] | N
     if not sidecar.get("input_size"):
         return None
     size = (int(sidecar["input_size"][0]), int(sidecar["input_size"][1]))
-    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
-    fixed = shape[1:3] if len(shape) == 4 and None not in shape[1:3] else None
+    height, width = model_input_size(model)
+    fixed = (height, width) if height and width else None
     if fixed is None:
         return size
     if tuple(fixed) != size:

@@ -25,11 +25,6 @@ def _keras_hub():
     return keras_hub
 
 
-def hub_presets() -> list[str]:
-    """The image-classifier presets keras-hub knows by name (no download)."""
-    return sorted(_keras_hub().models.ImageClassifier.presets)
-
-
 def _converter_preprocess(converter):
     """``x * scale + offset`` on [0, 255] RGB batches, as the preset's ImageConverter computes it
     (resizing is done by the tool's own decoder, at the converter's size)."""

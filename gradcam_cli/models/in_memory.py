@@ -12,6 +12,7 @@ from ..errors import (
     UnsupportedModel,
     param,
 )
+from ..graph import model_channels
 from .labels import labels_for_model
 from .preprocessing import check_preprocess_channels, make_preprocess
 from .spec import DEFAULT_SIZE, ModelSpec
@@ -52,7 +53,7 @@ def spec_for_model(
     else:
         preprocess_fn, preprocess_name = make_preprocess(preprocess)
     if preprocess_name not in ("none", "scale01"):
-        check_preprocess_channels(preprocess_fn, preprocess_name, int(shape[-1] or 3), name or model.name)
+        check_preprocess_channels(preprocess_fn, preprocess_name, model_channels(model), name or model.name)
     if labels is not None:
         labels = labels_for_model(labels, model)
     return ModelSpec(

@@ -66,7 +66,7 @@ def labels_for_model(labels: str | os.PathLike | list[str], model: Any) -> list[
 
 def class_count(model: Any) -> int | None:
     """Classes of a single-output model, None where unknown: its head's (two for one sigmoid unit,
-    see :mod:`.heads`), else the last axis of its output."""
+    see :mod:`gradcam_cli.heads`), else the last axis of its output."""
     try:
         if len(model_outputs(model)) > 1:
             return None

@@ -41,15 +41,15 @@ class ModelSpec:
 
     @property
     def head(self) -> Head:
-        """The explained output's head, detected once (:mod:`.heads`). Raises
-        :class:`UnsupportedModel` for a multi-output model without ``output``."""
+        """The explained output's head, detected once (:mod:`gradcam_cli.heads`). Raises
+        :class:`UnsupportedModel` for a multi-output model without ``model_output``."""
         if self._head is None or self._head.output_index != select_output(self.model, self.model_output):
             self._head = detect_head(self.model, select_output(self.model, self.model_output))
         return self._head
 
     @property
     def known_head(self) -> Head | None:
-        """:attr:`head`, or None where it cannot be known yet (a multi-output model, no ``output``)."""
+        """:attr:`head`, or None where it cannot be known yet (a multi-output model, no ``model_output``)."""
         try:
             return self.head
         except UnsupportedModel:

@@ -6,5 +6,3 @@ Ray Data. Both call the one batch function, :meth:`gradcam_cli.runners.batch.Bat
 both write the manifest from the driver through :class:`gradcam_cli.manifest.Manifest`, so their
 outputs are the same file for file.
 """
-
-ENGINES = ("local", "ray")

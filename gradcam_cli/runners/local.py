@@ -5,7 +5,7 @@ JPEG encoding and writing run in another pool behind it, so the model is rarely 
 a bounded number of batches is ever in memory. Each (image, target) gets a manifest row; a bad
 image gets an error row and the batch goes on.
 
-Rows go to ``manifest.jsonl`` through :class:`~.manifest.Manifest` (its docstring has the format and
+Rows go to ``manifest.jsonl`` through :class:`~gradcam_cli.manifest.Manifest` (its docstring has the format and
 which rows are kept). A rerun skips inputs whose current rows are complete, all ``ok``, with the same settings
 and whose files exist, unless ``overwrite`` is set. An input is its resolved real path."""
 

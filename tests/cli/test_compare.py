@@ -89,3 +89,11 @@ def test_a_sheet_that_cannot_be_written_at_the_end_is_exit_3(tmp_path, monkeypat
     result = run("compare", PAIR, "--methods", "gradcam", "-o", tmp_path / "s.png")
     assert result.exit_code == 3, result.output
     assert "s.png: cannot write (Read-only file system)" in result.output and "Traceback" not in result.output
+
+
+def test_compare_bounds_its_decodes_with_max_megapixels(tmp_path):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (1600, 1000), "gray").save(big)
+    result = run("compare", PAIR, big, "--methods", "gradcam", "--max-megapixels", 1, "-o", tmp_path / "s.png")
+    assert result.exit_code == 1 and "big.png" in result.output and "--max-megapixels 1" in result.output
+    assert (tmp_path / "s.png").exists()

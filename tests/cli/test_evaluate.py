@@ -177,6 +177,8 @@ def test_an_input_is_known_by_its_real_path_however_it_is_typed(tmp_path, monkey
     again = run("evaluate", "link.png", "--methods", "gradcam", "--metrics", "drop", "-o", "ev", "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["forward_passes"]["explained_images"] == 0  # reused, not rescored
+    reused = [json.loads(line) for line in (tmp_path / "ev" / "metrics.jsonl").read_text().splitlines()]
+    assert reused == rows  # as written, not migrated like a manifest row
 
 
 def test_max_megapixels_bounds_evaluate_and_the_rest_is_scored(tmp_path):
