@@ -41,7 +41,7 @@ from .common import (
               help="aug: average over flips and brightness changes (6x the work); eigen: first "
                    "principal component of the weighted activations.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-              help="scorecam, ablationcam: channels per extra forward pass (default 32); bounds memory.")
+              help="scorecam, ablationcam: channels per extra forward pass (default: as many as keep a pass within 64 model inputs, whatever the batch size); bounds memory.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=None,
               help="scorecam: keep only the N channels of highest variance (Faster Score-CAM).")
 @target_options

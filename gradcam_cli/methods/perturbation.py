@@ -1,6 +1,6 @@
 """Methods that weigh channels by extra forward passes: Score-CAM and Ablation-CAM; and Eigen-CAM.
 
-The extra passes run in chunks of ``chunk_size`` channels inside one ``tf.map_fn`` loop of the
+The extra passes run in chunks of channels (at most 64 model inputs a pass by default) inside one ``tf.map_fn`` loop of the
 compiled graph, so memory holds one chunk of perturbed inputs at a time, never all channels.
 """
 
@@ -42,7 +42,7 @@ class ScoreCAM(CamMethod):
     every channel and cancels in the softmax); ``L = ReLU(sum_k w_k A^k)``. Gradient-free.
 
     ``max_channels`` keeps the channels of highest spatial variance (Faster Score-CAM, Wang et al.'s
-    follow-up); ``chunk_size`` channels are masked and scored per forward pass.
+    follow-up); :meth:`channels_per_pass` channels are masked and scored per forward pass.
     """
 
     uses_chunks = True
@@ -78,7 +78,7 @@ class ScoreCAM(CamMethod):
             logits = context.class_scores(masked)
             return _target_scores(tf.reshape(logits, (batch, indices.shape[0], -1)), context.targets)
 
-        scores = _chunked_scores(score_chunk, channels, self.chunk_size, batch)
+        scores = _chunked_scores(score_chunk, channels, self.channels_per_pass(batch), batch)
         weights = tf.nn.softmax(scores, axis=-1)
         return activations * weights[:, None, None, :]
 
@@ -95,7 +95,7 @@ class AblationCAM(CamMethod):
     sequence), so the layer may sit inside a nested backbone or under a skip connection. Where the
     part of the model after the layer depends on it alone (:meth:`Probe.tail`), only that part is
     run on the ablated maps, which skips the layers before it; the scores are the same. Each pass
-    holds ``chunk_size`` ablated copies per image, never all channels at once.
+    holds :meth:`channels_per_pass` ablated copies per image, never all channels at once.
     """
 
     uses_chunks = True
@@ -129,7 +129,7 @@ class AblationCAM(CamMethod):
                                               replace=lambda computed: tf.cast(ablated, computed.dtype))
             return _target_scores(tf.reshape(logits, (batch, copies, -1)), context.targets)
 
-        scores = _chunked_scores(score_chunk, channels, self.chunk_size, batch)
+        scores = _chunked_scores(score_chunk, channels, self.channels_per_pass(batch), batch)
         return (base[:, None] - scores) / tf.maximum(tf.abs(base[:, None]), 1e-7)
 
 

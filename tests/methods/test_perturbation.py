@@ -146,3 +146,15 @@ def _largest_image_tensor(explainer) -> int:
 def _nested_functions(graph):
     """The functions (tf.map_fn's while-loop bodies among them) defined inside a traced graph."""
     return list(graph._functions.values())
+
+
+def test_a_perturbation_pass_holds_at_most_64_model_inputs_by_default_whatever_the_batch():
+    from gradcam_cli.methods import get_method
+    from gradcam_cli.methods.base import INPUTS_PER_PASS
+
+    scorecam, ablation = get_method("scorecam"), get_method("ablationcam")
+    for batch in (1, 3, 16, 64, 200):
+        for method in (scorecam, ablation):
+            channels = method.channels_per_pass(batch)
+            assert channels >= 1 and (batch * channels <= INPUTS_PER_PASS or channels == 1), (batch, channels)
+    assert get_method("scorecam", chunk_size=32).channels_per_pass(16) == 32  # given: as asked
