@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UnsupportedModel, param
+
 PATH_SEP = "/"
 
 
@@ -190,4 +192,30 @@ def describe_outputs(model) -> str:
     return ", ".join(
         f"{index} '{name}' {tuple(tensor.shape)}"
         for index, (name, tensor) in enumerate(zip(output_names(model), model_outputs(model), strict=True))
+    )
+
+
+def select_output(model, output: str | int | None) -> int:
+    """``model_output`` (a name or an index) to an output index; a single-output model needs none.
+
+    Raises :class:`UnsupportedModel` with the list of outputs when a multi-output model gets no
+    ``model_output`` or one that names no output.
+    """
+    count = len(model_outputs(model))
+    if output is None or str(output).strip() == "":
+        if count > 1:
+            raise UnsupportedModel(
+                f"{model.name} has {count} outputs: {describe_outputs(model)}; "
+                f"pick the one to explain with {param('model_output', 'NAME|INDEX')}."
+            )
+        return 0
+    text = str(output).strip()
+    names = output_names(model)
+    if text in names:
+        return names.index(text)
+    if text.lstrip("-").isdigit() and 0 <= int(text) < max(count, 1):
+        return int(text)
+    raise UnsupportedModel(
+        f"{param('model_output', text)}: no such output; {model.name} has {count}: "
+        f"{describe_outputs(model) or 'none'}."
     )

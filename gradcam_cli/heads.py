@@ -57,8 +57,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .errors import UnsupportedModel, param
-from .graph import describe_outputs, model_outputs, output_names, producer, unwrap_output_layer
+from .errors import UnsupportedModel
+from .graph import model_outputs, output_names, producer, unwrap_output_layer
 from .regions import predicted_pixels, region_masks, region_pixel_counts
 
 BINARY_CLASSES = ("negative", "positive")
@@ -344,32 +344,6 @@ def head_class(kind: str) -> type[Head]:
 def format_prediction(kind: str, label: str, value: float) -> str:
     """One prediction as printed, from the head's kind name (a manifest row's ``head``)."""
     return head_class(kind).format_prediction(label, value)
-
-
-def select_output(model, output: str | int | None) -> int:
-    """``model_output`` (a name or an index) to an output index; a single-output model needs none.
-
-    Raises :class:`UnsupportedModel` with the list of outputs when a multi-output model gets no
-    ``model_output`` or one that names no output.
-    """
-    count = len(model_outputs(model))
-    if output is None or str(output).strip() == "":
-        if count > 1:
-            raise UnsupportedModel(
-                f"{model.name} has {count} outputs: {describe_outputs(model)}; "
-                f"pick the one to explain with {param('model_output', 'NAME|INDEX')}."
-            )
-        return 0
-    text = str(output).strip()
-    names = output_names(model)
-    if text in names:
-        return names.index(text)
-    if text.lstrip("-").isdigit() and 0 <= int(text) < max(count, 1):
-        return int(text)
-    raise UnsupportedModel(
-        f"{param('model_output', text)}: no such output; {model.name} has {count}: "
-        f"{describe_outputs(model) or 'none'}."
-    )
 
 
 def _activation_name(layer) -> str | None:

@@ -8,7 +8,8 @@ import pytest
 
 from gradcam_cli.errors import UnsupportedModel
 from gradcam_cli.explainer import Explainer
-from gradcam_cli.heads import detect_head, select_output
+from gradcam_cli.graph import select_output
+from gradcam_cli.heads import detect_head
 from gradcam_cli.models.in_memory import spec_for_model
 from tests.references import NEVER
 

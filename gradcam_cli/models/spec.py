@@ -13,8 +13,8 @@ import numpy as np
 from ..errors import (
     UnsupportedModel,
 )
-from ..graph import model_channels
-from ..heads import Head, detect_head, select_output
+from ..graph import model_channels, select_output
+from ..heads import Head, detect_head
 
 DEFAULT_SIZE = 224
 
@@ -43,8 +43,9 @@ class ModelSpec:
     def head(self) -> Head:
         """The explained output's head, detected once (:mod:`gradcam_cli.heads`). Raises
         :class:`UnsupportedModel` for a multi-output model without ``model_output``."""
-        if self._head is None or self._head.output_index != select_output(self.model, self.model_output):
-            self._head = detect_head(self.model, select_output(self.model, self.model_output))
+        index = select_output(self.model, self.model_output)
+        if self._head is None or self._head.output_index != index:
+            self._head = detect_head(self.model, index)
         return self._head
 
     @property
