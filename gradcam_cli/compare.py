@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from . import outputs, render
 from .api import as_images, explain_with_options
@@ -18,13 +18,6 @@ from .options import RunOptions
 TILE = 224
 CAPTION = 22
 SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
-
-
-def _font(size: int = 14):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        return ImageFont.load_default()
 
 
 def sheet_format(output: str | Path) -> str:
@@ -84,7 +77,7 @@ def compare_sheet(
     columns = len(methods) + 1
     sheet = Image.new("RGB", (columns * TILE, len(rows) * (TILE + CAPTION) + CAPTION), "white")
     draw = ImageDraw.Draw(sheet)
-    font = _font()
+    font = render.font()
     draw.text((4, 3), "original", fill="black", font=font)
     for column, method in enumerate(methods, start=1):
         draw.text((column * TILE + 4, 3), method, fill="black", font=font)

@@ -202,6 +202,12 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
                       time.perf_counter() - started, passes)
 
 
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as stream:
+        stream.seek(-1, 2)
+        return stream.read(1)
+
+
 class _RowStream:
     """metrics.jsonl opened for appending while a run scores (nothing without an output folder); the
     folder is checked writable first, so an unwritable one fails before any scoring (exit 3)."""
@@ -212,7 +218,7 @@ class _RowStream:
             outputs.OutputFolder(output_dir).check_writable()
             try:
                 path = Path(output_dir) / METRICS_JSONL
-                cut = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+                cut = path.exists() and path.stat().st_size and _last_byte(path) != b"\n"
                 self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
                 if cut:  # a line a killed run left unfinished stays one unreadable line, not two rows spoilt
                     self.handle.write("\n")
@@ -307,12 +313,11 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
 def curve_chart(curves: dict[str, dict[str, list[float]]], panel: int = 360) -> np.ndarray:
     """Mean deletion and insertion curves per method, two panels, drawn with Pillow: probability of
     the explained class (0..1) against the fraction of pixels deleted or inserted (0..1)."""
-    from .compare import _font
 
     margin, legend = 44, 18 * len(curves) + 10
     image = Image.new("RGB", (2 * panel + 3 * margin, panel + 2 * margin + legend), "white")
     draw = ImageDraw.Draw(image)
-    font = _font(12)
+    font = render.font(12)
     for column, name in enumerate(("deletion", "insertion")):
         left, top = margin + column * (panel + margin), margin
         draw.rectangle([left, top, left + panel, top + panel], outline=(0, 0, 0))

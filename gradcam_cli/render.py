@@ -186,20 +186,27 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def font(size: int = 14):
+    """Pillow's default font at ``size`` pixels (its one bitmap size before Pillow 10.1)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
 def caption(image: Image.Image, text: str) -> Image.Image:
     """``image`` with ``text`` on a dark strip along its top edge (e.g. a segmentation region's
     pixel count), scaled to the image's width."""
-    from PIL import ImageDraw, ImageFont
+    from PIL import ImageDraw
 
     size = max(10, min(image.width, image.height) // 20)
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        font = ImageFont.load_default()
+    text_font = font(size)
     captioned = image.copy()
     draw = ImageDraw.Draw(captioned)
     draw.rectangle((0, 0, image.width, size + 4), fill=(0, 0, 0))
-    draw.text((3, 2), text, fill=(255, 255, 255), font=font)
+    draw.text((3, 2), text, fill=(255, 255, 255), font=text_font)
     return captioned
 
 
