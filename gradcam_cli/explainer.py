@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MethodError, OptionConflict, TargetError, param, phrase
-from .graph import LayerInfo
+from .graph import LayerInfo, outputs_of
 from .layers import auto_target_layer, branch_note, find_layer
 from .methods import CamContext, CamMethod, get_method
 from .models.spec import ModelSpec
@@ -160,7 +160,7 @@ class Explainer:
             return None
         if region is None or region in REGIONS:
             return region or "pred"
-        output_shape = self.spec.model.outputs[self.head.output_index].shape
+        output_shape = outputs_of(self.spec.model)[self.head.output_index].shape
         return read_region_mask(region, (int(output_shape[1]), int(output_shape[2])))
 
     @property

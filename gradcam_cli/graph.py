@@ -1,5 +1,9 @@
 """Walking a Keras model: its layers in graph order (nested models expanded), its outputs, and the
-shapes of what each layer produces. Everything that reads a model's structure goes through here."""
+shapes of what each layer produces. Everything that reads a model's structure goes through here.
+
+A Functional or Sequential model is read from its symbolic graph. A model without one (a subclassed
+``keras.Model``) is read from its traced call (:mod:`gradcam_cli.trace`): the same functions answer
+for it, from the layer calls recorded while it ran once."""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import trace as traced
 from .errors import UnsupportedModel, param
-
-PATH_SEP = "/"
+from .trace import PATH_SEP, has_graph
 
 
 @dataclass(frozen=True)
@@ -71,19 +75,41 @@ def sublayers(layer) -> list:
         return []
 
 
+def model_input_shape(model) -> tuple:
+    """The image input's shape ``(None, h, w, c)``: the graph's input, else the traced one; () unknown."""
+    if has_graph(model):
+        return tuple(model.inputs[0].shape)
+    try:
+        return tuple(traced.input_shape(model) or ())
+    except UnsupportedModel:
+        return ()
+
+
 def model_channels(model) -> int:
     """Channels of the model's image input: 1 for a grayscale model, 3 when the input leaves it open."""
-    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    shape = model_input_shape(model)
     return int(shape[-1] or 3) if len(shape) == 4 else 3
 
 
 def model_input_size(model) -> tuple[int | None, int | None]:
-    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    shape = model_input_shape(model)
     return (shape[1], shape[2]) if len(shape) == 4 else (None, None)
 
 
+def _traced_layers(model, prefix: str = "", models: bool = False) -> Iterator[LayerInfo]:
+    """The traced calls as layers (each at its last call): plain layers, or the models among them."""
+    for call in traced.trace(model).last_calls():
+        if call.is_model == models:
+            yield LayerInfo(f"{prefix}{call.path}", call.layer, call.output_shape)
+
+
 def iter_layers(model, prefix: str = "") -> Iterator[LayerInfo]:
-    """All layers in graph order, nested models expanded in place (the models themselves omitted)."""
+    """All layers in graph order, nested models expanded in place (the models themselves omitted).
+    For a model without a graph: every layer it called, at any depth, in the order the calls ended
+    (a custom block after the layers inside it)."""
+    if not has_graph(model):
+        yield from _traced_layers(model, prefix)
+        return
     for layer in model.layers:
         path = f"{prefix}{layer.name}"
         if is_model(layer):
@@ -94,6 +120,9 @@ def iter_layers(model, prefix: str = "") -> Iterator[LayerInfo]:
 
 def nested_models(model, prefix: str = "") -> Iterator[LayerInfo]:
     """The models nested in ``model`` (a backbone inside a Sequential ...), at any depth, as layers."""
+    if not has_graph(model):
+        yield from _traced_layers(model, prefix, models=True)
+        return
     for layer in model.layers:
         if is_model(layer):
             path = f"{prefix}{layer.name}"
@@ -114,8 +143,16 @@ def walk_back(model, prefix: str = "", stop=None) -> Iterator[LayerInfo]:
     """Layers in breadth-first order from the output back to the input, nested models entered
     from their own output. Graph order, unlike ``model.layers`` order, puts InceptionV3's
     ``mixed10`` before the branch layers that feed it. ``stop(info)``: walk no further back than a
-    layer for which it is true (nor than a nested model holding one)."""
+    layer for which it is true (nor than a nested model holding one). A model without a graph is
+    walked back along its traced calls, last first, up to the first layer ``stop`` holds for."""
     from collections import deque
+
+    if not has_graph(model):
+        for info in reversed(list(iter_layers(model, prefix))):
+            yield info
+            if stop is not None and stop(info):
+                return
+        return
 
     seen: set[int] = set()
     queue = deque(getattr(t, "_keras_history", None) for t in model_outputs(model))
@@ -178,21 +215,52 @@ def unwrap_output_layer(layer):
     return layer
 
 
-def output_names(model) -> list[str]:
-    """One name per model output: the name of the layer producing it."""
-    names = []
+@dataclass(frozen=True)
+class OutputInfo:
+    """One output of a model: ``name`` (its layer's name, or a dict key), ``shape``, ``layer``, the
+    plain layer producing it (None where none does), and ``squash_after``: 'softmax' or 'sigmoid'
+    where the model applies it to ``layer``'s output outside any layer (a traced model only)."""
+
+    name: str
+    shape: tuple
+    layer: Any
+    squash_after: str | None = None
+
+
+def outputs_of(model) -> list[OutputInfo]:
+    """The model's outputs, in order, from its graph or its traced call."""
+    if not has_graph(model) and not model_outputs(model):
+        trace = traced.trace(model)
+        return [OutputInfo(output.name, output.shape,
+                           None if output.call is None else trace.calls[output.call].layer, output.squash_after)
+                for output in trace.outputs]
+    infos = []
     for index, tensor in enumerate(model_outputs(model)):
         layer = producer(tensor)
-        names.append(layer.name if layer is not None else f"output_{index}")
-    return names
+        infos.append(OutputInfo(layer.name if layer is not None else f"output_{index}", tuple(tensor.shape),
+                                unwrap_output_layer(layer) if layer is not None else None))
+    return infos
+
+
+def input_layer_of(model, layer):
+    """The plain layer whose output ``layer`` reads (its first input), or None."""
+    if not has_graph(model) and not model_outputs(model):
+        return traced.trace(model).input_of(layer)
+    try:
+        source = producer(layer.input)
+    except (AttributeError, ValueError):
+        return None
+    return unwrap_output_layer(source) if source is not None else None
+
+
+def output_names(model) -> list[str]:
+    """One name per model output: the name of the layer producing it (or the output's dict key)."""
+    return [info.name for info in outputs_of(model)]
 
 
 def describe_outputs(model) -> str:
     """``0 'age' (None, 1), 1 'kind' (None, 5)`` for the one-line multi-output message."""
-    return ", ".join(
-        f"{index} '{name}' {tuple(tensor.shape)}"
-        for index, (name, tensor) in enumerate(zip(output_names(model), model_outputs(model), strict=True))
-    )
+    return ", ".join(f"{index} '{info.name}' {info.shape}" for index, info in enumerate(outputs_of(model)))
 
 
 def select_output(model, output: str | int | None) -> int:
@@ -201,7 +269,7 @@ def select_output(model, output: str | int | None) -> int:
     Raises :class:`UnsupportedModel` with the list of outputs when a multi-output model gets no
     ``model_output`` or one that names no output.
     """
-    count = len(model_outputs(model))
+    count = len(outputs_of(model))
     if output is None or str(output).strip() == "":
         if count > 1:
             raise UnsupportedModel(

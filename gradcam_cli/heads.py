@@ -24,10 +24,12 @@ kind                    recognised by                   classes, reported value
 
 The kind names are written into manifest rows (``head``); :data:`HEADS` maps them back to classes.
 
-The pre-activation values are read in one of three ways (``Head.source``): ``activation``: the
+The pre-activation values are read in one of four ways (``Head.source``): ``activation``: the
 last layer (Dense, Conv2D, ...) applies the squashing itself, which is bypassed for the forward pass
 the tool runs; ``input``: a separate ``Softmax``/``Activation`` layer, whose input is read;
-``output``: the model already returns pre-activation values.
+``layer``: a model without a graph squashes its last layer's output in plain code
+(``return tf.nn.softmax(self.head(x))``), and that layer's output is read; ``output``: the model
+already returns pre-activation values.
 
 Scores
 ------
@@ -58,7 +60,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .errors import UnsupportedModel
-from .graph import model_outputs, output_names, producer, unwrap_output_layer
+from .graph import input_layer_of, outputs_of
 from .regions import predicted_pixels, region_masks, region_pixel_counts
 
 BINARY_CLASSES = ("negative", "positive")
@@ -73,7 +75,7 @@ def _is_linear(activation: str | None) -> bool:
 class Head:
     """The detected head of one model output (see the module docstring); one subclass per kind.
 
-    ``source``: 'activation' | 'input' | 'output', where the pre-activation values are read;
+    ``source``: 'activation' | 'input' | 'layer' | 'output', where the pre-activation values are read;
     ``layer``: the layer producing the output (None when ``source`` is 'output' and unknown);
     ``squash``: 'softmax' | 'sigmoid' | 'none', what turns pre-activation values into the output;
     ``units``: output units (channels for segmentation).
@@ -91,6 +93,7 @@ class Head:
     units: int
     output_index: int = 0
     output_name: str = ""
+    head_layers: tuple = ()  # a segmentation head's own layers (see ``own_layers``)
 
     @classmethod
     def recognises(cls, rank: int, units: int | None, squash: str, activation: str | None) -> bool:
@@ -319,12 +322,7 @@ class SegmentationHead(Head):
     def own_layers(self):
         """The per-pixel classifier, and the Softmax layer after it where there is one: their maps
         are the output itself."""
-        if self.layer is None:
-            return ()
-        if self.source == "input":
-            classifier = producer(self.layer.input)
-            return (self.layer,) if classifier is None else (self.layer, classifier)
-        return (self.layer,)
+        return self.head_layers
 
     @classmethod
     def format_prediction(cls, label, value):
@@ -356,16 +354,16 @@ def detect_head(model, output_index: int = 0) -> Head:
     (module docstring's table)."""
     import keras
 
-    outputs = model_outputs(model)
-    tensor = outputs[output_index] if outputs else None
-    layer = unwrap_output_layer(producer(tensor)) if tensor is not None else None
-    if layer is None and not outputs and getattr(model, "layers", None):
-        layer = unwrap_output_layer(model.layers[-1])
-    shape = tuple(tensor.shape) if tensor is not None else tuple(getattr(model, "output_shape", ()) or ())
-    name = output_names(model)[output_index] if outputs else getattr(layer, "name", "output")
+    outputs = outputs_of(model)
+    info = outputs[output_index] if outputs else None
+    layer = info.layer if info is not None else None
+    shape = tuple(info.shape) if info is not None else ()
+    name = info.name if info is not None else "output"
 
     activation = _activation_name(layer)
-    if isinstance(layer, keras.layers.Softmax):
+    if info is not None and info.squash_after:
+        source, squash, activation = "layer", info.squash_after, info.squash_after
+    elif isinstance(layer, keras.layers.Softmax):
         source, squash = "input", "softmax"
     elif isinstance(layer, keras.layers.Activation) and activation in SQUASHES:
         source, squash = "input", activation
@@ -388,6 +386,9 @@ def detect_head(model, output_index: int = 0) -> Head:
     if units is None:
         raise UnsupportedModel(f"{model.name}: output '{name}' has an unknown number of units {shape}.")
     kind = kinds[0]
+    own = ()
+    if kind.has_regions and layer is not None:
+        classifier = input_layer_of(model, layer) if source == "input" else None
+        own = (layer,) if classifier is None else (layer, classifier)
     return kind(source=source, layer=layer, squash=kind.squash_of(squash), units=int(units),
-                output_index=output_index, output_name=name)
-
+                output_index=output_index, output_name=name, head_layers=own)

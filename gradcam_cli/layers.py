@@ -38,7 +38,8 @@ from .graph import (
     upstream_of,
     walk_back,
 )
-from .probe import MAX_PREFIX_TOKENS, intercept_input, token_grid
+from .hooks import intercept_input
+from .probe import MAX_PREFIX_TOKENS, token_grid
 
 
 def _is_attention(layer) -> bool:

@@ -12,11 +12,12 @@ says where the tap sits in a transformer.
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from typing import Any
 
 from .errors import LayerNotFound, UnsupportedModel, param
-from .graph import PATH_SEP, LayerInfo, is_model, model_input_size, model_outputs
+from .graph import PATH_SEP, LayerInfo, has_graph, is_model, model_input_size, model_outputs
+from .hooks import bypass_activation, intercept, intercept_input
 
 MAX_PREFIX_TOKENS = 5  # class, distillation and up to 4 register tokens before the patches
 
@@ -35,68 +36,6 @@ def token_grid(tokens: int, input_size: tuple[int | None, int | None] | None) ->
         if rows > 0 and count % rows == 0 and rows * width == (count // rows) * height:
             return prefix, rows, count // rows
     return None
-
-
-@contextmanager
-def intercept(layer, hook):
-    """Route ``layer.call`` through ``hook(args, output)`` on this instance only, then restore."""
-    with _replaced_call(layer, lambda original: lambda *args, **kwargs: hook(args, original(*args, **kwargs))):
-        yield
-
-
-@contextmanager
-def intercept_input(layer, hook):
-    """Call ``layer`` on ``hook(x)`` instead of its first input ``x`` (every argument that is ``x``
-    itself is replaced, so self-attention's query, key and value all read the hooked tensor)."""
-
-    def wrap(original):
-        def call(*args, **kwargs):
-            first = args[0]
-            hooked = hook(first)
-            args = tuple(hooked if arg is first else arg for arg in args)
-            kwargs = {key: hooked if value is first else value for key, value in kwargs.items()}
-            return original(*args, **kwargs)
-        return call
-
-    with _replaced_call(layer, wrap):
-        yield
-
-
-@contextmanager
-def bypass_activation(layer, keep):
-    """Run ``layer`` with its own activation turned off, pass the pre-activation output to
-    ``keep``, and return the activation of it, so the model's output is unchanged."""
-    import keras
-
-    activation = layer.activation
-
-    def wrap(original):
-        def call(*args, **kwargs):
-            object.__setattr__(layer, "activation", keras.activations.linear)
-            try:
-                pre_activation = original(*args, **kwargs)
-            finally:
-                object.__setattr__(layer, "activation", activation)
-            keep(pre_activation)
-            return activation(pre_activation)
-        return call
-
-    with _replaced_call(layer, wrap):
-        yield
-
-
-@contextmanager
-def _replaced_call(layer, wrap):
-    had_own = "call" in vars(layer)
-    original = layer.call
-    object.__setattr__(layer, "call", wrap(original))
-    try:
-        yield
-    finally:
-        if had_own:
-            object.__setattr__(layer, "call", original)
-        else:
-            object.__delattr__(layer, "call")
 
 
 class Probe:
@@ -164,7 +103,7 @@ class Probe:
             import keras
 
             if (PATH_SEP in self.target.path or is_model(self.target.layer) or self.target.tap != "output"
-                    or self.grid is not None):
+                    or self.grid is not None or not has_graph(self.model)):
                 return None
             end = model_outputs(self.model)[self.head.output_index]
             try:
@@ -192,6 +131,10 @@ class Probe:
             captured["head_input"] = args[0]
             return output
 
+        def keep_head_output(args, output):
+            captured["head_input"] = output
+            return output
+
         with ExitStack() as stack:
             if keep_activations and self.target.tap == "input":
                 stack.enter_context(intercept_input(self.target.layer, tap))
@@ -201,6 +144,8 @@ class Probe:
                 stack.enter_context(bypass_activation(self.head.layer, lambda pre: captured.update(head_input=pre)))
             elif self.head.source == "input":
                 stack.enter_context(intercept(self.head.layer, keep_head_input))
+            elif self.head.source == "layer":
+                stack.enter_context(intercept(self.head.layer, keep_head_output))
             output = (model or self.model)(images, training=False)
         if keep_activations and "activations" not in captured:
             raise LayerNotFound(f"layer '{self.target.path}' was not run by the model's forward pass.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import MethodError, param
-from ..graph import producer, unwrap_output_layer
+from ..graph import input_layer_of
 from .base import CamContext, CamMethod
 
 
@@ -92,22 +92,22 @@ def gap_dense_head(probe):
     """The Dense layer of a ``target -> GlobalAveragePooling2D -> [Dropout] -> Dense`` head."""
     import keras
 
-    head = probe.head
+    head, model = probe.head, probe.model
     dense = head.layer
     if head.source == "input":
-        dense = unwrap_output_layer(producer(head.layer.input))
+        dense = input_layer_of(model, head.layer)
     reason = None
     if not isinstance(dense, keras.layers.Dense):
         reason = "the model does not end in a Dense layer"
     else:
-        node = unwrap_output_layer(producer(dense.input))
+        node = input_layer_of(model, dense)
         while isinstance(node, (keras.layers.Dropout, keras.layers.Identity)) or (
             isinstance(node, keras.layers.Activation) and getattr(node.activation, "__name__", "") == "linear"
         ):
-            node = unwrap_output_layer(producer(node.input))
+            node = input_layer_of(model, node)
         if not isinstance(node, keras.layers.GlobalAveragePooling2D):
             reason = "the Dense layer is not fed by GlobalAveragePooling2D"
-        elif unwrap_output_layer(producer(node.input)) is not probe.target.layer:
+        elif input_layer_of(model, node) is not probe.target.layer:
             reason = f"global average pooling does not read the target layer '{probe.target.path}'"
     if reason:
         raise MethodError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from ..graph import iter_layers
-from ..probe import intercept
+from ..hooks import intercept
 from .base import CamContext
 from .gradcam import GradCAM
 

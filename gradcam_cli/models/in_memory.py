@@ -12,7 +12,8 @@ from ..errors import (
     UnsupportedModel,
     param,
 )
-from ..graph import model_channels
+from ..graph import has_graph, model_channels
+from ..trace import built_input_shape, set_input_shape
 from .labels import labels_for_model
 from .preprocessing import check_preprocess_channels, make_preprocess
 from .spec import DEFAULT_SIZE, ModelSpec
@@ -26,28 +27,15 @@ def spec_for_model(
     input_size: tuple[int, int] | None = None,
     source: str = "",
 ) -> ModelSpec:
-    """Wrap an in-memory Keras model (the Python API's entry point for user models)."""
-    inputs = model.inputs if getattr(model, "inputs", None) else None
-    if inputs is None:
-        raise UnsupportedModel(
-            f"{name or model.name}: the model has no defined input; build it (call it once on data "
-            "or give an Input shape) before explaining it."
-        )
-    if len(inputs) != 1:
-        raise UnsupportedModel(f"{name or model.name}: the model has {len(inputs)} inputs; one image input is needed.")
-    shape = tuple(inputs[0].shape)
-    if len(shape) != 4 or shape[-1] not in (1, 3, None):
-        raise UnsupportedModel(
-            f"{name or model.name}: its input has shape {shape}, not an image batch "
-            "(batch, height, width, 1 or 3 channels)."
-        )
-    size = (shape[1], shape[2])
-    if size[0] is None or size[1] is None:
-        size = input_size or (DEFAULT_SIZE, DEFAULT_SIZE)
-    elif input_size is not None and tuple(input_size) != size:
-        raise UnsupportedModel(
-            f"{name or model.name}: the model's input is fixed at {size[0]}x{size[1]}; drop {param('input_size')}."
-        )
+    """Wrap an in-memory Keras model (the Python API's entry point for user models).
+
+    A Functional or Sequential model gives its input shape; a model without a graph (subclassed) is
+    traced once (:mod:`gradcam_cli.trace`) at its built shape or ``input_size``."""
+    label = name or model.name
+    if has_graph(model):
+        size = _graph_input_size(model, label, input_size)
+    else:
+        size = _traced_input_size(model, label, input_size)
     if callable(preprocess):
         preprocess_fn, preprocess_name = preprocess, getattr(preprocess, "__name__", "custom")
     else:
@@ -65,3 +53,50 @@ def spec_for_model(
         preprocess_name=preprocess_name,
         source=source or "in-memory",
     )
+
+
+def _check_image_shape(shape: tuple, label: str) -> None:
+    if len(shape) != 4 or shape[-1] not in (1, 3, None):
+        raise UnsupportedModel(
+            f"{label}: its input has shape {shape}, not an image batch (batch, height, width, 1 or 3 channels)."
+        )
+
+
+def _graph_input_size(model, label: str, input_size) -> tuple[int, int]:
+    inputs = model.inputs
+    if len(inputs) != 1:
+        raise UnsupportedModel(f"{label}: the model has {len(inputs)} inputs; one image input is needed.")
+    shape = tuple(inputs[0].shape)
+    _check_image_shape(shape, label)
+    size = (shape[1], shape[2])
+    if size[0] is None or size[1] is None:
+        return input_size or (DEFAULT_SIZE, DEFAULT_SIZE)
+    if input_size is not None and tuple(input_size) != size:
+        raise UnsupportedModel(f"{label}: the model's input is fixed at {size[0]}x{size[1]}; drop {param('input_size')}.")
+    return size
+
+
+def _traced_input_size(model, label: str, input_size) -> tuple[int, int]:
+    """The size a model without a graph is traced at: ``input_size``, else the size of its first
+    call, else (built without a size, e.g. fully convolutional) the default; a model never called
+    needs ``input_size`` and is tried with 3 channels, then 1."""
+    built = built_input_shape(model)
+    if built is not None:
+        _check_image_shape(built, label)
+    elif input_size is None:
+        raise UnsupportedModel(
+            f"{label}: the model has never been called, so its input size is unknown; give "
+            f"{param('input_size', 'H W')} (or call it once on a batch of images)."
+        )
+    size = tuple(input_size) if input_size else (built[1], built[2])
+    if size[0] is None or size[1] is None:
+        size = (DEFAULT_SIZE, DEFAULT_SIZE)
+    channel_tries = [built[-1]] if built is not None and built[-1] else [3, 1]
+    failure = None
+    for channels in channel_tries:
+        try:
+            set_input_shape(model, (None, int(size[0]), int(size[1]), int(channels)))
+            return size
+        except UnsupportedModel as error:
+            failure = failure or error
+    raise failure

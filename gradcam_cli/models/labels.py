@@ -12,7 +12,7 @@ from ..errors import (
     ModelLoadError,
     UnsupportedModel,
 )
-from ..graph import model_outputs
+from ..graph import outputs_of
 from ..heads import detect_head
 
 
@@ -68,9 +68,9 @@ def class_count(model: Any) -> int | None:
     """Classes of a single-output model, None where unknown: its head's (two for one sigmoid unit,
     see :mod:`gradcam_cli.heads`), else the last axis of its output."""
     try:
-        if len(model_outputs(model)) > 1:
+        if len(outputs_of(model)) > 1:
             return None
-        if model_outputs(model):
+        if outputs_of(model):
             return detect_head(model).num_classes
     except (UnsupportedModel, AttributeError, ValueError, RuntimeError):
         pass
