@@ -275,8 +275,14 @@ def fit_longest_side(image: Image.Image, longest_side: int | None) -> Image.Imag
     return image.resize(size, Image.BILINEAR)
 
 
+GREY_CONVERSION = "grey: L = 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2 luma)"
+"""How a colour picture becomes a one-channel model's input (Pillow's mode 'L'); manifest rows of a
+grayscale model say so (``model_input``), and the overlay is still drawn on the colour picture."""
+
+
 def model_input(rgb: np.ndarray | Image.Image, size: tuple[int, int], channels: int = 3) -> np.ndarray:
-    """Resize (stretch, bilinear) to the model's (height, width); float32 in [0, 255]."""
+    """Resize (stretch, bilinear) to the model's (height, width); float32 in [0, 255]. A one-channel
+    model gets the picture's luma (:data:`GREY_CONVERSION`)."""
     height, width = size
     image = rgb if isinstance(rgb, Image.Image) else Image.fromarray(rgb)
     if image.size != (width, height):

@@ -141,3 +141,25 @@ class EvaluationError(GradcamError):
 
 class EngineError(GradcamError):
     """``--engine ray`` cannot run: the extra is not installed, or the cluster cannot be reached."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_KERAS_WRAPPER = ("Exception encountered when calling", "Arguments received by")
+
+
+def first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The first informative line of an error from a user's model or code, without Keras's wrapper
+    ("Exception encountered when calling X.call()", the arguments list) or terminal colour codes."""
+    text = _ANSI.sub("", str(error))
+    lines = []
+    for line in text.splitlines():
+        if line.strip().startswith(_KERAS_WRAPPER[1]):
+            break
+        if line.strip() and not line.strip().startswith(_KERAS_WRAPPER[0]):
+            lines.append(line.strip())
+    return (lines[0] if lines else "no detail")[:limit]
+
+
+def describe_error(error: BaseException) -> str:
+    """``TypeName: first line`` of an error raised by a user's model or code (see :func:`first_line`)."""
+    return f"{type(error).__name__}: {first_line(error)}"

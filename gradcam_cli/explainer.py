@@ -118,7 +118,8 @@ class Explainer:
         self.region = self._region(region)
         self.target: LayerInfo = (find_layer(spec.model, layer) if layer
                                   else auto_target_layer(spec.model, head=self.head))
-        self.notes = [] if layer else [note for note in [branch_note(spec.model, self.target, self.head)] if note]
+        self.notes = list(spec.notes) + ([] if layer else
+                                         [note for note in [branch_note(spec.model, self.target, self.head)] if note])
         for note in self.notes:
             if note not in _NOTES_SHOWN:  # once a process, however many methods are explained
                 _NOTES_SHOWN.add(note)

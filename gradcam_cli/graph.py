@@ -287,3 +287,17 @@ def select_output(model, output: str | int | None) -> int:
         f"{param('model_output', text)}: no such output; {model.name} has {count}: "
         f"{describe_outputs(model) or 'none'}."
     )
+
+
+def input_preprocessing(model) -> list[LayerInfo]:
+    """Layers that preprocess the image inside the model (``Rescaling``, ``Normalization``) before
+    its first convolution: such a model takes raw pixels, and its default preprocessing is 'none'."""
+    import keras
+
+    found = []
+    for info in iter_layers(model):
+        if isinstance(info.layer, (keras.layers.Rescaling, keras.layers.Normalization)):
+            found.append(info)
+        elif any(len(weight.shape) == 4 for weight in getattr(info.layer, "weights", [])):
+            break
+    return found

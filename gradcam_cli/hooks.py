@@ -68,3 +68,39 @@ def _replaced_call(layer, wrap):
             object.__setattr__(layer, "call", original)
         else:
             object.__delattr__(layer, "call")
+
+
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+def low_precision_layers(model) -> list:
+    """The layers of ``model`` (itself included, at any depth) that compute in float16 or bfloat16
+    under a mixed-precision policy; quantized layers are left out (their policy is their weights)."""
+    try:
+        layers = list(model._flatten_layers(include_self=True, recursive=True))
+    except (AttributeError, TypeError):
+        return []
+    return [layer for layer in layers
+            if getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) in LOW_PRECISION
+            and getattr(layer.dtype_policy, "quantization_mode", None) is None]
+
+
+@contextmanager
+def float32_compute(layers):
+    """Run ``layers`` in float32 while the block runs, then give them back their policies.
+
+    A ``mixed_float16`` model keeps float32 variables and computes in float16; its gradients, small
+    products of many factors, underflow to zero in float16 (the reason Keras scales a training loss).
+    Class activation maps are therefore computed with the same float32 variables in float32, which is
+    the float32 model exactly."""
+    import keras
+
+    saved = [(layer, layer._dtype_policy) for layer in layers]
+    float32 = keras.dtype_policies.get("float32")
+    try:
+        for layer, _ in saved:
+            object.__setattr__(layer, "_dtype_policy", float32)
+        yield
+    finally:
+        for layer, policy in saved:
+            object.__setattr__(layer, "_dtype_policy", policy)

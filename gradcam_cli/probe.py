@@ -17,7 +17,13 @@ from typing import Any
 
 from .errors import LayerNotFound, UnsupportedModel, param
 from .graph import PATH_SEP, LayerInfo, has_graph, is_model, model_input_size, model_outputs
-from .hooks import bypass_activation, intercept, intercept_input
+from .hooks import (
+    bypass_activation,
+    float32_compute,
+    intercept,
+    intercept_input,
+    low_precision_layers,
+)
 
 MAX_PREFIX_TOKENS = 5  # class, distillation and up to 4 register tokens before the patches
 
@@ -61,6 +67,7 @@ class Probe:
         self.head = head
         self.grid = None
         self._tail = None
+        self._low_precision = low_precision_layers(model)  # computed in float32 here (hooks.float32_compute)
         if target.is_tokens:
             size = model_input_size(model)
             self.grid = token_grid(target.output_shape[1], size)
@@ -136,6 +143,8 @@ class Probe:
             return output
 
         with ExitStack() as stack:
+            if self._low_precision:
+                stack.enter_context(float32_compute(self._low_precision))
             if keep_activations and self.target.tap == "input":
                 stack.enter_context(intercept_input(self.target.layer, tap))
             elif keep_activations:

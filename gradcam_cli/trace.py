@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UnsupportedModel, param
+from .errors import UnsupportedModel, describe_error, param
 from .hooks import intercept
 
 PATH_SEP = "/"
@@ -92,9 +92,25 @@ def has_graph(model) -> bool:
     return bool(getattr(model, "inputs", None))
 
 
+def _required_inputs(model) -> list[str]:
+    """The arguments ``model.call`` cannot run without (``training`` aside)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.call).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.default is inspect.Parameter.empty and p.name != "training"
+            and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+
 def built_input_shape(model) -> tuple | None:
     """``(None, h, w, c)`` from the model's first call (Keras's record of its build), or None.
     Raises :class:`UnsupportedModel` for a model called on several inputs."""
+    required = _required_inputs(model)
+    if len(required) > 1:
+        raise UnsupportedModel(f"{model.name}: the model's call takes {len(required)} inputs ({', '.join(required)}); "
+                               "one image input is needed.")
     shapes = getattr(model, "_build_shapes_dict", None) or {}
     if not shapes:
         return None
@@ -129,7 +145,7 @@ def trace(model) -> Trace:
     if shape is None or len(shape) != 4 or shape[1] is None or shape[2] is None:
         raise UnsupportedModel(
             f"{model.name}: the model has never been called, so its input size is unknown; give "
-            f"{param('input_size', 'H W')} (or call it once on a batch of images)."
+            f"{param('input_size', 'H,W')} (or call it once on a batch of images)."
         )
     found = _record(model, shape)
     _TRACES[model] = found
@@ -209,10 +225,9 @@ def _record(model, shape: tuple) -> Trace:
     except UnsupportedModel:
         raise
     except Exception as error:  # the user's model failed on an image batch: one line, not its traceback
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UnsupportedModel(
             f"{model.name}: running the model on a {shape[1]}x{shape[2]}x{shape[3]} image batch failed "
-            f"({type(error).__name__}: {text[:300]}); give the size it takes with {param('input_size', 'H W')}."
+            f"({describe_error(error)}); give the size it takes with {param('input_size', 'H,W')}."
         ) from None
     return Trace(tuple(shape), tuple(calls), tuple(_outputs(result, calls, values, produced)))
 

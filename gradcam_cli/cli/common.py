@@ -105,7 +105,8 @@ class OverlaySize(click.ParamType):
 model_option = click.option(
     "-m", "--model", default="demo", show_default=True,
     help="A keras.applications name (xception, resnet50, ...; 'gradcam models' lists them), "
-         "'demo' (the bundled shapes classifier) or a .keras/.h5 file.")
+         "'demo' (the bundled shapes classifier), a .keras/.h5 file, hub:PRESET, or FILE.py:FACTORY / "
+         "package.module:FACTORY, which imports that code and RUNS it to build the model.")
 
 
 weights_option = click.option(

@@ -1,8 +1,9 @@
 """Resolve a model: a ``keras.applications`` architecture by name, the bundled demo, a model file,
-a keras-hub preset (``hub:PRESET``) or a Keras model in memory, into a :class:`ModelSpec`.
+Python code that builds one (``FILE.py:FACTORY``, ``package.module:FACTORY``), a keras-hub preset
+(``hub:PRESET``) or a Keras model in memory, into a :class:`ModelSpec`.
 
-One module per source: :mod:`.applications`, :mod:`.files` (files and their sidecars), :mod:`.hub`,
-:mod:`.in_memory`; :mod:`.preprocessing` and :mod:`.labels` are shared by all of them."""
+One module per source: :mod:`.applications`, :mod:`.files` (files and their sidecars),
+:mod:`.factory`, :mod:`.hub`, :mod:`.in_memory`; :mod:`.preprocessing` and :mod:`.labels` are shared by all of them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..errors import ModelNotFound, OptionConflict, param
 from .applications import application_registry, build_application
+from .factory import is_factory_reference, load_factory
 from .files import load_model_file
 from .in_memory import spec_for_model
 from .labels import labels_for_model
@@ -32,8 +34,9 @@ def resolve_model(
     safe_mode: bool = True,
     model_output: str | int | None = None,
 ) -> ModelSpec:
-    """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, ``hub:PRESET`` (a keras-hub
-    image classifier) or an application name. ``model_output``: which output of a multi-output model
+    """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, ``FILE.py:FACTORY`` or
+    ``package.module:FACTORY`` (imports and runs that code, :mod:`.factory`), ``hub:PRESET`` (a
+    keras-hub image classifier) or an application name. ``model_output``: which output of a multi-output model
     to explain (name or index).
 
     ``weights``: for keras.applications names, 'imagenet' (the default when None), 'none' (random) or
@@ -51,18 +54,20 @@ def _resolve(model, weights, preprocess, labels, input_size, safe_mode) -> Model
         return model
     text = str(model) if isinstance(model, (str, os.PathLike)) else None
     is_hub = text is not None and text.lower().startswith(HUB_PREFIX) and not os.path.exists(text)
-    is_application = text is not None and not is_hub and not (
+    is_factory = text is not None and not is_hub and is_factory_reference(text)
+    is_application = text is not None and not is_hub and not is_factory and not (
         (normalize_name(text) == "demo" and not os.path.exists(text))
         or os.sep in text or text.endswith((".keras", ".h5")) or os.path.exists(text)
     )
     if weights is not None and not is_application:
         what = "the demo model" if text is not None and normalize_name(text) == "demo" else (
-            "a keras-hub preset" if is_hub else "a model file" if text is not None else "an in-memory model")
+            "a keras-hub preset" if is_hub else "a model built by Python code" if is_factory
+            else "a model file" if text is not None else "an in-memory model")
         raise OptionConflict(
             f"{param('weights', weights)}: {what} carries its own weights; {param('weights')} applies to "
             f"keras.applications names only (load the weights into your model and save it, or drop {param('weights')})."
         )
-    if not safe_mode and (text is None or is_application or is_hub):
+    if not safe_mode and (text is None or is_application or is_hub or is_factory):
         raise OptionConflict(f"{param('safe_mode', False)} applies to model files only (it lets Keras load Python code "
                              "from them); drop it.")
     if text is None:
@@ -71,6 +76,8 @@ def _resolve(model, weights, preprocess, labels, input_size, safe_mode) -> Model
         from ..demo import demo_model_path
 
         return load_model_file(demo_model_path(), preprocess=preprocess, labels=labels, input_size=input_size)
+    if is_factory:
+        return load_factory(text, preprocess, labels, input_size)
     if is_hub:
         from .hub import load_hub_preset
 

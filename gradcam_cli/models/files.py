@@ -7,11 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import (
-    ModelLoadError,
-    UnsupportedModel,
-    param,
-)
+from ..errors import ModelLoadError, UnsupportedModel, describe_error, first_line, param
 from ..graph import model_input_size
 from .in_memory import spec_for_model
 from .spec import ModelSpec
@@ -34,7 +30,7 @@ def load_model_file(
 
     A sidecar beside the model, ``dog.h5.gradcam.json`` or ``dog.gradcam.json``, may give ``preprocess``,
     ``labels`` (a list, or a file name relative to the model) and ``input_size``; values given here win
-    over it (:func:`_read_sidecar` has its rules).
+    over it (:func:`read_sidecar` has its rules).
     """
     import keras
 
@@ -48,7 +44,7 @@ def load_model_file(
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a folder, not a .keras/.h5 model file.")
     _check_file_format(path)
-    sidecar = _read_sidecar(path)
+    sidecar = read_sidecar(path)
     _register_keras_hub_if_needed(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
@@ -60,7 +56,7 @@ def load_model_file(
                 "which could run anything on this machine (Keras safe_mode). If you trust the file, "
                 f"pass {param('safe_mode', False)}."
             ) from None
-        raise ModelLoadError(f"{path}: not a loadable Keras model ({_first_line(message)}).") from None
+        raise ModelLoadError(f"{path}: not a loadable Keras model ({first_line(message)}).") from None
     except Exception as error:
         missing = re.search(r"Could not locate (?:class|function) '([^']+)'", str(error))
         if missing:
@@ -70,7 +66,7 @@ def load_model_file(
                 "and pass the loaded model to gradcam_cli.explain, or save the model as a Functional one."
             ) from None
         raise ModelLoadError(
-            f"{path}: not a loadable Keras model ({type(error).__name__}: {_first_line(str(error))[:300]})."
+            f"{path}: not a loadable Keras model ({describe_error(error)})."
         ) from None
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{path}: holds a {type(model).__name__}, not a Keras model.")
@@ -78,13 +74,13 @@ def load_model_file(
         model,
         name=path.name,
         preprocess=preprocess or sidecar.get("preprocess") or "none",
-        labels=labels if labels is not None else _sidecar_labels(path, sidecar),
-        input_size=input_size or _sidecar_input_size(path, sidecar, model),
+        labels=labels if labels is not None else sidecar_labels(path, sidecar),
+        input_size=input_size or sidecar_input_size(path, sidecar, model),
         source=str(path),
     )
 
 
-def _sidecar_input_size(path: Path, sidecar: dict, model) -> tuple[int, int] | None:
+def sidecar_input_size(path: Path, sidecar: dict, model) -> tuple[int, int] | None:
     """The sidecar's ``input_size`` for a model that accepts any size; for a fixed input it must agree."""
     if not sidecar.get("input_size"):
         return None
@@ -139,10 +135,6 @@ def _register_keras_hub_if_needed(path: Path) -> None:
         ) from None
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "no detail"
-
-
 SIDECAR_KEYS = {
     "preprocess": "a preprocessing name such as \"tf\" or \"scale01\"",
     "labels": "a list of class names or a labels file beside the model",
@@ -157,7 +149,7 @@ def sidecar_paths(path: Path) -> list[Path]:
     return [path.with_name(path.name + SIDECAR_SUFFIX), path.with_name(path.stem + SIDECAR_SUFFIX)]
 
 
-def _read_sidecar(path: Path) -> dict:
+def read_sidecar(path: Path) -> dict:
     """The sidecar of the model file ``path`` ({} without one). Both names are read; two that say
     different things are refused rather than one silently chosen, as are unknown keys (a misspelled
     ``preproces`` would otherwise leave the model fed raw pixels) and values of the wrong type."""
@@ -192,7 +184,7 @@ def _sidecar_content(sidecar: Path) -> dict:
     return content
 
 
-def _sidecar_labels(path: Path, sidecar: dict) -> list[str] | str | None:
+def sidecar_labels(path: Path, sidecar: dict) -> list[str] | str | None:
     labels = sidecar.get("labels")
     if isinstance(labels, str):
         return str(path.parent / labels)

@@ -8,11 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import (
-    UnsupportedModel,
-    param,
-)
-from ..graph import has_graph, model_channels
+from ..errors import UnsupportedModel, param, phrase
+from ..graph import has_graph, input_preprocessing, model_channels
 from ..trace import built_input_shape, set_input_shape
 from .labels import labels_for_model
 from .preprocessing import check_preprocess_channels, make_preprocess
@@ -44,6 +41,12 @@ def spec_for_model(
         check_preprocess_channels(preprocess_fn, preprocess_name, model_channels(model), name or model.name)
     if labels is not None:
         labels = labels_for_model(labels, model)
+    notes = []
+    inside = input_preprocessing(model)
+    if inside and preprocess_name != "none":
+        listed = ", ".join(f"{info.path} ({type(info.layer).__name__})" for info in inside)
+        notes.append(phrase(f"note: {label} preprocesses its input itself ({listed}), and {param('preprocess', preprocess_name)} "
+                            f"is applied before it as well; pass {param('preprocess', 'none')} unless that is meant."))
     return ModelSpec(
         model=model,
         name=name or model.name,
@@ -52,6 +55,7 @@ def spec_for_model(
         labels=labels,
         preprocess_name=preprocess_name,
         source=source or "in-memory",
+        notes=notes,
     )
 
 
@@ -86,7 +90,7 @@ def _traced_input_size(model, label: str, input_size) -> tuple[int, int]:
     elif input_size is None:
         raise UnsupportedModel(
             f"{label}: the model has never been called, so its input size is unknown; give "
-            f"{param('input_size', 'H W')} (or call it once on a batch of images)."
+            f"{param('input_size', 'H,W')} (or call it once on a batch of images)."
         )
     size = tuple(input_size) if input_size else (built[1], built[2])
     if size[0] is None or size[1] is None:

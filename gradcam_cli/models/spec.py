@@ -37,6 +37,7 @@ class ModelSpec:
     source: str = ""
     extra: dict = field(default_factory=dict)
     model_output: str | int | None = None  # which output of a multi-output model to explain
+    notes: list[str] = field(default_factory=list)  # one-line notes on how the model is fed, shown once
     _head: Head | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

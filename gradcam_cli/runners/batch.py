@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .. import outputs, render
-from ..decode import PixelBudget, decode_item
+from ..decode import GREY_CONVERSION, PixelBudget, decode_item
 from ..errors import ImageError, OutputError, param
 from ..explainer import Explainer, empty_region_message
 from ..inputs import InputItem
@@ -120,6 +120,8 @@ class BatchJob:
                "output": head.output_name}
         if self.explainer.region_name:
             row["region"] = self.explainer.region_name
+        if self.spec.channels == 1:  # the overlay shows the colour picture; the model saw its luma
+            row["model_input"] = GREY_CONVERSION
         return row
 
     @functools.cached_property

@@ -40,6 +40,7 @@ import numpy as np
 from .. import outputs
 from ..errors import EngineError, GradcamError, param, spell_command_line, spells_command_line
 from ..inputs import InputItem
+from ..models.factory import absolute_reference
 from ..models.spec import ModelSpec
 from ..options import RunOptions
 from ..storage import is_uri
@@ -70,12 +71,15 @@ def _actor_cpus() -> int:
 
 def absolute_model_arguments(model_arguments: dict[str, Any]) -> dict[str, Any]:
     """``resolve_model`` keyword arguments with local files made absolute, so that an actor whose
-    working folder differs still finds the model, its weights and its labels file."""
+    working folder differs still finds the model (or the Python file that builds it), its weights and
+    its labels file."""
     resolved = dict(model_arguments)
     for key in ("model", "weights", "labels"):
         value = resolved.get(key)
         if isinstance(value, (str, os.PathLike)) and os.path.exists(value):
             resolved[key] = os.path.abspath(value)
+        elif key == "model" and isinstance(value, str):
+            resolved[key] = absolute_reference(value)  # FILE.py:FACTORY: the file, made absolute
     return resolved
 
 

@@ -1,0 +1,124 @@
+"""Heads of a (batch, units) output: softmax, binary, multi-label and regression."""
+
+from __future__ import annotations
+
+from .base import BINARY_CLASSES, Head, _is_linear
+
+
+class ClassifierHead(Head):
+    """A head whose reported values are class probabilities."""
+
+    reports_probability = True
+    sorted_by = "probability"
+
+
+class SoftmaxHead(ClassifierHead):
+    """Softmax over the classes, or several linear units read as a classifier's logits."""
+
+    kind = "softmax"
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        logits = squash == "none" and units != 1 and _is_linear(activation)
+        return rank == 2 and (squash == "softmax" or logits)
+
+    @classmethod
+    def squash_of(cls, detected):
+        return "softmax"
+
+    def describe(self):
+        return f"softmax over {self.units} classes"
+
+    def reported(self, raw, regions=None):
+        import tensorflow as tf
+
+        return tf.nn.softmax(tf.cast(raw, tf.float32), axis=-1)
+
+
+class BinaryHead(ClassifierHead):
+    """One sigmoid unit ``z``: two classes, the negative one scored ``-z``."""
+
+    kind = "binary"
+    own_class_names = BINARY_CLASSES
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        return rank == 2 and squash == "sigmoid" and units == 1
+
+    @property
+    def num_classes(self):
+        return 2
+
+    def default_label(self, index):
+        return BINARY_CLASSES[index]
+
+    def describe(self):
+        return "one sigmoid unit (binary: negative/positive)"
+
+    def scores(self, raw, regions=None):
+        import tensorflow as tf
+
+        raw = tf.cast(raw, tf.float32)
+        return tf.concat([-raw, raw], axis=-1)
+
+    def reported(self, raw, regions=None):
+        import tensorflow as tf
+
+        return tf.sigmoid(self.scores(raw))
+
+    def class_weights(self, kernel):
+        """``(-w, w)``: the negative class's score is the negated logit."""
+        import numpy as np
+
+        return np.concatenate([-kernel, kernel], axis=1)
+
+
+class MultiLabelHead(ClassifierHead):
+    """Several sigmoid units, each its own probability."""
+
+    kind = "multilabel"
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        return rank == 2 and squash == "sigmoid" and units != 1
+
+    def describe(self):
+        return f"{self.units} sigmoid units (multi-label)"
+
+    def reported(self, raw, regions=None):
+        import tensorflow as tf
+
+        return tf.sigmoid(tf.cast(raw, tf.float32))
+
+
+class RegressionHead(Head):
+    """One linear unit, or units with an activation other than softmax/sigmoid (ReLU, ...)."""
+
+    kind = "regression"
+    sorted_by = "predicted value"
+
+    @classmethod
+    def recognises(cls, rank, units, squash, activation):
+        return rank == 2 and squash == "none" and (units == 1 or not _is_linear(activation))
+
+    def default_label(self, index):
+        return "value" if self.units == 1 else f"unit_{index}"
+
+    def describe(self):
+        return f"{self.units} linear unit{'s' if self.units > 1 else ''} (regression)"
+
+    def reported(self, raw, regions=None):
+        """The output value: the layer's own activation applied again (e.g. a ReLU count)."""
+        import tensorflow as tf
+
+        raw = tf.cast(raw, tf.float32)
+        if self.source == "activation" and self.layer is not None:
+            return tf.cast(self.layer.activation(raw), tf.float32)
+        return raw
+
+    def row_fields(self, reported):
+        return {"value": reported}
+
+    @classmethod
+    def format_prediction(cls, label, value):
+        return f"{label} = {value:.4g}"
