@@ -130,12 +130,15 @@ def _grid_of(info: LayerInfo, size) -> tuple[int, int, int] | None:
 
 
 def _is_candidate(info: LayerInfo) -> bool:
+    """Spatial, not pooling, and not a layout layer: ``Permute`` and ``Reshape`` move the values of a
+    map without computing anything, and a map read after ``Permute((2, 1, 3))`` (mtcnn's ONet) is
+    the transpose of the picture's."""
     import keras
 
     return (
         info.is_spatial
         and not _is_pooling(info.layer)
-        and not isinstance(info.layer, keras.layers.InputLayer)
+        and not isinstance(info.layer, (keras.layers.InputLayer, keras.layers.Permute, keras.layers.Reshape))
     )
 
 

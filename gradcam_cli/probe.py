@@ -104,13 +104,15 @@ class Probe:
     def tail(self):
         """``tail(activations) -> logits``: the model after the target layer as a sub-model, or None
         where that part reads other tensors too (a skip connection around the layer, a layer inside
-        a nested model, the tokens entering a block). Where it exists it spares Ablation-CAM the
-        forward passes through the layers before the target."""
+        a nested model, the tokens entering a block), for a model without a graph, and for a
+        mixed-precision model (a sub-model casts its input to the float16 of the symbolic tensor it
+        starts from). Where it exists it spares Ablation-CAM the forward passes through the layers
+        before the target."""
         if self._tail is None:
             import keras
 
             if (PATH_SEP in self.target.path or is_model(self.target.layer) or self.target.tap != "output"
-                    or self.grid is not None or not has_graph(self.model)):
+                    or self.grid is not None or not has_graph(self.model) or self._low_precision):
                 return None
             end = model_outputs(self.model)[self.head.output_index]
             try:

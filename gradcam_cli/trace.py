@@ -113,7 +113,7 @@ def built_input_shape(model) -> tuple | None:
                                "one image input is needed.")
     shapes = getattr(model, "_build_shapes_dict", None) or {}
     if not shapes:
-        return None
+        return _default_build_shape(model)
     if len(shapes) != 1:
         raise UnsupportedModel(f"{model.name}: the model takes {len(shapes)} inputs ({', '.join(shapes)}); "
                                "one image input is needed.")
@@ -122,6 +122,23 @@ def built_input_shape(model) -> tuple | None:
         raise UnsupportedModel(f"{model.name}: the model is called on several tensors {shape}; one image input "
                                "is needed.")
     return (None, *tuple(shape)[1:]) if shape is not None else None
+
+
+def _default_build_shape(model) -> tuple | None:
+    """A model built by ``model.build()`` with its own default shape (mtcnn's networks do this),
+    which Keras does not record: that default, where it is an image batch's shape."""
+    import inspect
+
+    if not getattr(model, "built", False):
+        return None
+    try:
+        parameters = list(inspect.signature(model.build).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    default = parameters[0].default if parameters else inspect.Parameter.empty
+    if isinstance(default, (list, tuple)) and len(default) == 4 and all(d is None or isinstance(d, int) for d in default):
+        return (None, *tuple(default)[1:])
+    return None
 
 
 def set_input_shape(model, shape: tuple) -> Trace:
