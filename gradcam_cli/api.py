@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,7 +218,7 @@ def explain(
     layer: str | None = None,
     weights: str | None = None,
     batch_size: int = 16,
-    preprocess: str | None = None,
+    preprocess: str | Callable[[np.ndarray], np.ndarray] | None = None,
     labels: str | list[str] | None = None,
     smooth: str | None = None,
     max_channels: int | None = None,
@@ -233,8 +233,12 @@ def explain(
 ) -> Explanation:
     """Explain ``images`` with ``model``.
 
-    ``model``: a keras.Model, a keras.applications name, 'demo', or a model file; ``weights`` applies
-    to keras.applications names only ('imagenet' by default, 'none', or a file).
+    ``model``: a keras.Model (Functional, Sequential or subclassed), a keras.applications name,
+    'demo', a model file, or ``FILE.py:FACTORY`` / ``package.module:FACTORY`` (imports and runs that
+    code to build the model); ``weights`` applies to keras.applications names only ('imagenet' by
+    default, 'none', or a file). ``preprocess``: a name (none, scale01, tf, caffe, torch, or an
+    application name) or, for a keras.Model or a model file, a function of a float32 (N, H, W, C)
+    batch of pixels in [0, 255].
     ``images``: one image or a list: paths (files, folders, globs), PIL images (any mode), or arrays
     (H, W), (H, W, 1), (H, W, 3), (H, W, 4), or (N, H, W, 3). Arrays: uint8 as is, floats in [0, 1]
     (scaled by 255; other float ranges are refused). RGBA goes on white and grey to RGB, as in the
