@@ -56,7 +56,7 @@ def absolute_reference(text: str) -> str:
     parts = split_reference(text)
     if parts is None or not parts[2] or not os.path.exists(parts[0]):
         return text
-    return f"{os.path.abspath(parts[0])}:{parts[1]}"
+    return f"{os.path.realpath(parts[0])}:{parts[1]}"
 
 
 def load_factory(reference: str, preprocess: str | None = None, labels: Any = None,
@@ -90,7 +90,7 @@ def load_factory(reference: str, preprocess: str | None = None, labels: Any = No
             preprocess=preprocess or sidecar.get("preprocess") or "none",
             labels=labels if labels is not None else sidecar_labels(source, sidecar),
             input_size=input_size or sidecar_input_size(source, sidecar, model),
-            source=reference,
+            source=absolute_reference(reference),  # one identity however the path is typed (Ray's check)
         )
 
 

@@ -123,7 +123,7 @@ def files_of(out: Path) -> dict[str, bytes]:
 
 
 def options(out: Path, **changes) -> RunOptions:
-    return RunOptions(output_dir=out, batch_size=4, top_k=2, **changes)
+    return RunOptions(output_dir=out, batch_size=4, **{"top_k": 2, **changes})
 
 
 def test_ray_outputs_are_the_local_engines_file_for_file(cluster, folder, demo_spec, tmp_path):
@@ -290,3 +290,54 @@ def test_s3_inputs_and_outputs_round_trip_and_match_the_local_engine(cluster, fo
     for name in (n for n in local_files if n.endswith(".npy")):
         with bucket.open_input_stream(f"pictures/local-engine/{name}") as stream:
             assert stream.read() == local_files[name]
+
+
+NETS = '''
+import keras
+import tensorflow as tf
+
+
+class Net(keras.Model):
+    """A subclassed classifier: no graph, so actors and driver each trace it."""
+
+    def __init__(self):
+        super().__init__(name="net")
+        self.block = keras.Sequential([keras.layers.Conv2D(6, 3, activation="relu", name="c1"),
+                                       keras.layers.Conv2D(6, 3, activation="relu", name="c2")], name="block")
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(3, name="head")
+
+    def call(self, x):
+        return tf.nn.softmax(self.head(self.pool(self.block(x))))
+
+
+def build():
+    keras.utils.set_random_seed(7)
+    net = Net()
+    net(tf.zeros((1, 32, 32, 3)))
+    return net
+'''
+
+
+def test_actors_build_a_factory_model_from_its_file_and_match_the_local_engine(cluster, folder, tmp_path, monkeypatch):
+    """``--model nets.py:build`` typed relative to the driver's folder: the actors import the file
+    (made absolute) and build the model themselves; the outputs equal the local engine's."""
+    from gradcam_cli.models import resolve_model
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "nets.py").write_text(NETS)
+    monkeypatch.chdir(code)
+    arguments = {"model": "nets.py:build"}
+    spec = resolve_model(**arguments)
+    items = collect_inputs([str(folder / name) for name in ("01_single_cross.png", "02_single_square.png")])
+    local_out, ray_out = tmp_path / "local" / "out", tmp_path / "ray" / "out"
+    local = run_explain(items, spec, options(local_out, top_k=1))
+    distributed = run_explain_ray(items, spec, arguments, options(ray_out, top_k=1))
+    assert distributed.images_done == local.images_done == 2 and distributed.exit_code == local.exit_code == 0
+    local_files, ray_files = files_of(local_out), files_of(ray_out)
+    assert sorted(ray_files) == sorted(local_files) and len(ray_files) == 2 * 2
+    for name, data in local_files.items():
+        if name.endswith(".npy"):
+            assert ray_files[name] == data, f"{name} differs between the engines"
+    assert {row["layer"] for row in rows_of(ray_out)} == {"block/c2"}
