@@ -139,6 +139,10 @@ class EvaluationError(GradcamError):
     needs what was not given, a preprocessing the perturbations cannot go through."""
 
 
+class UnsupportedBackend(GradcamError):
+    """Keras runs on a backend the tool does not compute maps on (PyTorch)."""
+
+
 class EngineError(GradcamError):
     """``--engine ray`` cannot run: the extra is not installed, or the cluster cannot be reached."""
 

@@ -78,6 +78,9 @@ def _resolve(model, weights, preprocess, labels, input_size, safe_mode) -> Model
         return load_model_file(demo_model_path(), preprocess=preprocess, labels=labels, input_size=input_size)
     if is_factory:
         return load_factory(text, preprocess, labels, input_size)
+    if ".py:" in text and not os.path.exists(text):
+        raise ModelNotFound(f"{text}: not FILE.py:FACTORY; after the colon comes one Python name (build_model) "
+                            "or a dotted one (Nets.small).")
     if is_hub:
         from .hub import load_hub_preset
 

@@ -14,6 +14,7 @@ same way; the model itself never travels.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -33,7 +34,8 @@ IDENTIFIER = r"[A-Za-z_]\w*"
 ATTRIBUTE = rf"{IDENTIFIER}(?:\.{IDENTIFIER})*"
 MODULE_REFERENCE = re.compile(rf"^(?P<module>{ATTRIBUTE}):(?P<attribute>{ATTRIBUTE})$")
 FILE_REFERENCE = re.compile(rf"^(?P<file>.+\.py):(?P<attribute>{ATTRIBUTE})$")
-RESERVED_PREFIXES = ("hub",)  # ``hub:PRESET`` names a keras-hub preset, never a module called hub
+RESERVED_PREFIXES = ("hub",)
+MODULE_PREFIX = "gradcam_user_"  # the name a factory file is imported under (plus its stem and a digest)  # ``hub:PRESET`` names a keras-hub preset, never a module called hub
 
 
 def split_reference(text: str) -> tuple[str, str, bool] | None:
@@ -66,7 +68,7 @@ def load_factory(reference: str, preprocess: str | None = None, labels: Any = No
 
     target, attribute, is_file = split_reference(reference)
     where = Path(target) if is_file else None
-    with _leading_path(where.parent if where is not None else None):
+    with _leading_path(where.parent if where is not None else None), _printed_elsewhere():
         module = _import_file(where, reference) if where is not None else _import_module(target, reference)
         found = _attribute(module, attribute, reference)
         if isinstance(found, keras.Model):
@@ -74,14 +76,14 @@ def load_factory(reference: str, preprocess: str | None = None, labels: Any = No
         elif callable(found):
             try:
                 model = found()
-            except Exception as error:  # the user's code: its failure in one line, not its traceback
-                raise ModelLoadError(f"{reference}: calling {attribute}() raised {describe_error(error)}; fix the factory "
+            except (Exception, SystemExit) as error:  # the user's code: its failure in one line
+                raise ModelLoadError(f"{reference}: calling {attribute}() {_failure(error)}; fix the factory "
                                      "(it is called with no arguments and must return a keras.Model).") from None
         else:
-            raise ModelLoadError(f"{reference}: {attribute} is a {type(found).__name__}, not a keras.Model or a "
+            raise ModelLoadError(f"{reference}: {attribute} is {_a(type(found).__name__)}, not a keras.Model or a "
                                  "function returning one.")
         if not isinstance(model, keras.Model):
-            raise ModelLoadError(f"{reference}: {attribute}() returned a {type(model).__name__}, not a keras.Model.")
+            raise ModelLoadError(f"{reference}: {attribute}() returned {_a(type(model).__name__)}, not a keras.Model.")
         source = Path(where if where is not None else getattr(module, "__file__", "") or target)
         sidecar = read_sidecar(source) if source.suffix == ".py" else {}
         return spec_for_model(
@@ -96,23 +98,67 @@ def load_factory(reference: str, preprocess: str | None = None, labels: Any = No
 
 @contextmanager
 def _leading_path(folder: Path | None):
+    """The folder leads ``sys.path`` meanwhile; modules imported from it are forgotten afterwards
+    (the model keeps what it uses), so that another factory's folder gets its own ``helper.py``."""
     if folder is None:
         yield
         return
     entry = str(folder.resolve())
+    # modules loaded from elsewhere under the name of a file here would shadow it: set aside meanwhile
+    local = {path.stem for path in folder.glob("*.py")} | {path.parent.name for path in folder.glob("*/__init__.py")}
+    shadowed = {name: module for name, module in sys.modules.items()
+                if name.split(".")[0] in local and not _is_inside(getattr(module, "__file__", None), entry)}
+    for name in shadowed:
+        del sys.modules[name]
+    before = set(sys.modules)
     sys.path.insert(0, entry)
     try:
         yield
     finally:
         if sys.path and sys.path[0] == entry:
             sys.path.pop(0)
+        for name in set(sys.modules) - before:
+            if not name.startswith(MODULE_PREFIX) and _is_inside(getattr(sys.modules[name], "__file__", None), entry):
+                del sys.modules[name]
+        sys.modules.update(shadowed)
+
+
+@contextmanager
+def _printed_elsewhere():
+    """What the user's code prints (``model.summary()``, an argparse usage) is held back: standard
+    output may carry ``--json`` rows, and a failure is reported in one line. On success the text goes
+    to standard error."""
+    import io
+
+    held = io.StringIO()
+    with contextlib.redirect_stdout(held), contextlib.redirect_stderr(held):
+        yield
+    if held.getvalue():
+        sys.stderr.write(held.getvalue())
+
+
+def _is_inside(path: str | None, folder: str) -> bool:
+    return bool(path) and os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _failure(error: BaseException) -> str:
+    """How the user's code failed: ``raised ValueError: ...`` or ``exited (status 3)`` (a script
+    that runs, and exits, when imported; guard it with ``if __name__ == "__main__":``)."""
+    if isinstance(error, SystemExit):
+        return (f"exited (status {error.code}); code that runs as a script when imported needs "
+                "if __name__ == \"__main__\": around it")
+    return f"raised {describe_error(error)}"
 
 
 def _import_file(path: Path, reference: str):
     if not path.is_file():
         raise ModelNotFound(f"{reference}: no such Python file {path}.")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-    name = f"gradcam_user_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+    name = f"{MODULE_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
     if name in sys.modules:  # imported already in this process: the same module, not a second copy
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -120,9 +166,9 @@ def _import_file(path: Path, reference: str):
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         del sys.modules[name]
-        raise ModelLoadError(f"{reference}: importing {path.name} raised {describe_error(error)}.") from None
+        raise ModelLoadError(f"{reference}: importing {path.name} {_failure(error)}.") from None
     return module
 
 
@@ -131,11 +177,13 @@ def _import_module(name: str, reference: str):
         return importlib.import_module(name)
     except ModuleNotFoundError as error:
         if error.name and name.startswith(error.name):
-            raise ModelNotFound(f"{reference}: no module named '{error.name}' here; install it, or give a file as "
-                                "FILE.py:FACTORY.") from None
-        raise ModelLoadError(f"{reference}: importing {name} raised {describe_error(error)}.") from None
-    except Exception as error:
-        raise ModelLoadError(f"{reference}: importing {name} raised {describe_error(error)}.") from None
+            here = Path(name.replace(".", os.sep) + ".py")
+            hint = (f"; for the file here, give {here}:{reference.split(':', 1)[1]}" if here.is_file()
+                    else "; install it, or give a file as FILE.py:FACTORY")
+            raise ModelNotFound(f"{reference}: no module named '{error.name}'{hint}.") from None
+        raise ModelLoadError(f"{reference}: importing {name} {_failure(error)}.") from None
+    except (Exception, SystemExit) as error:
+        raise ModelLoadError(f"{reference}: importing {name} {_failure(error)}.") from None
 
 
 def _attribute(module, attribute: str, reference: str):
@@ -145,8 +193,8 @@ def _attribute(module, attribute: str, reference: str):
     for part in attribute.split("."):
         if not hasattr(found, part):
             offered = sorted(name for name, value in vars(module).items()
-                             if not name.startswith("_") and (isinstance(value, keras.Model) or callable(value))
-                             and getattr(value, "__module__", module.__name__) == module.__name__)
+                             if not name.startswith("_") and (isinstance(value, keras.Model) or (
+                                 callable(value) and getattr(value, "__module__", None) == module.__name__)))
             hint = f"; it defines {', '.join(offered[:8])}" if offered else ""
             raise ModelLoadError(f"{reference}: no attribute '{attribute}' in {getattr(module, '__file__', None) or module.__name__}"
                                  f"{hint}.")

@@ -45,8 +45,9 @@ def spec_for_model(
     inside = input_preprocessing(model)
     if inside and preprocess_name != "none":
         listed = ", ".join(f"{info.path} ({type(info.layer).__name__})" for info in inside)
-        notes.append(phrase(f"note: {label} preprocesses its input itself ({listed}), and {param('preprocess', preprocess_name)} "
-                            f"is applied before it as well; pass {param('preprocess', 'none')} unless that is meant."))
+        notes.append(phrase(f"note: {label} preprocesses its input itself ({listed}), and the preprocessing "
+                            f"'{preprocess_name}' (given, or from the model's sidecar) is applied before it as well; "
+                            f"pass {param('preprocess', 'none')} unless that is meant."))
     return ModelSpec(
         model=model,
         name=name or model.name,
