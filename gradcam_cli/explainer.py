@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import backend
 from .errors import MethodError, OptionConflict, TargetError, param, phrase
 from .graph import LayerInfo, outputs_of
 from .layers import auto_target_layer, branch_note, find_layer
@@ -179,7 +180,7 @@ class Explainer:
     def tracing_count(self) -> int:
         """How many times the compiled steps were traced: one per (targets mode, count) used so far.
         A count that grows while the same kind of batch is run again means a retrace."""
-        return sum(step.experimental_get_tracing_count() for step in self._compiled.values())
+        return sum(backend.tracing_count(step) for step in self._compiled.values())
 
     def _step(self, explicit: bool, count: int):
         key = (explicit, count)
@@ -188,45 +189,44 @@ class Explainer:
         return self._compiled[key]
 
     def _build_step(self, explicit: bool, count: int):
-        import tensorflow as tf
+        from keras import ops
 
         probe, method, state, head, region = self.probe, self.method, self.method_state, self.head, self.region
 
         def step(images, class_ids):
-            with tf.GradientTape(persistent=count > 1) as tape:
-                model_activations, raw = probe(images, watch=tape.watch)
-                regions = head.regions(tf.stop_gradient(raw), region)
+            def run(watch, replace):
+                """One forward pass: the tapped map, each target's score, and what the step reports."""
+                tapped, raw = probe(images, watch=watch, replace=replace)
+                regions = head.regions(ops.stop_gradient(raw), region)
                 logits = head.scores(raw, regions)
                 reported = head.reported(raw, regions)
-                targets = class_ids if explicit else tf.math.top_k(reported, k=count).indices
-                scores = [tf.gather(logits, targets[:, t], batch_dims=1) for t in range(count)]
-            activations = tf.cast(model_activations, tf.float32)
+                targets = class_ids if explicit else ops.top_k(ops.stop_gradient(reported), k=count)[1]
+                targets = ops.cast(targets, "int32")
+                scores = ops.take_along_axis(logits, targets, axis=1)  # (B, count)
+                return tapped, scores, (ops.stop_gradient(logits), reported, targets, regions)
+
+            # gradients of the tensor the model consumed (before any dtype cast), so it is on the tape
+            tapped, gradients, (logits, reported, targets, regions) = backend.tap_gradients(
+                run, count, method.uses_gradients)
+            activations = ops.cast(tapped, "float32")
             maps, saliencies = [], []
             for t in range(count):
-                gradients = None
-                if method.uses_gradients:
-                    # of the tensor the model consumed (before any dtype cast), so it is on the tape
-                    gradients = tf.cast(tape.gradient(scores[t], model_activations), tf.float32)
-                context = CamContext(activations, gradients, targets[:, t], logits, images, probe, state, regions)
+                gradient = None if gradients is None else ops.cast(gradients[t], "float32")
+                context = CamContext(activations, gradient, targets[:, t], logits, images, probe, state, regions)
                 maps.append(method.cam(context))
                 if method.makes_saliency:
                     saliencies.append(method.saliency(context, maps[-1]))
-            del tape
-            outputs = [tf.stack(maps, axis=1), tf.cast(targets, tf.int32), reported]
-            outputs.append(tf.stack(saliencies, axis=1) if saliencies else tf.zeros((0,)))
+            outputs = [ops.stack(maps, axis=1), targets, reported]
+            outputs.append(ops.stack(saliencies, axis=1) if saliencies else ops.zeros((0,)))
             pixels = head.region_pixels(regions)
-            outputs.append(tf.zeros((0,), tf.int32) if pixels is None else tf.gather(pixels, targets, batch_dims=1))
+            outputs.append(ops.zeros((0,), "int32") if pixels is None
+                           else ops.take_along_axis(pixels, targets, axis=1))
             return tuple(outputs)
 
         height, width = self.spec.input_size
         channels = self.spec.channels
-        signature = [
-            tf.TensorSpec((self.batch_size, height, width, channels), tf.float32),
-            tf.TensorSpec((self.batch_size, count), tf.int32),
-        ]
-        # No AutoGraph: the step's loops are over fixed Python ranges, and tracing is 2-3x faster
-        # without it. (Keras layers are never converted by AutoGraph anyway.)
-        return tf.function(step, input_signature=signature, jit_compile=self.xla or None, autograph=False)
+        return backend.compile_step(step, [((self.batch_size, height, width, channels), "float32"),
+                                           ((self.batch_size, count), "int32")], xla=self.xla)
 
     def run(
         self,
@@ -289,8 +289,7 @@ class Explainer:
                 class_ids[:filled] = per_image[start : start + filled]
             elif explicit:
                 class_ids[:] = np.asarray(classes, np.int32)
-            outputs = self._step(explicit, count)(chunk, class_ids)
-            results.append([output.numpy()[:filled] if output.shape.rank and output.shape[0] else None
-                            for output in outputs])
+            outputs = [backend.to_numpy(output) for output in self._step(explicit, count)(chunk, class_ids)]
+            results.append([output[:filled] if output.ndim and output.shape[0] else None for output in outputs])
         return BatchResult(*(None if parts[0] is None else np.concatenate(parts)
                              for parts in zip(*results, strict=True)))

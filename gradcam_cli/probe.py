@@ -51,10 +51,10 @@ class Probe:
     explained output's pre-activation values (B, C), or (B, H, W, C) for segmentation (see
     :mod:`gradcam_cli.heads` for the per-class scores made from them).
 
-    Call it under a ``tf.GradientTape`` (inside a ``tf.function``) to differentiate logits with
-    respect to the activations; ``watch`` is called on the activations as soon as they exist.
-    ``replace(activations) -> activations`` substitutes the target's map inside the full forward
-    pass (Ablation-CAM), wherever in the model the layer sits.
+    ``watch`` is called on the activations as soon as they exist (a TensorFlow ``GradientTape``'s,
+    see :mod:`gradcam_cli.backend`). ``replace(activations) -> activations`` substitutes the
+    target's map inside the full forward pass (Ablation-CAM; on JAX, the map plus the ``delta`` the
+    gradients are taken of), wherever in the model the layer sits.
     """
 
     def __init__(self, model, target: LayerInfo, head=None):
@@ -78,8 +78,8 @@ class Probe:
                     f"tokens; pick another layer with {param('layer')}."
                 )
 
-    def __call__(self, images, watch=None):
-        return self._run(images, watch=watch, keep_activations=True)
+    def __call__(self, images, watch=None, replace=None):
+        return self._run(images, watch=watch, keep_activations=True, replace=replace)
 
     def logits(self, images, replace=None):
         """Pre-activation outputs only (the extra forward passes of perturbation methods)."""
@@ -87,17 +87,17 @@ class Probe:
 
     def to_map(self, tapped):
         """(map (B, h, w, k), rebuild(map) -> tensor the model consumes) for the tapped tensor."""
-        import tensorflow as tf
+        from keras import ops
 
         if self.grid is None:
             return tapped, lambda spatial: spatial
         prefix, height, width = self.grid
         channels = tapped.shape[-1]
-        spatial = tf.reshape(tapped[:, prefix:], (-1, height, width, channels))  # rows first
+        spatial = ops.reshape(tapped[:, prefix:], (-1, height, width, channels))  # rows first
 
         def rebuild(new_spatial):
-            tokens = tf.reshape(new_spatial, (-1, height * width, channels))
-            return tf.concat([tapped[:, :prefix], tokens], axis=1) if prefix else tokens
+            tokens = ops.reshape(new_spatial, (-1, height * width, channels))
+            return ops.concatenate([tapped[:, :prefix], tokens], axis=1) if prefix else tokens
 
         return spatial, rebuild
 
@@ -165,8 +165,8 @@ class Probe:
         return captured.get("activations"), self._logits(captured.get("head_input"), output)
 
     def _logits(self, head_input, output):
-        import tensorflow as tf
+        from keras import ops
 
         if self.head.source != "output" and head_input is not None:
-            return tf.cast(head_input, tf.float32)
-        return tf.cast(output, tf.float32)
+            return ops.cast(head_input, "float32")
+        return ops.cast(output, "float32")

@@ -5,7 +5,7 @@ pixels, the same for every class. Regions are computed once from the unperturbed
 kept fixed for the extra passes of Score-CAM and Ablation-CAM. The segmentation head
 (:class:`gradcam_cli.heads.SegmentationHead`) builds its scores and reported pixel shares on these.
 
-The mask functions are TensorFlow ops on whole batches, run inside the explainer's compiled step.
+The mask functions are ``keras.ops`` on whole batches, run inside the explainer's compiled step.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ REGIONS = ("pred", "all")
 def predicted_pixels(raw, squash: str, units: int):
     """(B, H, W, C) 1 where a pixel is predicted as the class: the argmax over classes for a
     softmax head, a positive logit for per-pixel sigmoid units (which may overlap)."""
-    import tensorflow as tf
+    from keras import ops
 
     if squash == "sigmoid":
-        return tf.cast(raw > 0, tf.float32)
-    return tf.one_hot(tf.argmax(raw, axis=-1), units, dtype=tf.float32)
+        return ops.cast(raw > 0, "float32")
+    return ops.one_hot(ops.argmax(raw, axis=-1), units, dtype="float32")
 
 
 def region_masks(raw, region: Any, squash: str, units: int):
@@ -32,23 +32,23 @@ def region_masks(raw, region: Any, squash: str, units: int):
 
     ``region``: 'pred', 'all' or an (H, W) array (nonzero = inside), the same for every class.
     """
-    import tensorflow as tf
+    from keras import ops
 
     if isinstance(region, str) and region == "all":
-        return tf.ones_like(raw, tf.float32)
+        return ops.ones_like(raw, dtype="float32")
     if isinstance(region, str) and region == "pred":
         return predicted_pixels(raw, squash, units)
-    mask = tf.cast(tf.constant(region) != 0, tf.float32)[None, :, :, None]
-    return tf.broadcast_to(mask, tf.shape(raw))
+    mask = ops.cast(ops.convert_to_tensor(region) != 0, "float32")[None, :, :, None]
+    return ops.broadcast_to(mask, raw.shape)
 
 
 def region_pixel_counts(regions):
     """(B, C) int32 pixels in each class's region, or None without regions."""
-    import tensorflow as tf
+    from keras import ops
 
     if regions is None:
         return None
-    return tf.cast(tf.reduce_sum(regions, axis=(1, 2)), tf.int32)
+    return ops.cast(ops.sum(regions, axis=(1, 2)), "int32")
 
 
 def read_region_mask(path, size: tuple[int, int]):

@@ -50,8 +50,8 @@ largest reported values.
 
 Segmentation regions (``--region``: ``pred``, ``all`` or a mask) are in :mod:`gradcam_cli.regions`.
 
-The score, report and region methods are TensorFlow ops on whole batches, run inside the
-explainer's compiled step (TensorFlow is imported inside them, so ``--help`` stays light).
+The score, report and region methods are ``keras.ops`` on whole batches, run inside the explainer's
+compiled step on any supported backend (Keras is imported inside them, so ``--help`` stays light).
 """
 
 from __future__ import annotations

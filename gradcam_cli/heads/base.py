@@ -69,9 +69,9 @@ class Head:
 
     def scores(self, raw, regions=None):
         """(B, num_classes) float32 scores whose gradients the methods use (module docstring)."""
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.cast(raw, tf.float32)
+        return ops.cast(raw, "float32")
 
     def reported(self, raw, regions=None):
         """(B, num_classes) float32 values a prediction reports; the default targets are the largest."""

@@ -30,9 +30,9 @@ class SoftmaxHead(ClassifierHead):
         return f"softmax over {self.units} classes"
 
     def reported(self, raw, regions=None):
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.nn.softmax(tf.cast(raw, tf.float32), axis=-1)
+        return ops.softmax(ops.cast(raw, "float32"), axis=-1)
 
 
 class BinaryHead(ClassifierHead):
@@ -56,15 +56,15 @@ class BinaryHead(ClassifierHead):
         return "one sigmoid unit (binary: negative/positive)"
 
     def scores(self, raw, regions=None):
-        import tensorflow as tf
+        from keras import ops
 
-        raw = tf.cast(raw, tf.float32)
-        return tf.concat([-raw, raw], axis=-1)
+        raw = ops.cast(raw, "float32")
+        return ops.concatenate([-raw, raw], axis=-1)
 
     def reported(self, raw, regions=None):
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.sigmoid(self.scores(raw))
+        return ops.sigmoid(self.scores(raw))
 
     def class_weights(self, kernel):
         """``(-w, w)``: the negative class's score is the negated logit."""
@@ -86,9 +86,9 @@ class MultiLabelHead(ClassifierHead):
         return f"{self.units} sigmoid units (multi-label)"
 
     def reported(self, raw, regions=None):
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.sigmoid(tf.cast(raw, tf.float32))
+        return ops.sigmoid(ops.cast(raw, "float32"))
 
 
 class RegressionHead(Head):
@@ -109,11 +109,11 @@ class RegressionHead(Head):
 
     def reported(self, raw, regions=None):
         """The output value: the layer's own activation applied again (e.g. a ReLU count)."""
-        import tensorflow as tf
+        from keras import ops
 
-        raw = tf.cast(raw, tf.float32)
+        raw = ops.cast(raw, "float32")
         if self.source == "activation" and self.layer is not None:
-            return tf.cast(self.layer.activation(raw), tf.float32)
+            return ops.cast(self.layer.activation(raw), "float32")
         return raw
 
     def row_fields(self, reported):

@@ -21,15 +21,15 @@ class SegmentationHead(Head):
         return f"segmentation, {self.units} classes per pixel"
 
     def scores(self, raw, regions=None):
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.reduce_sum(tf.cast(raw, tf.float32) * regions, axis=(1, 2))
+        return ops.sum(ops.cast(raw, "float32") * regions, axis=(1, 2))
 
     def reported(self, raw, regions=None):
         """Each class's share of the pixels predicted as it."""
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.reduce_mean(self.predicted_pixels(tf.cast(raw, tf.float32)), axis=(1, 2))
+        return ops.mean(self.predicted_pixels(ops.cast(raw, "float32")), axis=(1, 2))
 
     def predicted_pixels(self, raw):
         """(B, H, W, C) 1 where a pixel is predicted as the class (:func:`regions.predicted_pixels`)."""
@@ -81,10 +81,10 @@ class BinarySegmentationHead(SegmentationHead):
     @staticmethod
     def _both(raw):
         """(B, H, W, 2): the negative and positive classes' per-pixel logits ``(-z, z)``."""
-        import tensorflow as tf
+        from keras import ops
 
-        raw = tf.cast(raw, tf.float32)
-        return tf.concat([-raw, raw], axis=-1)
+        raw = ops.cast(raw, "float32")
+        return ops.concatenate([-raw, raw], axis=-1)
 
     def scores(self, raw, regions=None):
         return super().scores(self._both(raw), regions)

@@ -3,7 +3,8 @@
 The explainer (:mod:`gradcam_cli.explainer`) runs the model once per batch, obtains the target layer's
 activations ``A`` (batch, h, w, k), the logits and, when the method asks for them, the gradients
 ``g = d score_c / d A`` of each target class's pre-softmax logit. A method then only says how to
-turn ``(A, g)`` into a map, in TensorFlow ops on the whole batch (no per-image Python loop).
+turn ``(A, g)`` into a map, in ``keras.ops`` on the whole batch (no per-image Python loop), so it
+runs on every backend :mod:`gradcam_cli.backend` supports.
 This is the template-method shape of pytorch-grad-cam's ``BaseCAM``.
 """
 
@@ -40,11 +41,11 @@ class CamContext:
 
     def scores_of_logits(self, logits):
         """(N, C) class scores of pre-activation outputs of N = B * n inputs (see ``class_scores``)."""
-        import tensorflow as tf
+        from keras import ops
 
         regions = self.regions
         if regions is not None:
-            regions = tf.repeat(regions, logits.shape[0] // regions.shape[0], axis=0)
+            regions = ops.repeat(regions, logits.shape[0] // regions.shape[0], axis=0)
         return self.probe.head.scores(logits, regions)
 
 
@@ -97,10 +98,10 @@ class CamMethod:
         raise NotImplementedError
 
     def weighted_activations(self, context: CamContext):
-        import tensorflow as tf
+        from keras import ops
 
         weights = self.channel_weights(context)
-        return context.activations * tf.reshape(weights, (-1, 1, 1, weights.shape[-1]))
+        return context.activations * ops.reshape(weights, (-1, 1, 1, weights.shape[-1]))
 
     def saliency(self, context: CamContext, cam):
         """(B, H, W, C) input-resolution image for methods with ``makes_saliency``."""
@@ -108,12 +109,12 @@ class CamMethod:
 
     def cam(self, context: CamContext):
         """(B, h, w) map: ReLU of the channel sum of :meth:`weighted_activations`."""
-        import tensorflow as tf
+        from keras import ops
 
         weighted = self.weighted_activations(context)
         if self.eigen_smooth:
             return first_component_projection(weighted)
-        return tf.nn.relu(tf.reduce_sum(weighted, axis=-1))
+        return ops.relu(ops.sum(weighted, axis=-1))
 
 
 def first_component_projection(activations):
@@ -123,14 +124,14 @@ def first_component_projection(activations):
     The sign of a principal component is arbitrary; it is chosen here so that the map correlates
     positively with the channel-mean activation, so the map highlights what the layer responds to.
     """
-    import tensorflow as tf
+    from keras import ops
 
-    shape = tf.shape(activations)
-    flat = tf.reshape(activations, (shape[0], shape[1] * shape[2], shape[3]))
-    centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
-    _, _, vectors = tf.linalg.svd(centred, full_matrices=False)
-    projection = tf.einsum("bpk,bk->bp", centred, vectors[:, :, 0])
-    mean_activation = tf.reduce_mean(centred, axis=2)
-    sign = tf.sign(tf.reduce_sum(projection * mean_activation, axis=1, keepdims=True))
-    sign = tf.where(sign == 0, tf.ones_like(sign), sign)
-    return tf.reshape(projection * sign, shape[:3])
+    batch, height, width, channels = activations.shape
+    flat = ops.reshape(activations, (-1, height * width, channels))
+    centred = flat - ops.mean(flat, axis=1, keepdims=True)
+    _, _, rows = ops.svd(centred, full_matrices=False)  # rows of V^T: the first is the first component
+    projection = ops.einsum("bpk,bk->bp", centred, rows[:, 0, :])
+    mean_activation = ops.mean(centred, axis=2)
+    sign = ops.sign(ops.sum(projection * mean_activation, axis=1, keepdims=True))
+    sign = ops.where(sign == 0, ops.ones_like(sign), sign)
+    return ops.reshape(projection * sign, (-1, height, width))

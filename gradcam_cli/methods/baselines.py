@@ -18,9 +18,9 @@ CENTER_SIGMA = 0.25  # the Gaussian's standard deviation, as a fraction of the m
 class RandomMap(CamMethod):
     """A fixed-seed uniform random map at the target layer's resolution, one per batch position.
 
-    Drawn with numpy's generator seeded by ``RANDOM_SEED`` when the graph is traced and embedded as
+    Drawn with numpy's generator seeded by ``RANDOM_SEED`` when the step is traced and embedded as
     a constant, so reruns give the same maps for the same images in the same order and batch size,
-    with or without XLA (TensorFlow's stateless draws differ under XLA). The maps depend on neither
+    with or without XLA, on every backend. The maps depend on neither
     model nor image, so ``--sanity`` must flag this baseline, as it does.
     """
 
@@ -31,12 +31,10 @@ class RandomMap(CamMethod):
 
     def cam(self, context: CamContext):
         import numpy as np
-        import tensorflow as tf
+        from keras import ops
 
-        shape = tuple(context.activations.shape[:3])
-        if None in shape:  # a dynamic shape: TensorFlow's own seeded draw
-            return tf.random.stateless_uniform(tf.shape(context.activations)[:3], seed=(RANDOM_SEED, 0))
-        return tf.constant(np.random.default_rng(RANDOM_SEED).random(shape, dtype=np.float32))
+        shape = tuple(context.activations.shape[:3])  # static: every step is compiled for one batch shape
+        return ops.convert_to_tensor(np.random.default_rng(RANDOM_SEED).random(shape, dtype=np.float32))
 
 
 class CenterMap(CamMethod):
@@ -50,12 +48,11 @@ class CenterMap(CamMethod):
     supports_eigen_smooth = False
 
     def cam(self, context: CamContext):
-        import tensorflow as tf
+        import numpy as np
+        from keras import ops
 
-        shape = tf.shape(context.activations)
-        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-        ys = (tf.range(height) + 0.5) / height - 0.5
-        xs = (tf.range(width) + 0.5) / width - 0.5
-        squared = ys[:, None] ** 2 + xs[None, :] ** 2
-        gaussian = tf.exp(-squared / (2 * CENTER_SIGMA**2))
-        return tf.tile(gaussian[None], (shape[0], 1, 1))
+        batch, height, width = context.activations.shape[:3]
+        ys = (np.arange(height) + 0.5) / height - 0.5
+        xs = (np.arange(width) + 0.5) / width - 0.5
+        gaussian = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * CENTER_SIGMA**2)).astype(np.float32)
+        return ops.convert_to_tensor(np.broadcast_to(gaussian, (batch, height, width)).copy())

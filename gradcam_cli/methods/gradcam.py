@@ -23,9 +23,9 @@ class GradCAM(CamMethod):
     description = "gradient-weighted class activation map (Selvaraju 2017)"
 
     def channel_weights(self, context: CamContext):
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.reduce_mean(context.gradients, axis=(1, 2))
+        return ops.mean(context.gradients, axis=(1, 2))
 
 
 class GradCAMPlusPlus(CamMethod):
@@ -47,16 +47,16 @@ class GradCAMPlusPlus(CamMethod):
     description = "Grad-CAM with higher-order pixel weights, better on several instances (Chattopadhay 2018)"
 
     def channel_weights(self, context: CamContext):
-        import tensorflow as tf
+        from keras import ops
 
         gradients, activations = context.gradients, context.activations
-        grads_2 = tf.square(gradients)
+        grads_2 = ops.square(gradients)
         grads_3 = grads_2 * gradients
-        activation_sums = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+        activation_sums = ops.sum(activations, axis=(1, 2), keepdims=True)
         denominator = 2.0 * grads_2 + activation_sums * grads_3
-        safe = tf.where(denominator != 0.0, denominator, tf.ones_like(denominator))
-        alpha = tf.where(denominator != 0.0, grads_2 / safe, tf.zeros_like(denominator))
-        return tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=(1, 2))
+        safe = ops.where(denominator != 0.0, denominator, ops.ones_like(denominator))
+        alpha = ops.where(denominator != 0.0, grads_2 / safe, ops.zeros_like(denominator))
+        return ops.sum(alpha * ops.relu(gradients), axis=(1, 2))
 
 
 class CAM(CamMethod):
@@ -82,10 +82,10 @@ class CAM(CamMethod):
         return probe.head.class_weights(kernel)
 
     def channel_weights(self, context: CamContext):
-        import tensorflow as tf
+        from keras import ops
 
-        kernel = tf.constant(context.method_state)  # (k, classes)
-        return tf.transpose(tf.gather(kernel, context.targets, axis=1))
+        kernel = ops.convert_to_tensor(context.method_state)  # (k, classes)
+        return ops.transpose(ops.take(kernel, context.targets, axis=1))
 
 
 def gap_dense_head(probe):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+from .. import backend
 from ..graph import iter_layers
 from ..hooks import intercept
 from .base import CamContext
@@ -24,11 +25,14 @@ def _is_relu_layer(layer) -> bool:
 def _guided_identity(tensor):
     """Identity whose gradient keeps only positive incoming gradients; after a ReLU (whose own
     gradient keeps positions with positive input) this is guided backpropagation's rule."""
-    import tensorflow as tf
+    from keras import ops
 
-    @tf.custom_gradient
+    @ops.custom_gradient
     def guided(x):
-        return tf.identity(x), lambda upstream: tf.nn.relu(upstream)
+        def gradient(*args, upstream=None):
+            return ops.relu(args[0] if upstream is None else upstream)
+
+        return x * 1.0, gradient
 
     return guided(tensor)
 
@@ -50,17 +54,18 @@ class GuidedGradCAM(GradCAM):
     description = "guided backpropagation x Grad-CAM: fine-grained saliency image beside the overlay"
 
     def saliency(self, context: CamContext, cam):
-        import tensorflow as tf
+        from keras import ops
 
         images = context.images
         relu_layers = [info.layer for info in iter_layers(context.probe.model) if _is_relu_layer(info.layer)]
-        with tf.GradientTape() as tape:
-            tape.watch(images)
+
+        def score(inputs):
             with ExitStack() as stack:
                 for layer in relu_layers:
                     stack.enter_context(intercept(layer, lambda args, output: _guided_identity(output)))
-                logits = context.class_scores(images)
-            score = tf.gather(logits, context.targets, batch_dims=1)
-        guided = tape.gradient(score, images)
-        upsampled = tf.image.resize(cam[..., None], tf.shape(images)[1:3], method="bilinear")
+                logits = context.class_scores(inputs)
+            return ops.sum(ops.take_along_axis(logits, ops.reshape(context.targets, (-1, 1)), axis=1))
+
+        guided = backend.input_gradient(score, images)
+        upsampled = ops.image.resize(cam[..., None], tuple(images.shape[1:3]), interpolation="bilinear")
         return guided * upsampled

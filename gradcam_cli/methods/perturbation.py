@@ -1,36 +1,37 @@
 """Methods that weigh channels by extra forward passes: Score-CAM and Ablation-CAM; and Eigen-CAM.
 
-The extra passes run in chunks of channels (at most 64 model inputs a pass by default) inside one ``tf.map_fn`` loop of the
-compiled graph, so memory holds one chunk of perturbed inputs at a time, never all channels.
+The extra passes run in chunks of channels (at most 64 model inputs a pass by default) inside one
+sequential loop of the compiled step (:func:`gradcam_cli.backend.map_chunks`), so memory holds one
+chunk of perturbed inputs at a time, never all channels.
 """
 
 from __future__ import annotations
 
+from .. import backend
 from ..errors import param
 from .base import CamContext, CamMethod, first_component_projection
 
 
 def _chunked_scores(score_chunk, channels: int, chunk_size: int, batch: int):
     """Run ``score_chunk(channel_indices (chunk,)) -> (B, chunk)`` over all channels; (B, channels)."""
-    import tensorflow as tf
+    from keras import ops
 
     chunk_size = max(1, min(chunk_size, channels))
     chunks = -(-channels // chunk_size)
 
     def one(index):
-        return score_chunk(index * chunk_size + tf.range(chunk_size))
+        return ops.cast(score_chunk(index * chunk_size + ops.arange(chunk_size, dtype="int32")), "float32")
 
-    scores = tf.map_fn(one, tf.range(chunks), parallel_iterations=1,
-                       fn_output_signature=tf.TensorSpec((batch, chunk_size), tf.float32))
-    scores = tf.reshape(tf.transpose(scores, (1, 0, 2)), (batch, chunks * chunk_size))
+    scores = backend.map_chunks(one, chunks, (batch, chunk_size))
+    scores = ops.reshape(ops.transpose(scores, (1, 0, 2)), (batch, chunks * chunk_size))
     return scores[:, :channels]
 
 
 def _target_scores(logits, targets):
     """(B, n, classes) logits -> (B, n): each image's target class."""
-    import tensorflow as tf
+    from keras import ops
 
-    return tf.gather(tf.transpose(logits, (0, 2, 1)), targets, batch_dims=1)
+    return ops.take_along_axis(logits, ops.reshape(targets, (-1, 1, 1)), axis=2)[:, :, 0]
 
 
 class ScoreCAM(CamMethod):
@@ -54,32 +55,32 @@ class ScoreCAM(CamMethod):
     description = f"gradient-free: masks the input with each channel (Wang 2020); slow, bound it with {param('max_channels')}"
 
     def weighted_activations(self, context: CamContext):
-        import tensorflow as tf
+        from keras import ops
 
         activations, images = context.activations, context.images
         batch, height, width = images.shape[0], images.shape[1], images.shape[2]
         channels = activations.shape[-1]
         if self.max_channels and self.max_channels < channels:
-            _, variance = tf.nn.moments(activations, axes=(1, 2))
-            keep = tf.math.top_k(variance, k=self.max_channels).indices
-            activations = tf.gather(activations, keep, axis=3, batch_dims=1)
+            _, variance = ops.moments(activations, axes=(1, 2))
+            keep = ops.top_k(variance, k=self.max_channels)[1]
+            activations = ops.take_along_axis(activations, keep[:, None, None, :], axis=3)
             channels = self.max_channels
 
         def score_chunk(indices):
             valid = indices < channels
-            chunk = tf.gather(activations, tf.minimum(indices, channels - 1), axis=3)
-            chunk = chunk * tf.cast(valid, chunk.dtype)
-            upsampled = tf.image.resize(chunk, (height, width), method="bilinear")
-            low = tf.reduce_min(upsampled, axis=(1, 2), keepdims=True)
-            high = tf.reduce_max(upsampled, axis=(1, 2), keepdims=True)
-            masks = tf.math.divide_no_nan(upsampled - low, high - low)  # (B, H, W, chunk)
-            masked = images[:, None] * tf.transpose(masks, (0, 3, 1, 2))[..., None]
-            masked = tf.reshape(masked, (-1, height, width, images.shape[-1]))
+            chunk = ops.take(activations, ops.minimum(indices, channels - 1), axis=3)
+            chunk = chunk * ops.cast(valid, chunk.dtype)
+            upsampled = ops.image.resize(chunk, (height, width), interpolation="bilinear")
+            low = ops.min(upsampled, axis=(1, 2), keepdims=True)
+            high = ops.max(upsampled, axis=(1, 2), keepdims=True)
+            masks = ops.divide_no_nan(upsampled - low, high - low)  # (B, H, W, chunk)
+            masked = images[:, None] * ops.transpose(masks, (0, 3, 1, 2))[..., None]
+            masked = ops.reshape(masked, (-1, height, width, images.shape[-1]))
             logits = context.class_scores(masked)
-            return _target_scores(tf.reshape(logits, (batch, indices.shape[0], -1)), context.targets)
+            return _target_scores(ops.reshape(logits, (batch, indices.shape[0], -1)), context.targets)
 
         scores = _chunked_scores(score_chunk, channels, self.channels_per_pass(batch), batch)
-        weights = tf.nn.softmax(scores, axis=-1)
+        weights = ops.softmax(scores, axis=-1)
         return activations * weights[:, None, None, :]
 
 
@@ -109,28 +110,28 @@ class AblationCAM(CamMethod):
         return probe.tail()  # None: substitute inside the full forward pass
 
     def channel_weights(self, context: CamContext):
-        import tensorflow as tf
+        from keras import ops
 
         tail = context.method_state
         activations = context.activations
         batch, channels = activations.shape[0], activations.shape[-1]
-        base = tf.gather(context.logits, context.targets, batch_dims=1)
+        base = ops.take_along_axis(context.logits, ops.reshape(context.targets, (-1, 1)), axis=1)[:, 0]
         images = context.images
 
         def score_chunk(indices):
             copies = indices.shape[0]
-            keep = 1.0 - tf.one_hot(indices, channels)  # rows past the last channel keep all
+            keep = 1.0 - ops.one_hot(indices, channels)  # rows past the last channel keep all
             ablated = activations[:, None] * keep[None, :, None, None, :]
-            ablated = tf.reshape(ablated, (-1, *activations.shape[1:]))
+            ablated = ops.reshape(ablated, (-1, *activations.shape[1:]))
             if tail is not None:
                 logits = context.scores_of_logits(tail(ablated))
             else:
-                logits = context.class_scores(tf.repeat(images, copies, axis=0),
-                                              replace=lambda computed: tf.cast(ablated, computed.dtype))
-            return _target_scores(tf.reshape(logits, (batch, copies, -1)), context.targets)
+                logits = context.class_scores(ops.repeat(images, copies, axis=0),
+                                              replace=lambda computed: ops.cast(ablated, computed.dtype))
+            return _target_scores(ops.reshape(logits, (batch, copies, -1)), context.targets)
 
         scores = _chunked_scores(score_chunk, channels, self.channels_per_pass(batch), batch)
-        return (base[:, None] - scores) / tf.maximum(tf.abs(base[:, None]), 1e-7)
+        return (base[:, None] - scores) / ops.maximum(ops.abs(base[:, None]), 1e-7)
 
 
 class EigenCAM(CamMethod):

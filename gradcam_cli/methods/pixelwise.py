@@ -33,9 +33,9 @@ class LayerCAM(CamMethod):
     description = "positive gradients weigh each position; finer maps, works on early layers (Jiang 2021)"
 
     def weighted_activations(self, context: CamContext):
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.nn.relu(context.gradients) * context.activations
+        return ops.relu(context.gradients) * context.activations
 
 
 class XGradCAM(CamMethod):
@@ -51,8 +51,8 @@ class XGradCAM(CamMethod):
     description = "activation-weighted gradients, axiom-based (Fu 2020)"
 
     def channel_weights(self, context: CamContext):
-        import tensorflow as tf
+        from keras import ops
 
-        sums = tf.reduce_sum(context.activations, axis=(1, 2))
-        weighted = tf.reduce_sum(context.gradients * context.activations, axis=(1, 2))
-        return tf.math.divide_no_nan(weighted, sums)
+        sums = ops.sum(context.activations, axis=(1, 2))
+        weighted = ops.sum(context.gradients * context.activations, axis=(1, 2))
+        return ops.divide_no_nan(weighted, sums)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..errors import EvaluationError, param
 
 DELETE, INSERT, MULTIPLY = 0, 1, 2
@@ -153,33 +154,29 @@ class PerturbationRunner:
         return self._compiled[key]
 
     def _build(self, items: int):
-        import tensorflow as tf
+        from keras import ops
 
         probe = self.probe
-        matrix, offset = tf.constant(self.matrix), tf.constant(self.offset)
+        matrix, offset = ops.convert_to_tensor(self.matrix), ops.convert_to_tensor(self.offset)
 
         def score(pixels, substrate, ranks, weights, item, image, kind, count, target):
-            originals = tf.gather(pixels, image)
-            chosen = tf.gather(ranks, item)[..., None] < count[:, None, None, None]  # first `count` in order
+            originals = ops.take(pixels, image, axis=0)
+            chosen = ops.take(ranks, item, axis=0)[..., None] < count[:, None, None, None]  # first `count` in order
             kind = kind[:, None, None, None]
-            deleted = tf.where(chosen, tf.zeros_like(originals), originals)
-            inserted = tf.where(chosen, originals, tf.gather(substrate, image))
-            multiplied = originals * tf.gather(weights, item)[..., None]
-            copies = tf.where(kind == DELETE, deleted, tf.where(kind == INSERT, inserted, multiplied))
-            model_ready = tf.tensordot(copies, matrix, axes=[[3], [0]]) + offset
+            deleted = ops.where(chosen, ops.zeros_like(originals), originals)
+            inserted = ops.where(chosen, originals, ops.take(substrate, image, axis=0))
+            multiplied = originals * ops.take(weights, item, axis=0)[..., None]
+            copies = ops.where(kind == DELETE, deleted, ops.where(kind == INSERT, inserted, multiplied))
+            model_ready = ops.tensordot(copies, matrix, axes=[[3], [0]]) + offset
             probabilities = probe.head.reported(probe.logits(model_ready))
-            return tf.gather(probabilities, target, batch_dims=1)
+            return ops.take_along_axis(probabilities, target[:, None], axis=1)[:, 0]
 
         height, width = self.size
         batch, copies = self.images_per_batch, self._pass_size
-        signature = [
-            tf.TensorSpec((batch, height, width, self.channels), tf.float32),
-            tf.TensorSpec((batch, height, width, self.channels), tf.float32),
-            tf.TensorSpec((items, height, width), tf.int32),
-            tf.TensorSpec((items, height, width), tf.float32),
-            *(tf.TensorSpec((copies,), tf.int32) for _ in range(5)),
-        ]
-        return tf.function(score, input_signature=signature, jit_compile=self.xla or None, autograph=False)
+        specs = [((batch, height, width, self.channels), "float32"), ((batch, height, width, self.channels), "float32"),
+                 ((items, height, width), "int32"), ((items, height, width), "float32"),
+                 *(((copies,), "int32") for _ in range(5))]
+        return backend.compile_step(score, specs, xla=self.xla)
 
     def probabilities(self, pixels: np.ndarray, substrate: np.ndarray, ranks: np.ndarray, weights: np.ndarray,
                       rows: Rows) -> np.ndarray:
@@ -188,7 +185,7 @@ class PerturbationRunner:
         ``pixels``, ``substrate``: (n, H, W, C) images in [0, 255] and their blurred copies;
         ``ranks``, ``weights``: (m, H, W) pixel order and display map of each (image, target) item.
         """
-        import tensorflow as tf
+        from keras import ops
 
         batch = self.images_per_batch
         if len(pixels) > batch:
@@ -198,7 +195,7 @@ class PerturbationRunner:
         def padded(array: np.ndarray, length: int, dtype) -> Any:
             out = np.zeros((length, *array.shape[1:]), dtype)
             out[: len(array)] = array
-            return tf.constant(out)
+            return ops.convert_to_tensor(out)
 
         fixed = (padded(pixels, batch, np.float32), padded(substrate, batch, np.float32),
                  padded(ranks, items, np.int32), padded(weights, items, np.float32))
@@ -212,6 +209,6 @@ class PerturbationRunner:
             stop = min(start + size, len(rows))
             columns = [padded(getattr(rows, f)[start:stop], size, np.int32)
                        for f in ("item", "image", "kind", "count", "target")]
-            results[start:stop] = graph(*fixed, *columns).numpy()[: stop - start]
+            results[start:stop] = backend.to_numpy(graph(*fixed, *columns))[: stop - start]
             self.copies_run += size
         return results

@@ -1,0 +1,134 @@
+"""The backend-aware room: everything else computes in ``keras.ops`` and runs on whichever backend
+Keras runs on (TensorFlow or JAX).
+
+What differs between backends, and only that, lives here:
+
+- **compiling** a step for fixed input shapes: ``tf.function`` (with an input signature, XLA on
+  request) on TensorFlow, ``jax.jit`` on JAX (always XLA);
+- **the gradient at the tap**: on TensorFlow a ``GradientTape`` watches the tapped map while the
+  model runs; JAX has no tape, so the map is given an added ``delta`` of zeros by the probe and the
+  scores are differentiated with respect to ``delta`` (``jax.vjp``), which is the same gradient;
+- **gradients with respect to the input** (guided backpropagation);
+- **a sequential loop** over chunks (the perturbation passes): ``tf.map_fn`` with one iteration in
+  flight, ``jax.lax.map``, so memory holds one chunk at a time on both.
+
+The PyTorch backend is refused with one line (:func:`check_supported`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import UnsupportedBackend
+
+SUPPORTED = ("tensorflow", "jax")
+
+
+def name() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def check_supported() -> str:
+    """The backend's name; a backend the tool does not run on is refused in one line."""
+    backend = name()
+    if backend not in SUPPORTED:
+        raise UnsupportedBackend(
+            f"KERAS_BACKEND={backend}: gradcam-cli computes maps on the tensorflow and jax backends; set "
+            "KERAS_BACKEND=tensorflow (the default install) or KERAS_BACKEND=jax (pip install 'gradcam-cli[jax]')."
+        )
+    return backend
+
+
+def compile_step(step: Callable, specs: list[tuple[tuple, str]], xla: bool = False) -> Callable:
+    """``step`` compiled for inputs of the given (shape, dtype) specs."""
+    if check_supported() == "jax":
+        import jax
+
+        return jax.jit(step)
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec(shape, dtype) for shape, dtype in specs]
+    # No AutoGraph: the steps' loops are over fixed Python ranges, and tracing is 2-3x faster without
+    # it. (Keras layers are never converted by AutoGraph anyway.)
+    return tf.function(step, input_signature=signature, jit_compile=xla or None, autograph=False)
+
+
+def tracing_count(compiled: Callable) -> int:
+    """How many times a compiled step was traced (one per input signature used)."""
+    if hasattr(compiled, "experimental_get_tracing_count"):
+        return compiled.experimental_get_tracing_count()
+    cache_size = getattr(compiled, "_cache_size", None)
+    return int(cache_size()) if callable(cache_size) else 0
+
+
+def tap_gradients(run: Callable, count: int, needs_gradients: bool):
+    """``run(watch, replace) -> (tapped map, scores (B, count), extra)``, run once; returns
+    ``(tapped map, gradients, extra)`` where ``gradients`` is one (B, h, w, k) gradient of
+    ``scores[:, t]`` with respect to the map per target ``t`` (None without ``needs_gradients``)."""
+    if not needs_gradients:
+        activations, _, extra = run(None, None)
+        return activations, None, extra
+    if check_supported() == "jax":
+        return _jax_tap_gradients(run, count)
+    import tensorflow as tf
+
+    with tf.GradientTape(persistent=count > 1) as tape:
+        activations, scores, extra = run(tape.watch, None)
+        per_target = [scores[:, t] for t in range(count)]  # on the tape: sliced inside its block
+    gradients = [tape.gradient(target, activations) for target in per_target]
+    del tape
+    return activations, gradients, extra
+
+
+def _jax_tap_gradients(run: Callable, count: int):
+    import jax
+    import jax.numpy as jnp
+
+    shape = jax.eval_shape(lambda: run(None, None)[0])
+
+    def forward(delta):
+        activations, scores, extra = run(None, lambda tapped: tapped + delta.astype(tapped.dtype))
+        return scores, (activations, extra)
+
+    scores, pullback, (activations, extra) = jax.vjp(forward, jnp.zeros(shape.shape, shape.dtype), has_aux=True)
+    gradients = [pullback(jnp.zeros_like(scores).at[:, t].set(1.0))[0] for t in range(count)]
+    return activations, gradients, extra
+
+
+def input_gradient(score: Callable, images):
+    """The gradient of ``score(images)`` (a scalar) with respect to ``images``."""
+    if check_supported() == "jax":
+        import jax
+
+        return jax.grad(score)(images)
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        value = score(images)
+    return tape.gradient(value, images)
+
+
+def map_chunks(one: Callable, chunks: int, output_shape: tuple) -> Any:
+    """``one(index) -> array of output_shape`` for ``index`` in ``range(chunks)``, stacked, one at a time."""
+    import keras
+
+    if check_supported() == "jax":
+        import jax
+
+        return jax.lax.map(one, keras.ops.arange(chunks, dtype="int32"))
+    import tensorflow as tf
+
+    return tf.map_fn(one, tf.range(chunks), parallel_iterations=1,
+                     fn_output_signature=tf.TensorSpec(output_shape, tf.float32))
+
+
+def to_numpy(value):
+    import numpy as np
+
+    if hasattr(value, "numpy"):
+        return value.numpy()
+    return np.asarray(value)
