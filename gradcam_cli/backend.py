@@ -31,9 +31,26 @@ def name() -> str:
     return keras.backend.backend()
 
 
-def check_supported() -> str:
+def configured_name() -> str:
+    """The backend Keras will run on, read as Keras reads it (``KERAS_BACKEND``, else the
+    ``backend`` of ``$KERAS_HOME/keras.json`` or ``~/.keras/keras.json``), without importing Keras
+    (whose import fails outright for a backend that is not installed)."""
+    import json
+    import os
+
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as stream:
+            return str(json.load(stream).get("backend") or "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def check_supported(backend: str | None = None) -> str:
     """The backend's name; a backend the tool does not run on is refused in one line."""
-    backend = name()
+    backend = backend or name()
     if backend not in SUPPORTED:
         raise UnsupportedBackend(
             f"KERAS_BACKEND={backend}: gradcam-cli computes maps on the tensorflow and jax backends; set "
@@ -124,6 +141,25 @@ def map_chunks(one: Callable, chunks: int, output_shape: tuple) -> Any:
 
     return tf.map_fn(one, tf.range(chunks), parallel_iterations=1,
                      fn_output_signature=tf.TensorSpec(output_shape, tf.float32))
+
+
+def limit_threads(cpus: int) -> None:
+    """Keep one process to ``cpus`` cores (a Ray actor among others on a node). Call it before the
+    first op runs: TensorFlow ignores the setting afterwards; on JAX it applies to a process that has
+    not imported JAX yet."""
+    import os
+    import sys
+
+    if configured_name() == "jax":
+        if "jax" not in sys.modules:
+            flags = os.environ.get("XLA_FLAGS", "")
+            os.environ["XLA_FLAGS"] = (f"{flags} --xla_cpu_multi_thread_eigen=false "
+                                       f"intra_op_parallelism_threads={cpus}").strip()
+        return
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(cpus)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
 
 
 def to_numpy(value):

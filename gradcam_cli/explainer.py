@@ -109,6 +109,7 @@ class Explainer:
         max_channels: int | None = None,
         region: str | None = None,
     ):
+        backend.check_supported()  # PyTorch: one line, before any work
         if smooth not in SMOOTHING:
             raise MethodError(f"unknown smoothing '{smooth}': use {' or '.join(s for s in SMOOTHING if s)}.")
         self.spec = spec

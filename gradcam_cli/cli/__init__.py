@@ -60,10 +60,30 @@ def main() -> None:
     except click.ClickException as usage:  # a bad option or argument: Click's own message, exit 2
         usage.show()
         sys.exit(usage.exit_code)
+    except ImportError as error:
+        _refuse_backend()  # e.g. KERAS_BACKEND=torch without torch: Keras fails at its own import
+        _internal_error(error)
     except Exception as error:  # noqa: BLE001 (the last line of defence)
-        import traceback
+        _internal_error(error)
 
-        traceback.print_exc()
-        click.echo(f"gradcam: internal error ({type(error).__name__}: {error}); this is a bug, please report "
-                   "it with the command and the traceback above.", err=True)
-        sys.exit(INTERNAL_ERROR)
+
+def _refuse_backend() -> None:
+    """One line and exit 2 where Keras is set to a backend the tool does not compute on."""
+    from ..backend import check_supported, configured_name
+    from ..errors import GradcamError
+
+    try:
+        check_supported(configured_name())
+    except GradcamError as refused:
+        click.echo(f"gradcam: error: {refused}", err=True)
+        sys.exit(refused.exit_code)
+
+
+def _internal_error(error: BaseException) -> None:
+    """An unexpected exception is a bug: its traceback for the report, and exit code 4."""
+    import traceback
+
+    traceback.print_exc()
+    click.echo(f"gradcam: internal error ({type(error).__name__}: {error}); this is a bug, please report "
+               "it with the command and the traceback above.", err=True)
+    sys.exit(INTERNAL_ERROR)

@@ -90,15 +90,13 @@ class ExplainActor:
                  run_id: str, config: str, command_line: bool = False):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         spell_command_line(command_line)  # messages in rows read as the driver's user expects
-        import tensorflow as tf
+        from .. import backend
 
+        cpus = _actor_cpus()
+        backend.limit_threads(cpus)  # before any op runs (and on JAX, before it is imported)
         from ..explainer import Explainer
         from ..models import resolve_model
 
-        cpus = _actor_cpus()
-        # before any op runs: afterwards TensorFlow ignores these
-        tf.config.threading.set_intra_op_parallelism_threads(cpus)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
         spec = resolve_model(**model_arguments)
         explainer = Explainer.from_options(spec, options, batch_size)
         self.job = BatchJob.create(spec, options, explainer, run_id=run_id)
