@@ -24,6 +24,9 @@ run, and the peak RSS of ``gradcam explain --model mobilenet_v2`` on that folder
 120 MP JPEG and on one 48 MP PNG. ``--baseline DIR`` also measures an older checkout on the same
 inputs in the same run (``git archive COMMIT | tar -x -C DIR``).
 
+With ``--backends tensorflow,jax`` it measures instead the same job on each Keras backend, each against
+its own forward-pass floor, in one run (:mod:`backends`, one subprocess per backend).
+
 With ``--engine ray`` it measures instead the Ray engine against the local engine on one folder:
 the start-up of an embedded 2-CPU Ray, and for the local engine and for Ray with 1 and 2 actors the
 wall time, the time to the first manifest row (actor start, model load, first compile) and the
@@ -454,7 +457,19 @@ def main() -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="ray: compare the Ray engine (1, 2 actors) with the local engine instead")
     parser.add_argument("--ray-model", default="mobilenetv2", help="--engine ray: the model (random weights)")
+    parser.add_argument("--backends", default=None,
+                        help="e.g. tensorflow,jax: the same job on each Keras backend against its own floor "
+                             "(benchmarks/backends.py; --models and --images apply) instead")
     args = parser.parse_args()
+    if args.backends:
+        from backends import compare, print_table
+
+        results = compare(args.backends.split(","), args.models.split(","), ["gradcam", "gradcam++"], args.images)
+        print_table(results)
+        if args.json:
+            existing = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+            Path(args.json).write_text(json.dumps({**existing, "backends": results}, indent=1) + "\n")
+        return
 
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
     import tensorflow as tf
