@@ -101,3 +101,32 @@ class Head:
     def format_prediction(cls, label: str, value: float) -> str:
         """One prediction as printed: ``cat 93.1%``, ``value = 3.2100``, ``road 41.0% of pixels``."""
         return f"{label} {value:.1%}"
+
+
+class TwoClasses:
+    """Mixed into the heads of one sigmoid output ``z`` (a unit, or a channel per pixel): the classes
+    ``negative`` / ``positive`` (or a labels file's two names), the negative class's logit ``-z``
+    (since ``1 - sigmoid(z) = sigmoid(-z)``). Listed before the head class it is mixed into."""
+
+    own_class_names = BINARY_CLASSES
+
+    @property
+    def num_classes(self):
+        return 2
+
+    def default_label(self, index):
+        return BINARY_CLASSES[index]
+
+    @staticmethod
+    def both(raw):
+        """The two classes' logits ``(-z, z)`` along the last axis."""
+        from keras import ops
+
+        raw = ops.cast(raw, "float32")
+        return ops.concatenate([-raw, raw], axis=-1)
+
+    def class_weights(self, kernel):
+        """``(-w, w)``: the negative class's score is the negated logit."""
+        import numpy as np
+
+        return np.concatenate([-kernel, kernel], axis=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import BINARY_CLASSES, Head, _is_linear
+from .base import Head, TwoClasses, _is_linear
 
 
 class ClassifierHead(Head):
@@ -35,42 +35,25 @@ class SoftmaxHead(ClassifierHead):
         return ops.softmax(ops.cast(raw, "float32"), axis=-1)
 
 
-class BinaryHead(ClassifierHead):
+class BinaryHead(TwoClasses, ClassifierHead):
     """One sigmoid unit ``z``: two classes, the negative one scored ``-z``."""
 
     kind = "binary"
-    own_class_names = BINARY_CLASSES
 
     @classmethod
     def recognises(cls, rank, units, squash, activation):
         return rank == 2 and squash == "sigmoid" and units == 1
 
-    @property
-    def num_classes(self):
-        return 2
-
-    def default_label(self, index):
-        return BINARY_CLASSES[index]
-
     def describe(self):
         return "one sigmoid unit (binary: negative/positive)"
 
     def scores(self, raw, regions=None):
-        from keras import ops
-
-        raw = ops.cast(raw, "float32")
-        return ops.concatenate([-raw, raw], axis=-1)
+        return self.both(raw)
 
     def reported(self, raw, regions=None):
         from keras import ops
 
-        return ops.sigmoid(self.scores(raw))
-
-    def class_weights(self, kernel):
-        """``(-w, w)``: the negative class's score is the negated logit."""
-        import numpy as np
-
-        return np.concatenate([-kernel, kernel], axis=1)
+        return ops.sigmoid(self.both(raw))
 
 
 class MultiLabelHead(ClassifierHead):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..regions import predicted_pixels, region_masks, region_pixel_counts
-from .base import BINARY_CLASSES, Head
+from .base import Head, TwoClasses
 
 
 class SegmentationHead(Head):
@@ -55,50 +55,29 @@ class SegmentationHead(Head):
         return f"{label} {value:.1%} of pixels"
 
 
-class BinarySegmentationHead(SegmentationHead):
+class BinarySegmentationHead(TwoClasses, SegmentationHead):
     """One sigmoid channel per pixel ``z`` (binary segmentation, edge or saliency maps): the classes
     ``negative`` / ``positive`` as for a binary classifier, the negative class's per-pixel logit the
     negated ``-z``. A pixel is predicted positive where its probability exceeds 0.5 (``z > 0``) and
     negative where it is below, so ``pred`` regions are the foreground and the background."""
 
     kind = "binary_segmentation"
-    own_class_names = BINARY_CLASSES
 
     @classmethod
     def recognises(cls, rank, units, squash, activation):
         return rank == 4 and units == 1 and squash == "sigmoid"
 
-    @property
-    def num_classes(self):
-        return 2
-
-    def default_label(self, index):
-        return BINARY_CLASSES[index]
-
     def describe(self):
         return "one sigmoid channel per pixel (binary segmentation: negative/positive)"
 
-    @staticmethod
-    def _both(raw):
-        """(B, H, W, 2): the negative and positive classes' per-pixel logits ``(-z, z)``."""
-        from keras import ops
-
-        raw = ops.cast(raw, "float32")
-        return ops.concatenate([-raw, raw], axis=-1)
-
     def scores(self, raw, regions=None):
-        return super().scores(self._both(raw), regions)
+        return super().scores(self.both(raw), regions)
 
     def reported(self, raw, regions=None):
-        return super().reported(self._both(raw), regions)
+        return super().reported(self.both(raw), regions)
 
     def predicted_pixels(self, raw):
         return predicted_pixels(raw, "sigmoid", 2)
 
     def regions(self, raw, region="pred"):
-        return region_masks(self._both(raw), region, "sigmoid", 2)
-
-    def class_weights(self, kernel):
-        import numpy as np
-
-        return np.concatenate([-kernel, kernel], axis=1)
+        return region_masks(self.both(raw), region, "sigmoid", 2)
