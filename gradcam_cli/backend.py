@@ -9,6 +9,10 @@ What differs between backends, and only that, lives here:
   model runs; JAX has no tape, so the map is given an added ``delta`` of zeros by the probe and the
   scores are differentiated with respect to ``delta`` (``jax.vjp``), which is the same gradient;
 - **gradients with respect to the input** (guided backpropagation);
+- **Hessian-vector products at the tap** (ShapleyCAM): nested ``GradientTape``s on TensorFlow,
+  forward-over-reverse (``jax.jvp`` of the ``delta`` gradient) on JAX;
+- **gradients at several taps at once** (FullGrad: the input and every biased layer's output), the
+  same two ways as at one tap;
 - **a sequential loop** over chunks (the perturbation passes): ``tf.map_fn`` with one iteration in
   flight, ``jax.lax.map``, so memory holds one chunk at a time on both.
 
@@ -113,6 +117,89 @@ def _jax_tap_gradients(run: Callable, count: int):
     scores, pullback, (activations, extra) = jax.vjp(forward, jnp.zeros(shape.shape, shape.dtype), has_aux=True)
     gradients = [pullback(jnp.zeros_like(scores).at[:, t].set(1.0))[0] for t in range(count)]
     return activations, gradients, extra
+
+
+def tap_hessian_products(run: Callable, count: int):
+    """As :func:`tap_gradients` with gradients, plus ``H A``: per target ``t``, the Hessian of
+    ``scores[:, t]`` with respect to the tapped map ``A`` times ``A`` itself (the map held fixed as
+    the vector), one (B, h, w, k) tensor each. Returns ``(tapped map, gradients, products, extra)``.
+
+    ``H A`` is the gradient of ``<g(A), A_fixed>`` with respect to ``A``: TensorFlow takes it with a
+    tape around the tape that gives ``g``; JAX as ``jax.jvp`` of the gradient (taken of the ``delta``
+    added to the map) in the direction of the map."""
+    if check_supported() == "jax":
+        return _jax_tap_hessian_products(run, count)
+    import tensorflow as tf
+
+    with tf.GradientTape(persistent=True) as outer:
+        with tf.GradientTape(persistent=count > 1) as inner:
+            def watch(tensor):
+                inner.watch(tensor)
+                outer.watch(tensor)
+
+            activations, scores, extra = run(watch, None)
+            per_target = [scores[:, t] for t in range(count)]
+        gradients = [inner.gradient(target, activations) for target in per_target]
+        fixed = tf.stop_gradient(activations)
+        along_map = [tf.reduce_sum(gradient * fixed) for gradient in gradients]
+    products = [outer.gradient(value, activations, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                for value in along_map]
+    return activations, gradients, products, extra
+
+
+def _jax_tap_hessian_products(run: Callable, count: int):
+    import jax
+    import jax.numpy as jnp
+
+    shape = jax.eval_shape(lambda: run(None, None)[0])
+    zeros = jnp.zeros(shape.shape, shape.dtype)
+
+    def forward(delta):
+        activations, scores, extra = run(None, lambda tapped: tapped + delta.astype(tapped.dtype))
+        return scores, (activations, extra)
+
+    _, _, (activations, extra) = jax.vjp(forward, zeros, has_aux=True)
+    direction = jax.lax.stop_gradient(activations).astype(shape.dtype)
+
+    def gradient_of(t):
+        def gradient(delta):
+            scores, pullback, _ = jax.vjp(forward, delta, has_aux=True)
+            return pullback(jnp.zeros_like(scores).at[:, t].set(1.0))[0]
+        return gradient
+
+    pairs = [jax.jvp(gradient_of(t), (zeros,), (direction,)) for t in range(count)]
+    return activations, [gradient for gradient, _ in pairs], [product for _, product in pairs], extra
+
+
+def taps_gradients(run: Callable, count: int):
+    """Gradients at several tensors of one forward pass. ``run(watch, replace) -> (taps, scores
+    (B, count))`` where the code making each tap calls ``tensor = replace(index, tensor)`` when
+    ``replace`` is given (JAX: adds that tap's ``delta``) and ``watch(tensor)`` when ``watch`` is given
+    (TensorFlow's tape), then appends it to ``taps``, the same taps in the same order on every run.
+    Returns ``(taps, gradients)``: ``gradients[t][i]`` is the gradient of ``scores[:, t]`` with
+    respect to ``taps[i]`` (zeros where the tap does not reach the score)."""
+    if check_supported() == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        shapes = jax.eval_shape(lambda: run(None, None)[0])
+        zeros = [jnp.zeros(shape.shape, shape.dtype) for shape in shapes]
+
+        def forward(deltas):
+            taps, scores = run(None, lambda index, tensor: tensor + deltas[index].astype(tensor.dtype))
+            return scores, taps
+
+        scores, pullback, taps = jax.vjp(forward, zeros, has_aux=True)
+        return taps, [list(pullback(jnp.zeros_like(scores).at[:, t].set(1.0))[0]) for t in range(count)]
+    import tensorflow as tf
+
+    with tf.GradientTape(persistent=count > 1) as tape:
+        taps, scores = run(tape.watch, None)
+        per_target = [scores[:, t] for t in range(count)]
+    gradients = [tape.gradient(target, taps, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                 for target in per_target]
+    del tape
+    return taps, gradients
 
 
 def input_gradient(score: Callable, images):

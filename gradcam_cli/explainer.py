@@ -108,6 +108,7 @@ class Explainer:
         chunk_size: int | None = None,
         max_channels: int | None = None,
         region: str | None = None,
+        counterfactual: bool = False,
     ):
         backend.check_supported()  # PyTorch: one line, before any work
         if smooth not in SMOOTHING:
@@ -116,6 +117,11 @@ class Explainer:
         self.smooth = smooth
         self.method = get_method(method, eigen_smooth=smooth == "eigen", chunk_size=chunk_size,
                                  max_channels=max_channels)
+        self.counterfactual = bool(counterfactual)
+        refusal = self.method.counterfactual_refusal() if self.counterfactual else None
+        if refusal:
+            raise OptionConflict(f"{param('counterfactual')} does not apply to {self.method.name}: a counterfactual "
+                                 f"map negates the gradients of the class score, and {refusal}.")
         self.head = spec.head
         self.region = self._region(region)
         self.target: LayerInfo = (find_layer(spec.model, layer) if layer
@@ -193,6 +199,7 @@ class Explainer:
         from keras import ops
 
         probe, method, state, head, region = self.probe, self.method, self.method_state, self.head, self.region
+        sign = -1.0 if self.counterfactual else 1.0
 
         def step(images, class_ids):
             def run(watch, replace):
@@ -203,17 +210,26 @@ class Explainer:
                 reported = head.reported(raw, regions)
                 targets = class_ids if explicit else ops.top_k(ops.stop_gradient(reported), k=count)[1]
                 targets = ops.cast(targets, "int32")
-                scores = ops.take_along_axis(logits, targets, axis=1)  # (B, count)
+                scores = method.target_scores(logits, targets)  # (B, count): the class's score, or the method's own
+                if self.counterfactual:  # Selvaraju et al. 2017, section 3.3: every derivative negated
+                    scores = -scores
                 return tapped, scores, (ops.stop_gradient(logits), reported, targets, regions)
 
             # gradients of the tensor the model consumed (before any dtype cast), so it is on the tape
-            tapped, gradients, (logits, reported, targets, regions) = backend.tap_gradients(
-                run, count, method.uses_gradients)
+            products = None
+            if method.uses_hessian:
+                tapped, gradients, products, (logits, reported, targets, regions) = backend.tap_hessian_products(
+                    run, count)
+            else:
+                tapped, gradients, (logits, reported, targets, regions) = backend.tap_gradients(
+                    run, count, method.uses_gradients)
             activations = ops.cast(tapped, "float32")
             maps, saliencies = [], []
             for t in range(count):
                 gradient = None if gradients is None else ops.cast(gradients[t], "float32")
-                context = CamContext(activations, gradient, targets[:, t], logits, images, probe, state, regions)
+                product = None if products is None else ops.cast(products[t], "float32")
+                context = CamContext(activations, gradient, targets[:, t], logits, images, probe, state, regions,
+                                     score_sign=sign, hessian_products=product)
                 maps.append(method.cam(context))
                 if method.makes_saliency:
                     saliencies.append(method.saliency(context, maps[-1]))

@@ -24,7 +24,8 @@ DEFAULT_MAX_MEGAPIXELS = 100.0
 at once across threads: about 300 MB as 8-bit RGB."""
 
 
-EXPLAINER_FIELDS = ("method", "layer", "batch_size", "xla", "smooth", "chunk_size", "max_channels", "region")
+EXPLAINER_FIELDS = ("method", "layer", "batch_size", "xla", "smooth", "chunk_size", "max_channels", "region",
+                    "counterfactual")
 """The options that make an explainer (its compiled graphs); the rest say what a run does with the maps."""
 
 
@@ -50,6 +51,9 @@ class RunOptions:
         chunk_size: channels per extra pass of Score-CAM and Ablation-CAM (None: 32).
         max_channels: Score-CAM keeps the N channels of highest variance.
         region: segmentation models: 'pred' (default), 'all' or a mask image.
+        counterfactual: counterfactual maps (Selvaraju et al. 2017, section 3.3): the gradients of
+            the explained score are negated, so a map shows what lowers the class's score; gradient
+            methods only (refused for gradient-free and class-agnostic ones).
         overlay_size: longest side of an overlay; None: the original's size.
         max_megapixels: largest decode allowed, also the pixels decoded at once across threads.
         workers: decode and write threads, each pool.
@@ -69,6 +73,7 @@ class RunOptions:
     chunk_size: int | None = None
     max_channels: int | None = None
     region: str | None = None
+    counterfactual: bool = False
     overlay_size: int | None = DEFAULT_OVERLAY_SIZE
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
     workers: int = max(1, min(4, os.cpu_count() or 1))

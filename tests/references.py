@@ -72,6 +72,95 @@ def numpy_first_component(weighted):
     return np.stack(out)
 
 
+def numpy_principal_projection(weighted):
+    """(B, h, w, k) -> ((B, h w) projections on the first principal component, (B, h w, k) centred rows),
+    by numpy's SVD; the sign is numpy's."""
+    flat = weighted.reshape(len(weighted), -1, weighted.shape[-1])
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    projections = np.stack([sample @ np.linalg.svd(sample, full_matrices=False)[2][0] for sample in centred])
+    return projections, centred
+
+
+def same_up_to_sign(actual, expected, rtol=2e-3):
+    """Each map equals its reference or its negation (a principal component's sign is arbitrary)."""
+    for got, want in zip(actual, expected, strict=True):
+        sign = 1.0 if np.abs(got - want).max() <= np.abs(got + want).max() else -1.0
+        close(got, sign * want, rtol=rtol)
+
+
+def numpy_elementwise_gradcam(a, g):
+    """Element-wise Grad-CAM: sum_k ReLU(g A)."""
+    return relu(g * a).sum(-1)
+
+
+def numpy_seg_eigen(a, g):
+    """Seg-Eigen-CAM: the first component of |g| A, negated where |min| > |max| (eq. 13)."""
+    projections, _ = numpy_principal_projection(np.abs(g) * a)
+    flip = np.abs(projections.min(axis=1)) > np.abs(projections.max(axis=1))
+    return np.where(flip[:, None], -projections, projections).reshape(a.shape[:3])
+
+
+def numpy_kpca(a, kernel="sigmoid", gamma=None, coef0=1.0):
+    """KPCA-CAM: per image, the centred activations' kernel matrix, centred in feature space, and the
+    positions' projections sqrt(lambda) v on its top eigenvector, signed to agree with the mean."""
+    out = []
+    for sample in a.reshape(len(a), -1, a.shape[-1]).astype(np.float64):
+        x = sample - sample.mean(axis=0)
+        g = 1.0 / x.shape[1] if gamma is None else gamma
+        if kernel == "sigmoid":
+            k = np.tanh(g * x @ x.T + coef0)
+        elif kernel == "rbf":
+            k = np.exp(-g * ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+        else:
+            k = x @ x.T
+        n = len(k)
+        ones = np.full((n, n), 1.0 / n)
+        centred = k - ones @ k - k @ ones + ones @ k @ ones
+        values, vectors = np.linalg.eigh(centred)
+        projection = vectors[:, -1] * np.sqrt(max(values[-1], 0.0))
+        if projection @ x.mean(axis=1) < 0:
+            projection = -projection
+        out.append(projection)
+    return np.stack(out).reshape(a.shape[:3])
+
+
+def numpy_fem(a, sigmas=2.0):
+    """FEM: sum_k mean_k * [A_k > mean_k + sigmas * std_k] (population std)."""
+    mean = a.mean(axis=(1, 2), keepdims=True)
+    masks = a > mean + sigmas * a.std(axis=(1, 2), keepdims=True)
+    return (mean * masks).sum(-1)
+
+
+def finer_comparisons(logits, target, count):
+    """Finer-CAM's comparison classes for one target per image: the ``count`` other classes whose
+    logits are closest to the target's, and their probabilities renormalised over them."""
+    distance = np.abs(logits - logits[:, target : target + 1]).astype(np.float64)
+    distance[:, target] = np.inf
+    picked = np.argsort(distance, axis=1, kind="stable")[:, :count]
+    chosen = np.take_along_axis(logits, picked, axis=1).astype(np.float64)
+    weights = np.exp(chosen - chosen.max(axis=1, keepdims=True))
+    return picked, weights / weights.sum(axis=1, keepdims=True)
+
+
+def hessian_times_map(keras, model, images, class_index, step=1e-2):
+    """``H A`` for :func:`deep_head_model`: the derivative of the logit's gradient at the target map
+    scaled by ``1 + t``, at ``t = 0``, by central finite differences (no second-order autodiff)."""
+    import tensorflow as tf
+
+    target, head = model.get_layer("target"), model.get_layer("head")
+    activations = keras.Model(model.inputs, target.output)(images)
+    tail = keras.Model(target.output, head.input)
+
+    def gradient(scale):
+        scaled = tf.constant(activations * scale)
+        with tf.GradientTape() as tape:
+            tape.watch(scaled)
+            score = tf.reduce_sum(tf.matmul(tail(scaled), head.kernel)[:, class_index])
+        return tape.gradient(score, scaled).numpy().astype(np.float64)
+
+    return (gradient(1.0 + step) - gradient(1.0 - step)) / (2 * step)
+
+
 def region_gradcam(unet, images, class_index, region):
     """Grad-CAM at 'dec' in numpy: z = a W + b (the 1x1 classifier before its softmax), the score
     sum_{ij in R} z_ij[c], so d score / d a_ij = R_ij W[:, c]."""

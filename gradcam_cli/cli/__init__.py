@@ -25,7 +25,7 @@ COMMANDS = (explain.explain, evaluate.evaluate, compare.compare, report.report, 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gradcam")
 def cli() -> None:
-    """Show where a Keras image classifier looks: CAM, Grad-CAM, Grad-CAM++ and seven more class
+    """Show where a Keras image classifier looks: CAM, Grad-CAM, Grad-CAM++ and fifteen more class
     activation methods, for one image or whole folders.
 
     \b

@@ -5,15 +5,20 @@ from __future__ import annotations
 from ..errors import MethodError, OptionConflict, param
 from .base import CamContext, CamMethod
 from .baselines import CenterMap, RandomMap
+from .eigen import KPCACAM, EigenGradCAM, SegEigenCAM
+from .fem import FEM
+from .fullgrad import FullGrad
 from .gradcam import CAM, GradCAM, GradCAMPlusPlus
 from .guided import GuidedGradCAM
 from .perturbation import AblationCAM, EigenCAM, ScoreCAM
 from .pixelwise import HiResCAM, LayerCAM, XGradCAM
+from .variants import FinerCAM, GradCAMElementWise, ShapleyCAM
 
 METHODS: dict[str, type[CamMethod]] = {
     cls.name: cls
     for cls in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, AblationCAM, EigenCAM,
-                GuidedGradCAM)
+                GuidedGradCAM, GradCAMElementWise, ShapleyCAM, FinerCAM, EigenGradCAM, SegEigenCAM, KPCACAM, FEM,
+                FullGrad)
 }
 # not explanations: the floor every evaluation score is read against (gradcam evaluate)
 BASELINES: dict[str, type[CamMethod]] = {cls.name: cls for cls in (RandomMap, CenterMap)}

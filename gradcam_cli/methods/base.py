@@ -22,7 +22,10 @@ class CamContext:
     methods; ``targets``: (B,) int32 class indices; ``logits``: (B, C) float32; ``images``: the
     model-ready batch; ``probe``: the :class:`~gradcam_cli.probe.Probe`; ``method_state``: what
     :meth:`CamMethod.prepare` returned; ``regions``: a segmentation head's fixed (B, H, W, C)
-    per-class regions, else None.
+    per-class regions, else None; ``score_sign``: -1.0 for a counterfactual map (the explained score
+    is negated, so every derivative of it is too), else 1.0; ``hessian_products``: for methods with
+    ``uses_hessian``, ``H A`` (B, h, w, k), the Hessian of the score with respect to the map times
+    the map itself.
     """
 
     activations: Any
@@ -33,6 +36,8 @@ class CamContext:
     probe: Any
     method_state: Any = None
     regions: Any = None
+    score_sign: float = 1.0
+    hessian_products: Any = None
 
     def class_scores(self, images, replace=None):
         """(N, C) class scores of ``images`` (N = B * n, each image's copies consecutive), with the
@@ -63,6 +68,12 @@ class CamMethod:
       Layer-CAM weigh each position separately);
     - :meth:`cam`: the whole map (Eigen-CAM).
 
+    :meth:`target_scores` says which score is explained (the class's own, unless a method explains
+    another, as Finer-CAM); ``uses_hessian`` asks the step for Hessian-vector products as well as
+    gradients (ShapleyCAM). ``class_agnostic`` methods give every class the same map, and say so in
+    their ``description``; they and gradient-free methods refuse a counterfactual map
+    (:meth:`counterfactual_refusal`).
+
     ``eigen_smooth`` replaces the channel sum by the projection of the weighted activations on
     their first principal component (pytorch-grad-cam's "eigen smooth"), which removes noise.
     ``chunk_size`` and ``max_channels`` bound the perturbation methods' extra forward passes: by
@@ -77,6 +88,8 @@ class CamMethod:
     makes_saliency: ClassVar[bool] = False
     uses_chunks: ClassVar[bool] = False  # reads ``chunk_size`` (perturbation passes)
     uses_max_channels: ClassVar[bool] = False  # reads ``max_channels``
+    uses_hessian: ClassVar[bool] = False  # reads ``CamContext.hessian_products``
+    class_agnostic: ClassVar[bool] = False  # the same map whatever the class
     description: ClassVar[str] = ""
 
     def __init__(self, eigen_smooth: bool = False, chunk_size: int | None = None, max_channels: int | None = None):
@@ -88,6 +101,23 @@ class CamMethod:
         """Channels masked or ablated per extra forward pass: ``chunk_size`` when given, else as many
         as keep the pass within :data:`INPUTS_PER_PASS` model inputs (at least one)."""
         return self.chunk_size or max(1, INPUTS_PER_PASS // max(1, batch))
+
+    @classmethod
+    def counterfactual_refusal(cls) -> str | None:
+        """Why a counterfactual map (the class score negated, Selvaraju et al. 2017, section 3.3)
+        is undefined for this method, or None where it is defined."""
+        if cls.class_agnostic:
+            return "it is class-agnostic"
+        if not cls.uses_gradients:
+            return "it is gradient-free"
+        return None
+
+    def target_scores(self, logits, targets):
+        """(B, T) scores explained, one per target: ``logits`` are the (B, C) class scores (on the
+        gradient tape), ``targets`` the (B, T) int32 classes. The class's own score by default."""
+        from keras import ops
+
+        return ops.take_along_axis(logits, targets, axis=1)
 
     def prepare(self, spec, probe) -> Any:
         """Validate the model for this method once, before any image; return static state."""
@@ -117,6 +147,29 @@ class CamMethod:
         return ops.relu(ops.sum(weighted, axis=-1))
 
 
+def principal_projection(activations):
+    """(B, h, w, k) -> ((B, h w) projections, (B, h w, k) centred rows): each image's positions
+    projected on the first principal component of its (h w, k) matrix (centred over positions), by
+    a batched SVD. The sign is the SVD routine's, arbitrary: callers fix it."""
+    from keras import ops
+
+    _, height, width, channels = activations.shape
+    flat = ops.reshape(activations, (-1, height * width, channels))
+    centred = flat - ops.mean(flat, axis=1, keepdims=True)
+    _, _, rows = ops.svd(centred, full_matrices=False)  # rows of V^T: the first is the first component
+    return ops.einsum("bpk,bk->bp", centred, rows[:, 0, :]), centred
+
+
+def agree_with_mean(projection, centred):
+    """``projection`` (B, P) times the sign that makes it correlate positively with the channel mean
+    of ``centred`` (B, P, k) (1 where they are uncorrelated)."""
+    from keras import ops
+
+    mean_activation = ops.mean(centred, axis=2)
+    sign = ops.sign(ops.sum(projection * mean_activation, axis=1, keepdims=True))
+    return projection * ops.where(sign == 0, ops.ones_like(sign), sign)
+
+
 def first_component_projection(activations):
     """(B, h, w, k) -> (B, h, w): each image's positions projected on the first principal component
     of its (h w, k) activation matrix (centred over positions), by a batched SVD.
@@ -126,12 +179,5 @@ def first_component_projection(activations):
     """
     from keras import ops
 
-    batch, height, width, channels = activations.shape
-    flat = ops.reshape(activations, (-1, height * width, channels))
-    centred = flat - ops.mean(flat, axis=1, keepdims=True)
-    _, _, rows = ops.svd(centred, full_matrices=False)  # rows of V^T: the first is the first component
-    projection = ops.einsum("bpk,bk->bp", centred, rows[:, 0, :])
-    mean_activation = ops.mean(centred, axis=2)
-    sign = ops.sign(ops.sum(projection * mean_activation, axis=1, keepdims=True))
-    sign = ops.where(sign == 0, ops.ones_like(sign), sign)
-    return ops.reshape(projection * sign, (-1, height, width))
+    projection, centred = principal_projection(activations)
+    return ops.reshape(agree_with_mean(projection, centred), (-1, *activations.shape[1:3]))

@@ -64,7 +64,8 @@ class GuidedGradCAM(GradCAM):
                 for layer in relu_layers:
                     stack.enter_context(intercept(layer, lambda args, output: _guided_identity(output)))
                 logits = context.class_scores(inputs)
-            return ops.sum(ops.take_along_axis(logits, ops.reshape(context.targets, (-1, 1)), axis=1))
+            scores = self.target_scores(logits, ops.reshape(context.targets, (-1, 1)))
+            return context.score_sign * ops.sum(scores)  # negated for a counterfactual map
 
         guided = backend.input_gradient(score, images)
         upsampled = ops.image.resize(cam[..., None], tuple(images.shape[1:3]), interpolation="bilinear")

@@ -148,6 +148,7 @@ class EigenCAM(CamMethod):
     aliases = ("eigen-cam", "eigen_cam")
     uses_gradients = False
     supports_eigen_smooth = False
+    class_agnostic = True
     description = "class-agnostic first principal component of the activations (Muhammad 2020)"
 
     def cam(self, context: CamContext):

@@ -34,7 +34,7 @@ def test_console_script_and_module_entry_points():
 def test_top_level_help_counts_the_methods_right():
     from gradcam_cli.methods import METHODS
 
-    words = {7: "seven"}
+    words = {7: "seven", 15: "fifteen"}
     result = run("--help")
     assert f"Grad-CAM++ and {words[len(METHODS) - 3]} more" in " ".join(result.output.split()), result.output
 
