@@ -230,6 +230,7 @@ def explain(
     overlay_size: int | None = DEFAULT_OVERLAY_SIZE,
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     safe_mode: bool = True,
+    counterfactual: bool = False,
 ) -> Explanation:
     """Explain ``images`` with ``model``.
 
@@ -255,7 +256,8 @@ def explain(
     ``overlay_size``: the longest side files are decoded at (the CLI's ``--overlay-size``; None: full
     resolution, memory then grows with every photo); ``max_megapixels``: a file whose decode would be
     larger is refused (listed in ``failures``); ``safe_mode``: False lets Keras load Python code (a
-    Lambda layer) from a model file you trust.
+    Lambda layer) from a model file you trust; ``counterfactual``: negate the class score's gradients
+    (Selvaraju 2017, 3.3), so the maps show what lowers the class (gradient methods only).
 
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
@@ -269,7 +271,8 @@ def explain(
         classes = [classes] if isinstance(classes, (int, str, np.integer)) else list(classes)
     options = RunOptions(method=method, layer=layer, classes=classes, top_k=top_k, batch_size=batch_size,
                          smooth=smooth, chunk_size=chunk_size, max_channels=max_channels, region=region,
-                         alpha=alpha, overlay_size=overlay_size, max_megapixels=max_megapixels)
+                         alpha=alpha, overlay_size=overlay_size, max_megapixels=max_megapixels,
+                         counterfactual=counterfactual)
     return explain_with_options(model, images, options, **model_options)
 
 

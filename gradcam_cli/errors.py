@@ -19,6 +19,7 @@ from contextlib import contextmanager
 PARAMETERS: dict[str, str] = {
     # neutral name (the Python keyword) -> the command line's flag
     "alpha": "--alpha", "chunk_size": "--chunk-size", "classes": "--class", "counterfactual": "--counterfactual",
+    "concepts": "-k/--concepts", "concepts_per": "--concepts-per",
     "engine": "--engine", "gates": "--fail-under", "ground_truth": "--ground-truth", "input_size": "--input-size",
     "labels": "--labels", "layer": "--layer", "max_channels": "--max-channels", "max_megapixels": "--max-megapixels",
     "method": "--method", "methods": "--methods", "metrics": "--metrics", "model": "--model",

@@ -42,6 +42,9 @@ from .common import (
                    "principal component of the weighted activations.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
               help="scorecam, ablationcam: channels per extra forward pass (default: as many as keep a pass within 64 model inputs, whatever the batch size); bounds memory.")
+@click.option("--counterfactual", is_flag=True,
+              help="Counterfactual maps (Selvaraju 2017, 3.3): the class score's gradients negated, so the map shows "
+                   "what lowers the class (distractors). Gradient methods only.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=None,
               help="scorecam: keep only the N channels of highest variance (Faster Score-CAM).")
 @target_options
@@ -69,7 +72,7 @@ from .common import (
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="--engine ray: model actors, one CPU each (default: the cluster's CPUs; the "
                    "embedded Ray gets this many CPUs). Local engine: decode and write threads.")
-def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
+def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
             recursive, excludes, overwrite, quiet, as_json, xla, report, model_output, region, overlay_size, max_megapixels,
             engine, ray_address, workers, preprocess, labels, input_size, unsafe_model_code):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
@@ -98,7 +101,7 @@ def explain(inputs, model, weights, method, smooth, chunk_size, max_channels, la
                              alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
                              chunk_size=chunk_size, max_channels=max_channels, region=region,
-                             overlay_size=overlay_size, max_megapixels=max_megapixels)
+                             counterfactual=counterfactual, overlay_size=overlay_size, max_megapixels=max_megapixels)
         if workers and engine == "local":
             options.workers = workers
         engine_run = None
