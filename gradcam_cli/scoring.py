@@ -36,8 +36,9 @@ class EvaluateOptions(RunOptions):
     Args:
         methods: the methods scored (the baselines ``random`` and ``center`` included), in place of
             the run's single ``method``.
-        metrics: the metrics scored (default: every metric the inputs allow: the faithfulness
-            metrics, and the pointing games with ``ground_truth``).
+        metrics: the metrics scored (default: every metric the inputs allow: deletion,
+            insertion, drop and increase, and the pointing games with ``ground_truth``; ROAD and
+            ARCC only by name).
         steps: deletion and insertion steps.
         ground_truth: boxes for the pointing games.
         sanity: also compare each method's maps with those of the model with its top re-initialised.
@@ -70,7 +71,7 @@ class BatchScores:
     probability: np.ndarray  # (n, T): the explained class on the unaltered image
     values: dict[str, np.ndarray]  # metric -> (n, T) float, NaN where not scored
     ground_truth: list[list[str]] | None  # (n, T) pointing status
-    curves: dict[str, np.ndarray]  # 'deletion'/'insertion' -> (n, T, S + 1)
+    curves: dict[str, np.ndarray]  # 'deletion'/'insertion' -> (n, T, S + 1); 'road_morf'/'road_lerf' -> (n, T, 9)
     sanity: np.ndarray | None  # (n, T) rank correlation
 
 
@@ -110,7 +111,7 @@ class Evaluator:
             self.explained_images += len(pixels)
             maps[method] = result
             scores[method] = self.score_maps(pixels, substrate, result.heatmaps, result.class_ids,
-                                             result.probabilities, annotations, image_sizes)
+                                             result.probabilities, annotations, image_sizes, explainer)
         if self.options.sanity:  # the same compiled explainers, on the model with its top re-initialised
             with sanity.randomized_weights(self.spec.model):
                 for method, explainer in self.explainers.items():
@@ -124,9 +125,11 @@ class Evaluator:
 
     def score_maps(self, pixels: np.ndarray, substrate: np.ndarray, heatmaps: np.ndarray, class_ids: np.ndarray,
                    probabilities: np.ndarray, annotations: list | None = None,
-                   image_sizes: list[tuple[int, int]] | None = None) -> BatchScores:
+                   image_sizes: list[tuple[int, int]] | None = None, explainer: Explainer | None = None) -> BatchScores:
         """Scores for given maps: ``heatmaps`` (n, T, h, w) raw maps of classes ``class_ids`` (n, T);
-        ``probabilities`` (n, C) on the unaltered images; ``substrate`` = :func:`blurred` pixels."""
+        ``probabilities`` (n, C) on the unaltered images; ``substrate`` = :func:`blurred` pixels;
+        ``explainer``: the method that made the maps, for the metrics that explain other images
+        (coherency)."""
         height, width = self.spec.input_size
         count, targets = class_ids.shape
         maps = heatmaps.reshape(count * targets, *heatmaps.shape[2:])
@@ -135,9 +138,13 @@ class Evaluator:
         flat_ids = class_ids.reshape(-1).astype(np.int32)
         original = probabilities[images, flat_ids]
         batch = MapBatch(pixels, substrate, shown, pixel_ranks(shown), render.are_empty(maps), flat_ids, images, original,
-                         [self.spec.label(int(c)) for c in flat_ids], annotations, image_sizes, self.options.steps)
+                         [self.spec.label(int(c)) for c in flat_ids], annotations, image_sizes, self.options.steps,
+                         None if explainer is None else self._display(explainer))
         metrics = [METRICS[name] for name in self.options.metrics]
-        families = [family() for family in dict.fromkeys(metric.family for metric in metrics)]
+        asked: dict[type, list[str]] = {}
+        for metric in metrics:
+            asked.setdefault(metric.family, []).append(metric.name)
+        families = [family(names) for family, names in asked.items()]
         wanted = [(family, family.rows(batch)) for family in families]
         parts = [rows for _, rows in wanted if rows is not None]
         scored = self.runner.probabilities(pixels, substrate, batch.ranks, shown, Rows.concatenate(parts)) if parts else None
@@ -153,3 +160,14 @@ class Evaluator:
         if statuses is not None:
             statuses = [statuses[i * targets:(i + 1) * targets] for i in range(count)]
         return BatchScores(class_ids, original.reshape(count, targets), values, statuses, curves, None)
+
+    def _display(self, explainer: Explainer):
+        """``explain(images, class_ids)`` for :class:`MapBatch`: ``explainer``'s maps of one class
+        per image, as displayed at the model input."""
+
+        def explain(images: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+            result = explainer.run(images, np.asarray(class_ids, np.int32)[:, None])
+            self.explained_images += len(images)
+            return render.display_heatmaps(result.heatmaps[:, 0], tuple(self.spec.input_size))
+
+        return explain

@@ -31,8 +31,9 @@ from .common import (
 @click.option("--methods", "method_list", default="gradcam,gradcam++,random,center", show_default=True,
               help="Comma-separated methods to score, baselines 'random' and 'center' included.")
 @click.option("--metrics", "metric_list", default=None,
-              help="Comma-separated: deletion, insertion, drop, increase, pointing, energy. "
-                   "Default: all (pointing and energy only with --ground-truth).")
+              help="Comma-separated: deletion, insertion, drop, increase, pointing, energy, road (ROAD: "
+                   "road, road_morf, road_lerf), arcc (arcc, coherency, complexity, road). Default: the first "
+                   "six (pointing and energy only with --ground-truth); road and arcc cost more, asked by name.")
 @click.option("--ground-truth", type=click.Path(exists=True), default=None,
               help="Boxes: the project's ground_truth.json, a COCO detection JSON, or a folder of Pascal VOC XML.")
 @click.option("--steps", type=click.IntRange(min=2), default=20, show_default=True,

@@ -10,6 +10,11 @@ applies the model's preprocessing and runs the explainer's :class:`~gradcam_cli.
 probability read is what the head reports (:meth:`gradcam_cli.heads.Head.reported`: softmax,
 a binary head's two sigmoid sides, or a multi-label unit's sigmoid).
 
+ROAD's rows (:mod:`.road`) remove pixels by noisy linear imputation (:mod:`.imputation`) instead:
+their copies are built by a second compiled step, always XLA-compiled (the imputation is an
+iterative solve whose pad-and-slice steps XLA fuses), and scored by a third that applies the
+preprocessing and the probe under the runner's own ``xla`` setting; the same chunking bounds both.
+
 Perturbations happen in pixel space, before preprocessing, as the papers define them (RISE's
 deletion substrate is a black image, not a zero *after* normalisation). That is possible inside
 the graph because every preprocessing this tool knows is affine per pixel, ``x @ M + c`` (scaling,
@@ -21,14 +26,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import backend
 from ..errors import EvaluationError, param
+from . import imputation
 
 DELETE, INSERT, MULTIPLY = 0, 1, 2
+REMOVE_MOST, REMOVE_LEAST = 3, 4  # ROAD: the first / last `count` pixels of the order imputed
+IMPUTED = (REMOVE_MOST, REMOVE_LEAST)
 TIE_SEED = 13  # the fixed permutation that orders pixels of equal saliency
 RISE_SIGMA = 5 / 224  # RISE's blur: Gaussian, sigma 5 and kernel 11 (radius 5) at 224 px, scaled
 
@@ -36,19 +44,30 @@ RISE_SIGMA = 5 / 224  # RISE's blur: Gaussian, sigma 5 and kernel 11 (radius 5) 
 @dataclass
 class Rows:
     """One row per perturbed copy: ``item`` indexes the (image, target) maps, ``image`` the pixels,
-    ``kind`` is DELETE/INSERT/MULTIPLY, ``count`` the pixels deleted or inserted, ``target`` the
-    class whose probability is read."""
+    ``kind`` is DELETE/INSERT/MULTIPLY/REMOVE_MOST/REMOVE_LEAST, ``count`` the pixels deleted,
+    inserted or removed, ``target`` the class whose probability is read; ``noise`` (imputed rows
+    only, zeros by default) which seeded noise field (:func:`.imputation.noise_fields`) the imputed
+    pixels get."""
 
     item: np.ndarray
     image: np.ndarray
     kind: np.ndarray
     count: np.ndarray
     target: np.ndarray
+    noise: np.ndarray | None = None
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("item", "image", "kind", "count", "target", "noise")
+
+    def __post_init__(self) -> None:
+        if self.noise is None:
+            self.noise = np.zeros(len(self.item), np.int32)
 
     @staticmethod
     def concatenate(parts: list[Rows]) -> Rows:
-        return Rows(*(np.concatenate([getattr(p, f) for p in parts]).astype(np.int32)
-                      for f in ("item", "image", "kind", "count", "target")))
+        return Rows(*(np.concatenate([getattr(p, f) for p in parts]).astype(np.int32) for f in Rows.FIELDS))
+
+    def select(self, chosen: np.ndarray) -> Rows:
+        return Rows(*(getattr(self, f)[chosen] for f in Rows.FIELDS))
 
     def __len__(self) -> int:
         return len(self.item)
@@ -127,15 +146,16 @@ class PerturbationRunner:
     ``images_per_batch``: the most images a batch holds (shapes are padded to it, so one graph
     serves every batch); ``copies_per_pass``: perturbed copies per model call (the memory bound).
     The first call fixes the pass size at the most even split of its rows into chunks of at most
-    ``copies_per_pass`` (656 rows at 64 a pass -> 11 passes of 60, not 64 with 48 wasted).
+    ``copies_per_pass`` (656 rows at 64 a pass -> 11 passes of 60, not 64 with 48 wasted); imputed
+    rows (ROAD) get their own pass size the same way, from the first call that has some.
     ``copies_run`` counts the copies that went through the model, padding included, for the
     benchmark's passes-per-image figure.
     """
 
     def __init__(self, spec, probe, images_per_batch: int, copies_per_pass: int = 64, xla: bool = False):
         if not probe.head.reports_probability:
-            raise EvaluationError(f"the model's head is {probe.head.describe()}: deletion, insertion, drop and "
-                                  f"increase read class probabilities; score it with {param('metrics', 'pointing,energy')}.")
+            raise EvaluationError(f"the model's head is {probe.head.describe()}: deletion, insertion, drop, increase "
+                                  f"and ROAD read class probabilities; score it with {param('metrics', 'pointing,energy')}.")
         self.probe = probe
         self.size = tuple(spec.input_size)
         self.channels = spec.channels
@@ -145,19 +165,30 @@ class PerturbationRunner:
         self.xla = xla
         self.copies_run = 0
         self._pass_size: int | None = None
+        self._imputed_pass_size: int | None = None
         self._compiled: dict[tuple, Any] = {}
 
-    def _graph(self, items: int):
-        key = (items, self._pass_size)
+    def _cached(self, key: tuple, build):
         if key not in self._compiled:
-            self._compiled[key] = self._build(items)
+            self._compiled[key] = build()
         return self._compiled[key]
+
+    def _even_pass(self, rows: int) -> int:
+        chunks = max(1, -(-rows // self.copies_per_pass))
+        return max(1, -(-rows // chunks))
+
+    def _read(self, copies, target):
+        """The reported probability of each copy's ``target`` class: preprocessing as ``x @ M + c``,
+        then the probe."""
+        from keras import ops
+
+        model_ready = ops.tensordot(copies, ops.convert_to_tensor(self.matrix), axes=[[3], [0]])
+        model_ready = model_ready + ops.convert_to_tensor(self.offset)
+        probabilities = self.probe.head.reported(self.probe.logits(model_ready))
+        return ops.take_along_axis(probabilities, target[:, None], axis=1)[:, 0]
 
     def _build(self, items: int):
         from keras import ops
-
-        probe = self.probe
-        matrix, offset = ops.convert_to_tensor(self.matrix), ops.convert_to_tensor(self.offset)
 
         def score(pixels, substrate, ranks, weights, item, image, kind, count, target):
             originals = ops.take(pixels, image, axis=0)
@@ -167,9 +198,7 @@ class PerturbationRunner:
             inserted = ops.where(chosen, originals, ops.take(substrate, image, axis=0))
             multiplied = originals * ops.take(weights, item, axis=0)[..., None]
             copies = ops.where(kind == DELETE, deleted, ops.where(kind == INSERT, inserted, multiplied))
-            model_ready = ops.tensordot(copies, matrix, axes=[[3], [0]]) + offset
-            probabilities = probe.head.reported(probe.logits(model_ready))
-            return ops.take_along_axis(probabilities, target[:, None], axis=1)[:, 0]
+            return self._read(copies, target)
 
         height, width = self.size
         batch, copies = self.images_per_batch, self._pass_size
@@ -177,6 +206,33 @@ class PerturbationRunner:
                  ((items, height, width), "int32"), ((items, height, width), "float32"),
                  *(((copies,), "int32") for _ in range(5))]
         return backend.compile_step(score, specs, xla=self.xla)
+
+    def _build_imputer(self, items: int, fields: int):
+        """Imputed copies: each row's pixels with the first (REMOVE_MOST) or last (REMOVE_LEAST)
+        ``count`` of its order removed by noisy linear imputation. Always XLA-compiled."""
+        from keras import ops
+
+        height, width = self.size
+
+        def build(pixels, ranks, fields_bank, item, image, kind, count, noise):
+            originals = ops.take(pixels, image, axis=0)
+            order = ops.take(ranks, item, axis=0)
+            count = count[:, None, None]
+            removed = ops.where(kind[:, None, None] == REMOVE_MOST, order < count, order >= height * width - count)
+            removed = ops.cast(removed[..., None], "float32")  # padded rows (count 0) remove nothing
+            solved = imputation.impute(originals, removed)
+            return solved + removed * imputation.NOISE_SIGMA * ops.take(fields_bank, noise, axis=0)
+
+        batch, copies = self.images_per_batch, self._imputed_pass_size
+        specs = [((batch, height, width, self.channels), "float32"), ((items, height, width), "int32"),
+                 ((fields, height, width, self.channels), "float32"), *(((copies,), "int32") for _ in range(5))]
+        return backend.compile_step(build, specs, xla=True)
+
+    def _build_reader(self):
+        height, width = self.size
+        copies = self._imputed_pass_size
+        return backend.compile_step(self._read, [((copies, height, width, self.channels), "float32"),
+                                                 ((copies,), "int32")], xla=self.xla)
 
     def probabilities(self, pixels: np.ndarray, substrate: np.ndarray, ranks: np.ndarray, weights: np.ndarray,
                       rows: Rows) -> np.ndarray:
@@ -197,18 +253,37 @@ class PerturbationRunner:
             out[: len(array)] = array
             return ops.convert_to_tensor(out)
 
-        fixed = (padded(pixels, batch, np.float32), padded(substrate, batch, np.float32),
-                 padded(ranks, items, np.int32), padded(weights, items, np.float32))
-        if self._pass_size is None:
-            chunks = max(1, -(-len(rows) // self.copies_per_pass))
-            self._pass_size = max(1, -(-len(rows) // chunks))
-        size = self._pass_size
-        graph = self._graph(items)
+        def chunks(part: Rows, size: int, fields: tuple[str, ...]):
+            for start in range(0, len(part), size):
+                stop = min(start + size, len(part))
+                self.copies_run += size
+                yield start, stop, [padded(getattr(part, f)[start:stop], size, np.int32) for f in fields]
+
         results = np.empty(len(rows), np.float32)
-        for start in range(0, len(rows), size):
-            stop = min(start + size, len(rows))
-            columns = [padded(getattr(rows, f)[start:stop], size, np.int32)
-                       for f in ("item", "image", "kind", "count", "target")]
-            results[start:stop] = backend.to_numpy(graph(*fixed, *columns))[: stop - start]
-            self.copies_run += size
+        imputed = np.isin(rows.kind, IMPUTED)
+        if not imputed.all():
+            part = rows.select(~imputed)
+            if self._pass_size is None:
+                self._pass_size = self._even_pass(len(part))
+            graph = self._cached(("perturbed", items, self._pass_size), lambda: self._build(items))
+            fixed = (padded(pixels, batch, np.float32), padded(substrate, batch, np.float32),
+                     padded(ranks, items, np.int32), padded(weights, items, np.float32))
+            scored = np.empty(len(part), np.float32)
+            for start, stop, columns in chunks(part, self._pass_size, Rows.FIELDS[:5]):
+                scored[start:stop] = backend.to_numpy(graph(*fixed, *columns))[: stop - start]
+            results[~imputed] = scored
+        if imputed.any():
+            part = rows.select(imputed)
+            if self._imputed_pass_size is None:
+                self._imputed_pass_size = self._even_pass(len(part))
+            size = self._imputed_pass_size
+            bank = imputation.noise_fields(int(part.noise.max()) + 1, self.size, self.channels)
+            imputer = self._cached(("imputed", items, size, len(bank)), lambda: self._build_imputer(items, len(bank)))
+            reader = self._cached(("read", size), self._build_reader)
+            fixed = (padded(pixels, batch, np.float32), padded(ranks, items, np.int32), ops.convert_to_tensor(bank))
+            scored = np.empty(len(part), np.float32)
+            for start, stop, columns in chunks(part, size, ("item", "image", "kind", "count", "noise", "target")):
+                copies = imputer(*fixed, *columns[:5])
+                scored[start:stop] = backend.to_numpy(reader(copies, columns[5]))[: stop - start]
+            results[imputed] = scored
         return results
