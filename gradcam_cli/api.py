@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from . import render
+from .backend import configured_name
 from .decode import fit_longest_side, model_input, open_rgb, to_rgb
-from .errors import ImageError, MethodError, OptionConflict, param
+from .errors import (
+    PARAMETERS,
+    GradcamError,
+    ImageError,
+    MethodError,
+    OptionConflict,
+    TargetError,
+    UnsupportedModel,
+    param,
+)
 from .explainer import Explainer
-from .inputs import collect_inputs
+from .inputs import IMAGE_EXTENSIONS, collect_inputs
+from .methods import CamMethod
 from .models import resolve_model
+from .models.files import sidecar_paths
 from .models.spec import ModelSpec
-from .options import DEFAULT_ALPHA, DEFAULT_MAX_MEGAPIXELS, DEFAULT_OVERLAY_SIZE, RunOptions
+from .options import (
+    COLORMAP_NAMES,
+    DEFAULT_ALPHA,
+    DEFAULT_MAX_MEGAPIXELS,
+    DEFAULT_OVERLAY_SIZE,
+    RunOptions,
+)
 
 
 @dataclass
@@ -67,7 +91,7 @@ class Explanation:
     def overlay(self, image: int, target: int = 0, alpha: float | None = None, colormap: str = "jet") -> np.ndarray:
         """uint8 RGB overlay at the original's size (``alpha``: this result's, unless given)."""
         alpha = self.alpha if alpha is None else check_alpha(alpha)
-        return render.overlay(self.images[image], self.heatmaps[image, target], alpha, colormap)
+        return render.overlay(self.images[image], self.heatmaps[image, target], alpha, check_colormap(colormap))
 
     def guided(self, image: int, target: int = 0) -> np.ndarray:
         """guided-gradcam's saliency image (uint8 RGB) at the original's size, as the CLI writes it."""
@@ -84,6 +108,13 @@ class Explanation:
         from .notebook import explanation_html
 
         return explanation_html(self)
+
+
+def check_colormap(colormap: str) -> str:
+    """A colour map's name, one of :data:`~gradcam_cli.options.COLORMAP_NAMES`."""
+    if colormap not in COLORMAP_NAMES:
+        raise OptionConflict(f"colormap={colormap!r}: choose one of {', '.join(COLORMAP_NAMES)}.")
+    return colormap
 
 
 def check_alpha(alpha: float) -> float:
@@ -126,6 +157,22 @@ def _array_to_rgb(array: np.ndarray, where: str) -> np.ndarray:
     return np.asarray(to_rgb(Image.fromarray(array)))
 
 
+NO_IMAGE_GIVEN = "no image to explain (an empty list was given)."
+
+
+def listed_images(images: Any) -> list:
+    """``images`` as a list: one path, PIL image or array as a list of one, an (N, H, W, C) array as N
+    arrays, any other iterable as its items; anything else is refused in one line."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    if images is None or isinstance(images, (bytes, dict)) or not hasattr(images, "__iter__"):
+        raise ImageError(f"images={images!r}"[:120] + ": give a path (file, folder, glob), a PIL image, an array, "
+                         "or a list of them.")
+    return list(images)
+
+
 def as_images(images: Any, min_size: tuple[int, int] | None = None,
               overlay_size: int | None = DEFAULT_OVERLAY_SIZE,
               max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
@@ -140,16 +187,17 @@ def as_images(images: Any, min_size: tuple[int, int] | None = None,
     so a 12 MP photo is held at 1000-2000 px, not at 36 MB; the caller makes the model input from
     that and then fits the picture to ``overlay_size`` (:func:`fit_pictures`), as the CLI does.
     """
-    if isinstance(images, (str, os.PathLike, Image.Image)):
-        images = [images]
-    elif isinstance(images, np.ndarray):
-        images = list(images) if images.ndim == 4 else [images]
+    images = listed_images(images)
     arrays: list[np.ndarray] = []
     paths: list[str | None] = []
     failures: list[tuple[str, str]] = []
+    empty: list[str] = []  # paths that name no image file (an empty folder, a glob matching nothing)
     for position, image in enumerate(images):
         if isinstance(image, (str, os.PathLike)):
-            for item in collect_inputs([str(image)]):
+            items = collect_inputs([str(image)])
+            if not items:
+                empty.append(str(image))
+            for item in items:
                 try:
                     if item.error:
                         raise ImageError(f"{item.path}: {item.error}.")
@@ -166,8 +214,10 @@ def as_images(images: Any, min_size: tuple[int, int] | None = None,
             paths.append(None)
     if not arrays:
         reasons = "; ".join(message for _, message in failures[:3])
-        detail = f": {reasons.rstrip('.')}." if reasons else " (an empty list was given)."
-        raise ImageError(f"no image to explain{detail}")
+        if reasons:
+            raise ImageError(f"no image to explain: {reasons.rstrip('.')}.")
+        raise ImageError(f"no image to explain: {', '.join(empty)} holds no image file (looked for "
+                         f"{', '.join(sorted(IMAGE_EXTENSIONS))})." if empty else NO_IMAGE_GIVEN)
     return arrays, paths, failures
 
 
@@ -178,28 +228,69 @@ def fit_pictures(arrays: list[np.ndarray], paths: list[str | None], overlay_size
             for a, path in zip(arrays, paths, strict=True)]
 
 
-_EXPLAINERS = "_gradcam_explainers"  # an in-memory model's attribute: {options: Explainer}
+MODELS_KEPT = 4
+"""How many models :func:`explain` keeps between calls when it is given a reference (a name, a file,
+``FILE.py:FACTORY``, ``hub:PRESET``) rather than a model, the least recently used going first;
+:func:`release_models` lets them all go."""
+
+_EXPLAINERS = "_gradcam_explainers"  # attribute of a model or a spec: {options: Explainer}
 _EXPLAINERS_PER_MODEL = 8
+_kept_models: OrderedDict[tuple, ModelSpec] = OrderedDict()
+_kept_models_lock = threading.Lock()
 
 
-def _explainer(model: Any, model_options: dict, options: RunOptions) -> Explainer:
-    """The Explainer for one :func:`explain` call. For an in-memory Keras model it is the one an
-    earlier call with the same options built, kept on the model itself (so it goes when the model
-    goes), so that calling :func:`explain` in a loop traces its graphs once instead of every call."""
-    explainer_options = options.explainer_arguments()
+def release_models() -> None:
+    """Let go of the models :func:`explain` kept for references (names, files) and their compiled
+    explainers; the next call with a reference builds its model again. An in-memory model's explainers
+    live on the model and go with it."""
+    with _kept_models_lock:
+        _kept_models.clear()
 
-    def build() -> Explainer:
-        return Explainer(resolve_model(model, **model_options), **explainer_options)
 
-    if isinstance(model, (str, os.PathLike, ModelSpec)):
+_FILE_OPTIONS = ("model", "weights", "labels", "region")  # the options that may name a file
+
+
+def _stamped(value: Any) -> Any:
+    """A file option's value with the size and modification time of each file it names (the model, its
+    sidecars, a factory's .py), so that an edited file is read again."""
+    if isinstance(value, list):
+        return tuple(value)
+    if not isinstance(value, (str, os.PathLike)):
+        return value
+    text = os.fspath(value)
+    stamps = []
+    sidecars = [str(path) for path in sidecar_paths(Path(text))] if Path(text).name else []
+    for candidate in dict.fromkeys((text, text.rpartition(":")[0], *sidecars)):
+        try:
+            status = os.stat(candidate) if candidate else None
+        except (OSError, ValueError):
+            status = None
+        if status is not None:
+            stamps.append((candidate, status.st_size, status.st_mtime_ns))
+    return (text, *stamps)
+
+
+def _options_key(options: dict) -> tuple | None:
+    """``options`` as a cache key (lists as tuples, files stamped); None where a value is not hashable."""
+    key = tuple((name, _stamped(value) if name in _FILE_OPTIONS else tuple(value) if isinstance(value, list)
+                 else value) for name, value in sorted(options.items()))
+    try:
+        hash(key)
+    except TypeError:  # e.g. a preprocess object that is not hashable: built afresh every call
+        return None
+    return key
+
+
+def _kept_explainer(owner: Any, key: tuple | None, build: Callable[[], Explainer]) -> Explainer:
+    """The explainer kept on ``owner`` (a model or a spec) under ``key``, built once: so it goes when
+    its owner goes, and calling :func:`explain` in a loop traces its graphs once instead of every call."""
+    if key is None:
         return build()
-    key = tuple((name, tuple(value) if isinstance(value, list) else value)
-                for name, value in sorted({**model_options, **explainer_options}.items()))
-    cached = getattr(model, _EXPLAINERS, None)
+    cached = getattr(owner, _EXPLAINERS, None)
     if cached is None:
         cached = {}
         try:
-            object.__setattr__(model, _EXPLAINERS, cached)  # past Keras's attribute tracking
+            object.__setattr__(owner, _EXPLAINERS, cached)  # past Keras's attribute tracking
         except (AttributeError, TypeError):  # an object that takes no attributes: no reuse
             return build()
     if key not in cached:
@@ -207,6 +298,188 @@ def _explainer(model: Any, model_options: dict, options: RunOptions) -> Explaine
             cached.pop(next(iter(cached)))
         cached[key] = build()
     return cached[key]
+
+
+def _kept_spec(reference: str | os.PathLike, model_options: dict) -> ModelSpec:
+    """The model a reference resolves to, built once and kept (up to :data:`MODELS_KEPT`): every call
+    of a loop over names would otherwise build and trace a new model, and TensorFlow never frees a
+    traced graph that holds a ``tf.custom_gradient`` op (SiLU/swish: EfficientNet), so such a loop grew
+    by the graphs of every call."""
+    key = _options_key({"model": reference, **model_options})
+    if key is None:
+        return resolve_model(reference, **model_options)
+    with _kept_models_lock:
+        spec = _kept_models.get(key)
+        if spec is not None:
+            _kept_models.move_to_end(key)
+            return spec
+    spec = resolve_model(reference, **model_options)
+    with _kept_models_lock:
+        _kept_models[key] = spec
+        while len(_kept_models) > MODELS_KEPT:
+            _kept_models.popitem(last=False)
+    return spec
+
+
+def _explainer(model: Any, model_options: dict, options: RunOptions) -> Explainer:
+    """The Explainer for one :func:`explain` call: an earlier call's with the same options where there
+    is one, kept on the model (an in-memory one), the spec given, or the spec a reference resolved to."""
+    explainer_options = options.explainer_arguments()
+    if isinstance(model, (str, os.PathLike)):
+        spec = _kept_spec(model, model_options)
+        return _kept_explainer(spec, _options_key(explainer_options), lambda: Explainer(spec, **explainer_options))
+    if isinstance(model, ModelSpec):
+        resolve_model(model, **model_options)  # sets its model_output, as for a reference
+        key = _options_key({**explainer_options, "model_output": model.model_output, "input_size": model.input_size,
+                            "preprocess": model.preprocess})
+        return _kept_explainer(model, key, lambda: Explainer(model, **explainer_options))
+    return _kept_explainer(model, _options_key({**model_options, **explainer_options}),
+                           lambda: Explainer(resolve_model(model, **model_options), **explainer_options))
+
+
+RETRACING_WARNING = "triggered tf.function retracing"
+
+
+class _OwnRetracing(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function> triggered tf.function retracing"
+    while a thread is inside one of this tool's calls. Each explainer traces its steps once; a loop over
+    models, methods or batch shapes makes many explainers of the same Python step, which TensorFlow
+    counts as one function retracing. The user's own functions, traced outside the tool's calls, still warn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside: dict[int, int] = {}  # thread id -> depth of the tool's calls
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.inside.get(record.thread) and RETRACING_WARNING in record.getMessage())
+
+
+_own_retracing = _OwnRetracing()
+
+
+@contextmanager
+def quiet_own_retracing() -> Iterator[None]:
+    """Within: TensorFlow's retracing warning is dropped for this thread (the filter goes on the
+    ``tensorflow`` logger once; its level and handlers stay the user's)."""
+    logger = logging.getLogger("tensorflow")
+    if _own_retracing not in logger.filters:
+        logger.addFilter(_own_retracing)
+    thread = threading.get_ident()
+    inside = _own_retracing.inside
+    inside[thread] = inside.get(thread, 0) + 1
+    try:
+        yield
+    finally:
+        inside[thread] -= 1
+        if not inside[thread]:
+            del inside[thread]
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow, if nothing has yet, with its start-up chatter (oneDNN, CUDA probing, CPU
+    features: written from C++ before any log level applies, and "failed call to cuInit" on a machine
+    without a GPU, written when the devices are first listed) kept off the terminal: standard error
+    points at /dev/null while it imports and lists its devices (which, unlike running an op, leaves
+    ``set_memory_growth`` and ``set_visible_devices`` open to the user), so no setting of the user's
+    changes and Python exceptions still surface. Nothing is done where TensorFlow is already imported."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded interpreters): import as is
+        import tensorflow  # noqa: F401
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _named(name: str, value: Any) -> str:
+    """``name=value`` in a message (through :func:`param` where the name is one of the CLI's too)."""
+    return param(name, repr(value)) if name in PARAMETERS else f"{name}={value!r}"
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_whole_number(name: str, value: Any, minimum: int, optional: bool = False,
+                       error: type[GradcamError] = OptionConflict) -> int | None:
+    """``value`` as an int of at least ``minimum`` (None passes where ``optional``); anything else, a bool
+    or a float included, is refused in one line naming ``name``."""
+    if value is None and optional:
+        return None
+    if not _is_integer(value) or value < minimum:
+        raise error(f"{_named(name, value)}: give a whole number of at least {minimum}"
+                    f"{' (or None)' if optional else ''}.")
+    return int(value)
+
+
+def check_text(name: str, value: Any, what: str, error: type[GradcamError] = OptionConflict,
+               paths: bool = False) -> None:
+    """None, a str (or a path, where ``paths``) passes; anything else is refused in one line naming
+    ``name`` and ``what`` to give."""
+    if value is None or isinstance(value, str) or (paths and isinstance(value, os.PathLike)):
+        return
+    raise error(f"{_named(name, value)}: give {what}.")
+
+
+def _check_keywords(model: Any, images: list, keywords: dict[str, Any]) -> None:
+    """:func:`explain`'s keywords checked before any model loads: a wrong type or value is one line
+    naming the keyword and what to give (a :class:`GradcamError`), never a traceback from deep inside."""
+    if model is None or not (isinstance(model, (str, os.PathLike, ModelSpec)) or hasattr(model, "layers")):
+        raise UnsupportedModel(f"{_named('model', model)}: give a keras.Model, a keras.applications name, 'demo', "
+                               "a model file, or FILE.py:FACTORY.")
+    if not images:
+        raise ImageError(NO_IMAGE_GIVEN)
+    method = keywords["method"]
+    if not isinstance(method, (str, CamMethod)):
+        raise MethodError(f"{_named('method', method)}: give a method name such as 'gradcam' "
+                          "(gradcam_cli.methods.METHODS lists them).")
+    check_whole_number("batch_size", keywords["batch_size"], 1)
+    check_whole_number("top_k", keywords["top_k"], 1, error=TargetError)
+    check_whole_number("chunk_size", keywords["chunk_size"], 1, optional=True)
+    check_whole_number("max_channels", keywords["max_channels"], 1, optional=True)
+    check_whole_number("overlay_size", keywords["overlay_size"], 16, optional=True)
+    classes = keywords["classes"]
+    values = [] if classes is None else classes.ravel().tolist() if isinstance(classes, np.ndarray) else classes
+    wrong = [value for value in values if not (_is_integer(value) or isinstance(value, str))]
+    if wrong:
+        raise TargetError(f"{param('classes')} holds {wrong[0]!r}: give a class index or label, a list of them, or "
+                          "an (N, T) integer array of each image's classes.")
+    size = keywords["input_size"]
+    sizes = [size] if _is_integer(size) else list(size) if isinstance(size, (tuple, list)) else None
+    if size is not None and (not sizes or len(sizes) > 2 or not all(_is_integer(s) and s >= 8 for s in sizes)):
+        raise OptionConflict(f"{_named('input_size', size)}: give H or (H, W) in pixels, each at least 8.")
+    megapixels = keywords["max_megapixels"]
+    if megapixels is not None and not (isinstance(megapixels, (int, float, np.number)) and not isinstance(megapixels, bool)
+                                       and math.isfinite(megapixels) and megapixels >= 1):
+        raise OptionConflict(f"{_named('max_megapixels', megapixels)}: give a finite number of at least 1 (or None).")
+    check_text("layer", keywords["layer"], "a layer name or nested path (str), or None for the automatic pick")
+    check_text("weights", keywords["weights"], "'imagenet', 'none' or a weights file", paths=True)
+    check_text("region", keywords["region"], "'pred', 'all' or a mask image path", paths=True)
+    check_text("smooth", keywords["smooth"], "'aug', 'eigen' or None", error=MethodError)
+    preprocess = keywords["preprocess"]
+    if not (preprocess is None or isinstance(preprocess, str) or callable(preprocess)):
+        raise OptionConflict(f"{_named('preprocess', preprocess)}: give a name (none, scale01, tf, caffe, torch, an "
+                             "application name) or a function of a float32 (N, H, W, C) batch.")
+    labels = keywords["labels"]
+    if not (labels is None or isinstance(labels, (str, os.PathLike))
+            or (isinstance(labels, Sequence) and all(isinstance(label, str) for label in labels))):
+        raise OptionConflict(f"{_named('labels', labels)}: give a labels file or a list of class names (str).")
+    output = keywords["model_output"]
+    if not (output is None or isinstance(output, str) or _is_integer(output)):
+        raise OptionConflict(f"{_named('model_output', output)}: give an output's name or index.")
+    for name in ("safe_mode", "counterfactual"):
+        if not isinstance(keywords[name], (bool, np.bool_)):
+            raise OptionConflict(f"{_named(name, keywords[name])}: give True or False.")
 
 
 def explain(
@@ -262,13 +535,21 @@ def explain(
     >>> result = explain("demo", "sample_images/shapes", method="gradcam++")   # doctest: +SKIP
     >>> result.label(0), result.heatmap(0).shape                               # doctest: +SKIP
     """
-    if isinstance(input_size, int):
-        input_size = (input_size, input_size)
+    images = listed_images(images)
+    if classes is not None and not isinstance(classes, np.ndarray):
+        single = isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__")
+        classes = [classes] if single else list(classes)
+    _check_keywords(model, images, {
+        "method": method, "classes": classes, "top_k": top_k, "layer": layer, "weights": weights,
+        "batch_size": batch_size, "preprocess": preprocess, "labels": labels, "smooth": smooth,
+        "max_channels": max_channels, "chunk_size": chunk_size, "input_size": input_size,
+        "model_output": model_output, "region": region, "overlay_size": overlay_size,
+        "max_megapixels": max_megapixels, "safe_mode": safe_mode, "counterfactual": counterfactual})
+    if _is_integer(input_size):
+        input_size = (int(input_size), int(input_size))
     model_options = {"weights": weights, "preprocess": preprocess, "labels": labels,
                      "input_size": tuple(input_size) if input_size is not None else None,
                      "model_output": model_output, "safe_mode": safe_mode}
-    if classes is not None and not isinstance(classes, np.ndarray):
-        classes = [classes] if isinstance(classes, (int, str, np.integer)) else list(classes)
     options = RunOptions(method=method, layer=layer, classes=classes, top_k=top_k, batch_size=batch_size,
                          smooth=smooth, chunk_size=chunk_size, max_channels=max_channels, region=region,
                          alpha=alpha, overlay_size=overlay_size, max_megapixels=max_megapixels,
@@ -280,6 +561,13 @@ def explain_with_options(model: Any, images: Any, options: RunOptions, **model_o
     """:func:`explain` for a run already described by ``options`` (``compare`` runs one per method);
     ``model_options``: :func:`~gradcam_cli.models.resolve_model`'s keywords."""
     alpha = check_alpha(options.alpha)
+    if "keras" not in sys.modules and configured_name() == "tensorflow":  # else the user's import has spoken
+        import_tensorflow_quietly()
+    with quiet_own_retracing():
+        return _explain(model, images, options, alpha, model_options)
+
+
+def _explain(model: Any, images: Any, options: RunOptions, alpha: float, model_options: dict) -> Explanation:
     explainer = _explainer(model, model_options, options)
     spec = explainer.spec
     arrays, paths, failures = as_images(images, spec.input_size, options.overlay_size, options.max_megapixels)

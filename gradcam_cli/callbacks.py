@@ -19,6 +19,7 @@ so later epochs see the new weights without retracing. ``tracing_count`` lets a 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,9 +29,25 @@ import keras
 import numpy as np
 
 from . import outputs, render
-from .api import as_images, check_alpha
+from .api import (
+    as_images,
+    check_alpha,
+    check_colormap,
+    check_text,
+    check_whole_number,
+    listed_images,
+    quiet_own_retracing,
+)
 from .decode import model_input
-from .errors import GradcamError, ImageError, TargetError
+from .errors import (
+    GradcamError,
+    ImageError,
+    MethodError,
+    OptionConflict,
+    OutputError,
+    TargetError,
+    param,
+)
 from .explainer import BatchResult, Explainer, resolve_classes
 from .graph import model_input_size
 from .methods import canonical_name
@@ -88,16 +105,24 @@ class GradCAMCallback(keras.callbacks.Callback):
         region: str | None = None,
     ):
         super().__init__()
-        if int(every) < 1:
-            raise ValueError(f"every={every}: explain every 1 or more epochs.")
+        # a wrong argument is one line now (a GradcamError), not a traceback after the first epoch
+        self.every = check_whole_number("every", every, 1)
         if log_dir is None and png_dir is None:
-            raise ValueError("give log_dir (TensorBoard), png_dir (PNG files) or both.")
+            raise OptionConflict("GradCAMCallback: give log_dir (TensorBoard), png_dir (PNG files) or both.")
         if log_dir is not None:
             _require_tensorboard()
-        render.colormap_lut(colormap)  # fails now, not after the first epoch
-        names = [method] if isinstance(method, str) else list(method)
+        check_colormap(colormap)
+        names = [method] if isinstance(method, str) or not hasattr(method, "__iter__") else list(method)
+        for name in names:
+            if not isinstance(name, str):
+                raise MethodError(f"{param('method', repr(name))}: give a method name such as 'gradcam', or a list "
+                                  "of them.")
         self.methods = [canonical_name(name) for name in names]
-        self.every = int(every)
+        check_text("layer", layer, "a layer name or nested path (str), or None for the automatic pick")
+        check_text("smooth", smooth, "'aug', 'eigen' or None", error=MethodError)
+        for name, value in (("chunk_size", chunk_size), ("max_channels", max_channels)):
+            check_whole_number(name, value, 1, optional=True)
+        check_whole_number("columns", columns, 1, optional=True)
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.png_dir = None if png_dir is None else Path(png_dir)
         self.preprocess = preprocess
@@ -121,6 +146,8 @@ class GradCAMCallback(keras.callbacks.Callback):
 
     # -- Keras hooks --------------------------------------------------------------------------
     def on_train_begin(self, logs: dict | None = None) -> None:
+        for name, folder in (("log_dir", self.log_dir), ("png_dir", self.png_dir)):
+            _check_writable(name, folder)
         self._build()  # a wrong shape, label, layer or method fails now, not after the first epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -140,6 +167,10 @@ class GradCAMCallback(keras.callbacks.Callback):
 
     def explain(self, step: int) -> dict[str, np.ndarray]:
         """Explain the images with the model as it is now; write and return a grid per method."""
+        with quiet_own_retracing():
+            return self._explain(step)
+
+    def _explain(self, step: int) -> dict[str, np.ndarray]:
         started = time.perf_counter()
         self._build()
         grids: dict[str, np.ndarray] = {}
@@ -233,6 +264,19 @@ class GradCAMCallback(keras.callbacks.Callback):
                 outputs.atomic_write_bytes(self.png_dir / f"{name}.epoch{step + 1:03d}.png", render.png_bytes(grid))
 
 
+def _check_writable(name: str, folder: Path | None) -> None:
+    """Create ``folder`` and write a probe file there, so that an unwritable one fails before training."""
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise OutputError(f"GradCAMCallback: {name}={str(folder)!r} cannot be written "
+                          f"({error.strerror or error}); pass another folder.") from None
+
+
 def _require_tensorboard() -> None:
     try:
         import tensorboard  # noqa: F401  (tf.summary.image is implemented there)
@@ -265,7 +309,7 @@ def _collect(images: Any) -> tuple[list[np.ndarray] | None, np.ndarray | None, A
         if array.ndim != 4:
             raise ImageError(f"GradCAMCallback: an image batch has shape (N, H, W, C), not {array.shape}.")
         return None, array, labels
-    items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    items = listed_images(images)
     if items and all(_is_array_like(item) for item in items):
         shapes = {np.shape(item) for item in items}
         if len(shapes) != 1:

@@ -161,3 +161,169 @@ def test_the_api_bounds_decodes_and_names_its_own_keywords(tmp_path):
     result = explain("demo", [str(PAIR), str(big)], max_megapixels=1)
     assert len(result.images) == 1 and result.failures[0][0] == str(big)
     assert "max_megapixels=1" in result.failures[0][1] and "--" not in result.failures[0][1]
+
+
+def test_explain_in_a_loop_over_a_model_name_builds_and_traces_it_once():
+    # explain("NAME", ...) built and traced a new model every call: a loop over names and methods grew
+    # by the graphs TensorFlow never frees (tf.custom_gradient ops such as SiLU: EfficientNet).
+    from gradcam_cli import api, explain
+
+    api.release_models()
+    first = explain("demo", str(PAIR), method="gradcam++")
+    second = explain("demo", str(PAIR), method="gradcam++")
+    other = explain("demo", str(PAIR), method="layercam")
+    assert first.spec is second.spec is other.spec  # one model for the three calls
+    explainers = getattr(first.spec, api._EXPLAINERS)
+    assert len(explainers) == 2 and [e.tracing_count for e in explainers.values()] == [1, 1]
+    np.testing.assert_allclose(second.heatmaps, first.heatmaps, rtol=1e-5, atol=1e-6)
+    api.release_models()
+    assert explain("demo", str(PAIR)).spec is not first.spec
+
+
+def test_kept_models_are_bounded_and_an_edited_model_file_is_read_again(tmp_path, monkeypatch):
+    import os
+
+    from gradcam_cli import api, explain
+    from gradcam_cli.demo import demo_model_path
+
+    monkeypatch.setattr(api, "MODELS_KEPT", 1)
+    api.release_models()
+    copy = tmp_path / "shapes.keras"
+    shutil.copy(demo_model_path(), copy)
+    first = explain(str(copy), str(PAIR))
+    assert explain(str(copy), str(PAIR)).spec is first.spec
+    os.utime(copy, ns=(1_000_000_000, 1_000_000_000))  # the file changed: its model is loaded again
+    edited = explain(str(copy), str(PAIR))
+    assert edited.spec is not first.spec
+    explain("demo", str(PAIR))
+    assert len(api._kept_models) == 1  # MODELS_KEPT, the least recently used gone
+    api.release_models()
+    assert not api._kept_models
+
+
+@pytest.mark.slow
+def test_an_api_loop_prints_no_retracing_warning_while_the_users_own_functions_still_do(keras, random_images,
+                                                                                      monkeypatch):
+    import logging
+
+    import tensorflow as tf
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+    import gradcam_cli
+    from gradcam_cli import api
+
+    # a fresh count of retracings, so that TensorFlow warns here whatever earlier tests traced
+    monkeypatch.setattr(polymorphic_function, "_frequent_tracing_detector_manager",
+                        polymorphic_function._FrequentTracingDetectorManager())
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # as in a user's process (the CLI's tests raise it)
+    logger.addHandler(handler)
+    try:
+        models = [keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                    keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+                  for _ in range(2)]
+        images = random_images.astype(np.uint8)
+        for model in models:  # 6 model/method combos, with two batch shapes: 6 traces of the tool's step
+            for method, count in (("gradcam", 2), ("gradcam++", 3), ("layercam", 2)):
+                gradcam_cli.explain(model, list(images[:count]), method=method, batch_size=count)
+        ours = [r for r in records if api.RETRACING_WARNING in r.getMessage()]
+
+        @tf.function
+        def users_own(x):
+            return x * 2
+
+        for size in range(1, 8):  # the user's function retraced on every call: TensorFlow's warning stays
+            users_own(tf.zeros((size,)))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert ours == []
+    theirs = [r.getMessage() for r in records if api.RETRACING_WARNING in r.getMessage()]
+    assert theirs and all("users_own" in message for message in theirs)
+
+
+@pytest.mark.parametrize(("keywords", "error", "names"), [
+    ({"batch_size": 0}, "OptionConflict", "batch_size=0"),
+    ({"batch_size": "16"}, "OptionConflict", "batch_size='16'"),
+    ({"top_k": 0}, "TargetError", "top_k=0"),
+    ({"classes": 1.5}, "TargetError", "classes holds 1.5"),
+    ({"classes": np.array([[0.5]])}, "TargetError", "classes holds 0.5"),
+    ({"method": 3}, "MethodError", "method=3"),
+    ({"layer": 3}, "OptionConflict", "layer=3"),
+    ({"input_size": "abc"}, "OptionConflict", "input_size='abc'"),
+    ({"overlay_size": -5}, "OptionConflict", "overlay_size=-5"),
+    ({"max_megapixels": 0}, "OptionConflict", "max_megapixels=0"),
+    ({"chunk_size": 0, "method": "scorecam"}, "OptionConflict", "chunk_size=0"),
+    ({"max_channels": -2, "method": "scorecam"}, "OptionConflict", "max_channels=-2"),
+    ({"preprocess": 5}, "OptionConflict", "preprocess=5"),
+    ({"labels": [1, 2]}, "OptionConflict", "labels=[1, 2]"),
+    ({"safe_mode": "no"}, "OptionConflict", "safe_mode='no'"),
+    ({"alpha": 2}, "OptionConflict", "alpha=2"),
+    ({"model": None}, "UnsupportedModel", "model=None"),
+    ({"model": 5}, "UnsupportedModel", "model=5"),
+    ({"images": None}, "ImageError", "images=None"),
+    ({"images": 5}, "ImageError", "images=5"),
+    ({"images": []}, "ImageError", "an empty list"),
+])
+def test_a_wrong_keyword_is_one_line_naming_it_before_any_model_loads(keywords, error, names, monkeypatch):
+    # these were TypeError, AttributeError or ValueError tracebacks from deep inside (batch_size=0:
+    # "range() arg 3 must not be zero"), or silently accepted (overlay_size=-5, batch_size=2.5)
+    from gradcam_cli import api, errors
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the keywords were checked")
+
+    monkeypatch.setattr(api, "resolve_model", no_model)
+    api.release_models()
+    arguments = {"model": "demo", "images": [np.zeros((8, 8, 3), np.uint8)], **keywords}
+    with pytest.raises(errors.GradcamError) as raised:
+        api.explain(arguments.pop("model"), arguments.pop("images"), **arguments)
+    message = str(raised.value)
+    assert type(raised.value).__name__ == error and names in message and "\n" not in message
+    assert "--" not in message  # Python's spelling, not the command line's
+
+
+def test_a_folder_without_images_is_named_with_what_was_looked_for(tmp_path):
+    from gradcam_cli import explain
+    from gradcam_cli.errors import ImageError
+
+    with pytest.raises(ImageError, match=f"{tmp_path} holds no image file \\(looked for .bmp"):
+        explain("demo", str(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_fresh_api_loop_prints_nothing_and_leaves_tensorflows_settings_alone():
+    # TensorFlow's start-up chatter (oneDNN, CUDA probing, CPU features, cuInit) and retracing warnings
+    # were printed by a plain loop; quieting them must not change the user's log levels or environment
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import logging, os
+import numpy as np
+import gradcam_cli
+picture = np.zeros((64, 64, 3), np.uint8)
+for method in ("gradcam", "gradcam++", "layercam"):
+    for count in (1, 2):
+        gradcam_cli.explain("demo", [picture] * count, method=method, batch_size=count)
+print(logging.getLogger("tensorflow").level, logging.getLogger("absl").level, os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+"""
+    environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    assert done.stderr == ""
+    tensorflow_level, absl_level, native_level = done.stdout.split()
+    assert (tensorflow_level, absl_level) == ("0", "0") and native_level != "3"  # TensorFlow's own, not the CLI's
+
+
+def test_an_unknown_colormap_of_an_overlay_is_one_line():
+    from gradcam_cli import explain
+    from gradcam_cli.errors import OptionConflict
+
+    result = explain("demo", np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(OptionConflict, match="colormap='viridis': choose one of jet, turbo, hot, gray"):
+        result.overlay(0, colormap="viridis")

@@ -245,3 +245,73 @@ def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
     model.fit(images, [np.eye(3)[[0, 1, 2, 0]], np.zeros(4)], epochs=1, verbose=0, callbacks=[watch])
     assert (tmp_path / "gradcam.epoch001.png").exists()
     assert watch.explainers["gradcam"].spec.head.output_name == "kind"
+
+
+@pytest.mark.slow
+def test_callback_epochs_print_no_retracing_warning_of_the_tools_own(keras, tmp_path, monkeypatch):
+    # six methods trace six steps of the same Python function, which TensorFlow counted as retracing
+    import logging
+
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+    from gradcam_cli.api import RETRACING_WARNING
+    from gradcam_cli.callbacks import GradCAMCallback
+
+    monkeypatch.setattr(polymorphic_function, "_frequent_tracing_detector_manager",
+                        polymorphic_function._FrequentTracingDetectorManager())
+    images, labels = _training_data(8)
+    methods = ["gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "eigencam"]
+    callback = GradCAMCallback(images[:2], method=methods, classes=labels[:2], log_dir=None, png_dir=tmp_path)
+    callback.set_model(_tiny_classifier(keras))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # as in a user's process (the CLI's tests raise it)
+    logger.addHandler(handler)
+    try:
+        callback.on_train_begin()
+        callback.on_epoch_end(0)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert sorted(callback.tracing_count) == sorted(methods)
+    assert [r for r in records if RETRACING_WARNING in r.getMessage()] == []
+
+
+@pytest.mark.parametrize(("arguments", "error", "says"), [
+    ({"every": 0}, "OptionConflict", "every=0: give a whole number of at least 1"),
+    ({"log_dir": None, "png_dir": None}, "OptionConflict", "give log_dir (TensorBoard), png_dir (PNG files) or both"),
+    ({"method": 3}, "MethodError", "method=3: give a method name"),
+    ({"method": ["gradcam", 3]}, "MethodError", "method=3: give a method name"),
+    ({"colormap": "viridis"}, "OptionConflict", "colormap='viridis': choose one of jet, turbo, hot, gray"),
+    ({"columns": 0}, "OptionConflict", "columns=0"),
+    ({"layer": 3}, "OptionConflict", "layer=3"),
+    ({"chunk_size": 0, "method": "scorecam"}, "OptionConflict", "chunk_size=0"),
+    ({"images": None}, "ImageError", "images=None: give a path"),
+    ({"images": 5}, "ImageError", "images=5: give a path"),
+])
+def test_callback_arguments_are_refused_in_one_line_before_training(arguments, error, says):
+    # they were ValueError, TypeError or AttributeError tracebacks, or (columns=0) accepted
+    from gradcam_cli.callbacks import GradCAMCallback
+    from gradcam_cli.errors import GradcamError
+
+    arguments = {"images": np.zeros((2, SIZE, SIZE, 3), np.float32), "log_dir": None, "png_dir": "unused",
+                 **arguments}
+    with pytest.raises(GradcamError) as raised:
+        GradCAMCallback(arguments.pop("images"), **arguments)
+    assert type(raised.value).__name__ == error and says in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_callback_with_an_unwritable_folder_fails_when_training_begins_not_after_an_epoch(keras, tmp_path):
+    # the first epoch's PNG write raised FileNotFoundError, ending the training it watched
+    from gradcam_cli.callbacks import GradCAMCallback
+    from gradcam_cli.errors import OutputError
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    callback = GradCAMCallback(np.zeros((2, SIZE, SIZE, 3), np.float32), log_dir=None, png_dir=blocker / "png")
+    callback.set_model(_tiny_classifier(keras))
+    with pytest.raises(OutputError, match="png_dir=.*a_file/png' cannot be written"):
+        callback.on_train_begin()

@@ -18,19 +18,14 @@ def quiet_tensorflow() -> None:
     """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the terminal.
 
     TensorFlow 2.21 writes those lines from C++ before its log level applies, so standard error is
-    pointed at /dev/null for the import only; Python exceptions still surface normally.
+    pointed at /dev/null for the import only (:func:`gradcam_cli.api.import_tensorflow_quietly`);
+    Python exceptions still surface normally. The command owns its process, so TensorFlow's own
+    log levels are raised too (the API leaves them to the user).
     """
+    from ..api import import_tensorflow_quietly
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" not in sys.modules:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        try:
-            with open(os.devnull, "w") as devnull:
-                os.dup2(devnull.fileno(), 2)
-                import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    import_tensorflow_quietly()
     logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notes for compare's methods
 
@@ -151,7 +146,28 @@ top_k_option = click.option("--top-k", type=click.IntRange(min=1), default=1, sh
                             help="Explain each of the K most probable classes (not with --class).")
 
 
-batch_size_option = click.option("-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+LARGE_BATCH_PIXELS = 256 * 224 * 224
+"""A batch holding more input pixels than 256 images at 224x224 is warned about: the compiled step keeps
+every layer's activations of the whole batch for the backward pass, so memory grows with batch x pixels."""
+
+
+batch_size_option = click.option(
+    "-b", "--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+    help="Images per compiled step. Memory grows with batch x input pixels: a batch holding more pixels "
+         "than 256 images at 224x224 (12.8 M) gets a warning.")
+
+
+def warn_large_batch(batch_size: int, input_size: tuple[int, int], count: int) -> None:
+    """One line on stderr when the batch a run will use (``batch_size``, at most ``count`` inputs)
+    holds more pixels than :data:`LARGE_BATCH_PIXELS`; the run goes on."""
+    batch = min(batch_size, count)
+    height, width = input_size
+    pixels = batch * height * width
+    if pixels > LARGE_BATCH_PIXELS:
+        click.echo(f"gradcam: warning: -b/--batch-size {batch_size} puts {batch} inputs of {height}x{width} px "
+                   f"({pixels / 1e6:.1f} M pixels) through the model at once, more than a batch of 256 at "
+                   "224x224 (12.8 M); every layer's activations are kept for the batch, so memory may run out: "
+                   "lower -b/--batch-size if the run is killed.", err=True)
 
 
 recursive_option = click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
@@ -235,6 +251,8 @@ def collect_or_fail(inputs, recursive, excludes, output_dir):
         fail(error)
     arguments = {str(Path(argument)) for argument in inputs}
     bad_arguments = [item for item in items if item.error and item.path in arguments]
+    if len(items) == len(bad_arguments) == 1:  # the one input named is missing: one line says it all
+        fail(GradcamError(f"{items[0].path}: {items[0].error}."))
     for item in bad_arguments:
         click.echo(f"gradcam: {item.path}: {item.error}.", err=True)
     if not items:

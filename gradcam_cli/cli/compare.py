@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -12,6 +11,7 @@ from ..errors import GradcamError
 from .common import (
     MethodType,
     alpha_option,
+    collect_or_fail,
     colormap_option,
     fail,
     input_size_option,
@@ -56,9 +56,16 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
     methods = [method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()]
     if not methods:
         raise click.BadParameter("names no method; give one or more, comma-separated.", param_hint="--methods")
-    for image in images:
-        if not (os.path.exists(image) or glob.has_magic(image)):
-            fail(GradcamError(f"{image}: no such file or folder."))
+    from ..storage import is_uri
+
+    remote = [image for image in images if is_uri(image)]
+    if remote:
+        fail(GradcamError(f"{remote[0]}: gradcam compare reads local files; copy it here first, or use "
+                          "'gradcam explain', which reads object stores."))
+    items = collect_or_fail(images, False, (), None)  # a missing input is said once, the rest are compared
+    arguments = {str(Path(image)) for image in images}
+    missing = [item for item in items if item.error and item.path in arguments]
+    readable = [item.path for item in items if item not in missing]
     try:
         from ..compare import compare_sheet, sheet_format
         from ..outputs import check_file_writable
@@ -70,10 +77,10 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
 
         options = RunOptions(layer=layer, classes=list(classes) or None, alpha=alpha, colormap=colormap,
                              region=region, max_megapixels=max_megapixels)
-        sheet, failures = compare_sheet(spec, list(images), methods, output, options)
+        sheet, failures = compare_sheet(spec, readable, methods, output, options)
     except GradcamError as error:
         fail(error)
     for _, message in failures:
         click.echo(f"gradcam: {message}", err=True)
     click.echo(f"gradcam: comparison sheet written to {sheet}", err=True)
-    sys.exit(1 if failures else 0)
+    sys.exit(1 if failures or missing else 0)

@@ -21,6 +21,7 @@ from .common import (
     model_output_option,
     recursive_option,
     target_options,
+    warn_large_batch,
     xla_option,
 )
 
@@ -82,6 +83,7 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
         metrics = parse_metrics(metric_list, ground_truth is not None)
         parsed_gates = [parse_gate(text, lambda name: method_type.convert(name, None, None)) for text in gates]
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
+        warn_large_batch(batch_size, spec.input_size, len(items))
         from ..evaluate import EvaluateOptions, format_table, write_outputs
         from ..evaluate import evaluate as run_evaluation
         from ..metrics.ground_truth import load_ground_truth
@@ -129,8 +131,11 @@ def _evaluate_with_progress(run_evaluation, items, spec, options, quiet):
         return run_evaluation(items, spec, options, progress=progress)
     except KeyboardInterrupt:
         bar.close()
-        click.echo(f"gradcam: interrupted after {done[0]} image(s); {options.output_dir}/metrics.jsonl holds the rows scored "
-                   "so far and a rerun resumes from them.", err=True)
+        if done[0]:
+            click.echo(f"gradcam: interrupted after {done[0]} image(s); {options.output_dir}/metrics.jsonl holds the rows "
+                       "scored so far and a rerun resumes from them.", err=True)
+        else:
+            click.echo("gradcam: interrupted before the first image was scored; nothing to resume.", err=True)
         sys.exit(INTERRUPTED)
     finally:
         bar.close()

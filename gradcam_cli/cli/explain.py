@@ -28,6 +28,7 @@ from .common import (
     recursive_option,
     region_option,
     target_options,
+    warn_large_batch,
     xla_option,
 )
 
@@ -94,6 +95,7 @@ def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, 
             cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
         arguments = model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
+        warn_large_batch(batch_size, spec.input_size, len(items))
         from ..options import RunOptions
 
         options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,

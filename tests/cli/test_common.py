@@ -109,3 +109,36 @@ def test_an_interrupt_before_the_first_image_does_not_promise_a_manifest(tmp_pat
     assert _main(monkeypatch, "explain", PAIR, "--model", "demo", "-o", tmp_path / "out") == 130
     err = capsys.readouterr().err
     assert "before the first image was written; nothing to resume" in err and "up to date" not in err
+
+
+def test_a_batch_above_the_documented_pixels_warns_in_one_line(capsys):
+    from gradcam_cli.cli.common import LARGE_BATCH_PIXELS, warn_large_batch
+
+    assert LARGE_BATCH_PIXELS == 256 * 224 * 224  # the rule --help and docs/cli.md state
+    warn_large_batch(256, (224, 224), 1000)  # at the line: quiet
+    warn_large_batch(512, (224, 224), 3)  # only 3 inputs: the run's batch is 3
+    assert capsys.readouterr().err == ""
+    warn_large_batch(512, (224, 224), 1000)
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and warning.startswith("gradcam: warning: -b/--batch-size 512 puts 512 inputs")
+    assert "25.7 M pixels" in warning
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate"])
+def test_a_huge_batch_is_a_warning_not_an_error_and_zero_is_refused(command, tmp_path, monkeypatch):
+    from gradcam_cli.cli import common
+
+    monkeypatch.setattr(common, "LARGE_BATCH_PIXELS", 96 * 96)  # the demo's input: a batch of 2 is over
+    extra = ["--methods", "gradcam", "--metrics", "drop"] if command == "evaluate" else []
+    result = run(command, PAIR, PAIR.parent / "01_single_cross.png", "-o", tmp_path / "out", "-b", "64", *extra)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("gradcam: warning: -b/--batch-size 64 puts 2 inputs of 96x96 px") == 1
+    refused = run(command, PAIR, "-o", tmp_path / "zero", "-b", "0")
+    assert refused.exit_code == 2 and "'-b' / '--batch-size': 0 is not in the range x>=1" in refused.output
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "compare"])
+def test_a_single_missing_input_is_one_line_and_exit_2(command, tmp_path):
+    # it took two lines: the file, then "nothing to explain: every input above is missing or refused"
+    result = run(command, tmp_path / "nope.png", "-o", tmp_path / ("out.png" if command == "compare" else "out"))
+    assert result.exit_code == 2 and result.output == f"gradcam: error: {tmp_path / 'nope.png'}: no such file or folder.\n"

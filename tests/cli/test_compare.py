@@ -97,3 +97,18 @@ def test_compare_bounds_its_decodes_with_max_megapixels(tmp_path):
     result = run("compare", PAIR, big, "--methods", "gradcam", "--max-megapixels", 1, "-o", tmp_path / "s.png")
     assert result.exit_code == 1 and "big.png" in result.output and "--max-megapixels 1" in result.output
     assert (tmp_path / "s.png").exists()
+
+
+def test_a_missing_input_is_one_line_and_the_rest_are_compared(tmp_path):
+    # compare refused the whole run (exit 2) for one missing file among good ones
+    result = run("compare", PAIR, tmp_path / "gone.png", "--methods", "gradcam", "-o", tmp_path / "sheet.png")
+    assert result.exit_code == 1, result.output
+    assert result.output.count("gone.png: no such file or folder.") == 1 and (tmp_path / "sheet.png").exists()
+
+
+def test_compare_on_a_folder_without_images_is_one_line_and_exit_2(tmp_path):
+    # it exited 1, as if images had failed, after loading the model
+    (tmp_path / "empty").mkdir()
+    result = run("compare", tmp_path / "empty", "-o", tmp_path / "sheet.png")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "no image files found" in result.output and not (tmp_path / "sheet.png").exists()

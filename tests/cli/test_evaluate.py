@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from gradcam_cli.cli import cli
-from tests.helpers import ROOT, SHAPES, run
+from tests.helpers import PAIR, ROOT, SHAPES, run
 
 STEPS = 5
 
@@ -242,3 +242,17 @@ def test_an_interrupted_evaluate_keeps_its_rows_and_a_rerun_ends_as_an_uninterru
     for key in ("methods", "curves", "ranking", "images", "failures", "gate"):
         assert summary[key] == expected[key], key
     assert len((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()) == 12 * 2
+
+
+def test_an_evaluate_interrupted_before_the_first_image_promises_nothing_to_resume(tmp_path, monkeypatch):
+    # it said "interrupted after 0 image(s); metrics.jsonl holds the rows scored so far" of an empty file
+    from gradcam_cli.scoring import Evaluator
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Evaluator, "score_batch", interrupted)
+    stopped = run("evaluate", PAIR, "--methods", "gradcam", "--metrics", "drop", "-o", tmp_path / "out")
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted before the first image was scored; nothing to resume." in stopped.output
+    assert "rerun resumes" not in stopped.output
