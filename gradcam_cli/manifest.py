@@ -119,7 +119,7 @@ class Manifest:
                         stored = json.loads(line)
                     except ValueError:  # a line cut short by a killed run
                         continue
-                    if isinstance(stored, dict):
+                    if isinstance(stored, dict) and isinstance(stored.get("input"), str):  # else not a row of ours
                         old = old or stored.get("format") != FORMAT
                         rows.append(Manifest.from_stored(stored, location or path.parent))
         except FileNotFoundError:

@@ -79,6 +79,9 @@ def write_report(output_dir: str | Path, workers: int = 4) -> Path:
     if not manifest_path.exists() and not evaluation:
         raise ManifestNotFound(f"{output_dir}: no {MANIFEST} here; run 'gradcam explain ... -o {output_dir}' first.")
     rows = Manifest.read_rows(manifest_path)
+    if manifest_path.exists() and not rows and not evaluation:
+        raise ManifestNotFound(f"{manifest_path}: holds no row of a gradcam run (each row names its input); "
+                               f"run 'gradcam explain ... -o {output_dir}' to make one.")
     cards = _cards(rows)
     thumbs = output_dir / "thumbs"
     stems = dict(zip([c["input"] for c in cards], outputs.unique_stems(Path(c["input"]).name for c in cards), strict=True))

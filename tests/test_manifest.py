@@ -80,3 +80,14 @@ def test_older_manifests_are_still_read(tmp_path, inn, monkeypatch):
                for row in rows)
     assert run("report", tmp_path / "out").exit_code == 0
     assert (tmp_path / "out" / "index.html").read_text().count("<img") >= 3
+
+
+def test_lines_that_are_not_rows_of_a_run_are_passed_over(tmp_path):
+    """A JSON object without an ``input`` (another tool's file, a hand edit) is not a row: reading
+    passes over it rather than failing later on its missing key (the report did, with a traceback)."""
+    from gradcam_cli.manifest import Manifest
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text('{"status": "ok", "label": "cat"}\n[1, 2]\n{"input": "a.png", "status": "error", "error": "x"}\n')
+    rows = Manifest.read_rows(path)
+    assert [row["status"] for row in rows] == ["error"]

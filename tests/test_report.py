@@ -202,3 +202,15 @@ def test_sort_names_what_it_orders_and_keeps_probabilities_apart_from_regression
         chrome.close()
     assert order == ["r0.png", "r1.png", "p1.png", "p2.png", "p0.png", "bad.png"]  # a group per head, high first
     assert ascending == ["r1.png", "r0.png", "p0.png", "p2.png", "p1.png", "bad.png"]  # failures last either way
+
+
+def test_a_manifest_with_no_row_of_a_run_is_one_line_not_an_empty_page(tmp_path):
+    import pytest
+
+    from gradcam_cli.errors import ManifestNotFound
+    from gradcam_cli.report import write_report
+
+    (tmp_path / "manifest.jsonl").write_text('{"status": "ok"}\n')
+    with pytest.raises(ManifestNotFound, match="no row"):
+        write_report(tmp_path)
+    assert not (tmp_path / "index.html").exists()
