@@ -18,11 +18,11 @@ def quiet_tensorflow() -> None:
     """Import TensorFlow with its start-up chatter (oneDNN, CUDA probing) kept off the terminal.
 
     TensorFlow 2.21 writes those lines from C++ before its log level applies, so standard error is
-    pointed at /dev/null for the import only (:func:`gradcam_cli.api.import_tensorflow_quietly`);
+    pointed at /dev/null for the import only (:func:`gradcam_cli.quiet.import_tensorflow_quietly`);
     Python exceptions still surface normally. The command owns its process, so TensorFlow's own
     log levels are raised too (the API leaves them to the user).
     """
-    from ..api import import_tensorflow_quietly
+    from ..quiet import import_tensorflow_quietly
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import_tensorflow_quietly()
