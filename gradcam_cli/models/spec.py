@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import hashlib
+import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +21,7 @@ from ..graph import model_channels, select_output
 from ..heads import Head, detect_head
 
 DEFAULT_SIZE = 224
+DIGEST_CHARS = 16  # 64 bits of a SHA-256: one model among millions, not a security boundary
 
 
 def normalize_name(name: str) -> str:
@@ -57,6 +62,12 @@ class ModelSpec:
         except UnsupportedModel:
             return None
 
+    @functools.cached_property
+    def identity(self) -> str:
+        """What the model is, never where it lives: the key of resume (``config`` in the manifest)
+        and of the Ray engine's worker check (:func:`model_identity` has the rules)."""
+        return model_identity(self)
+
     @property
     def channels(self) -> int:
         """Channels of the image input (1: grayscale, 3: RGB)."""
@@ -76,6 +87,62 @@ class ModelSpec:
         if labels is not None and 0 <= class_index < len(labels):
             return labels[class_index]
         return self.head.default_label(class_index)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """``sha256:`` and the first hex digits of the SHA-256 of the file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()[:DIGEST_CHARS]}"
+
+
+def weights_digest(model: Any) -> str:
+    """``weights:`` and the digest of every weight's shape, dtype and values, in the model's order.
+    Variable names are left out: Keras numbers unnamed layers per process (``conv2d_3``)."""
+    import keras
+
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        values = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+        digest.update(f"{values.dtype.str}{values.shape}".encode())
+        digest.update(values.tobytes())
+    return f"weights:{digest.hexdigest()[:DIGEST_CHARS]}"
+
+
+def model_identity(spec: ModelSpec) -> str:
+    """The content identity of a resolved model, the same on every machine that has the same model:
+
+    - a model file (``.keras``, ``.h5``; the bundled demo is one): the digest of its bytes;
+    - ``FILE.py:FACTORY``: the digest of the Python file plus that of the built model's weights (the
+      code may load weights from anywhere; a factory that draws random weights without a seed
+      builds another model in every process, and is told so);
+    - ``package.module:FACTORY``: the module and the digest of its file, plus the weights';
+    - a ``keras.applications`` name: the name and its weights (``imagenet``, ``none``, or the digest
+      of a weights file); the Keras version is checked with the rest of a Ray worker's environment;
+    - ``hub:PRESET``: the preset (a handle names its version);
+    - a model in memory: its weights' digest.
+    """
+    from .factory import split_reference  # imports this module
+
+    source, weights = spec.source, spec.extra.get("weights")
+    if source.startswith("keras.applications."):
+        if weights is not None and weights != "imagenet" and os.path.isfile(str(weights)):
+            weights = file_digest(weights)
+        return f"{source} weights={'none' if weights is None else weights}"
+    if source.startswith("hub:"):
+        return source
+    if source and source != "in-memory" and os.path.isfile(source):
+        return file_digest(source)
+    reference = split_reference(source)
+    if reference is not None and reference[2] and os.path.isfile(reference[0]):
+        return f"{file_digest(reference[0])} {weights_digest(spec.model)}"
+    if reference is not None and not reference[2]:
+        code = getattr(sys.modules.get(reference[0]), "__file__", None)
+        code_digest = f" {file_digest(code)}" if code and os.path.isfile(code) else ""
+        return f"{reference[0]}{code_digest} {weights_digest(spec.model)}"
+    return f"{source or 'in-memory'} {weights_digest(spec.model)}"
 
 
 def suggest(name: str, choices: list[str]) -> str:

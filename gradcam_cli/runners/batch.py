@@ -53,15 +53,34 @@ class RunSummary:
 
 
 def fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
-    # a model file is one model however its path is typed (and Ray actors load it by absolute path)
+    """The settings that decide a run's files, as 12 hex digits (``config`` in every manifest row): a
+    rerun skips an input whose rows carry the same. The model enters by its content
+    (:attr:`ModelSpec.identity`), never its path: a moved or copied model file resumes, a file
+    replaced by another model redoes its inputs, and Ray workers whose model file (or gradcam-cli)
+    lives elsewhere agree with the driver."""
+    return _digest([spec.identity, *_run_settings(spec, explainer, options, targets)])
+
+
+def legacy_fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:
+    """The ``config`` of rows written before the model's identity was its content (up to 2026-12):
+    the model file's real path and the ``weights`` setting. Resume accepts it as the same settings
+    (a manifest of that time keeps resuming while the model stays where it was); rows redone are
+    written with :func:`fingerprint`."""
     source = os.path.realpath(spec.source) if os.path.isfile(spec.source) else spec.source
-    settings = [source, str(spec.extra.get("weights")), explainer.layer_name, explainer.method.name,
-                targets, f"{options.alpha:.4f}", options.colormap, str(spec.input_size), spec.preprocess_name,
-                str(options.smooth), str(options.max_channels)]
+    return _digest([source, str(spec.extra.get("weights")), *_run_settings(spec, explainer, options, targets)])
+
+
+def _run_settings(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> list[str]:
+    settings = [explainer.layer_name, explainer.method.name, targets, f"{options.alpha:.4f}", options.colormap,
+                str(spec.input_size), spec.preprocess_name, str(options.smooth), str(options.max_channels)]
     if spec.model_output is not None or options.region is not None:  # older runs' fingerprints stay valid
         settings += [str(spec.model_output), str(options.region)]
     if options.overlay_size is not None:  # overlays at the original's size match older runs
         settings.append(f"overlay={options.overlay_size}")
+    return settings
+
+
+def _digest(settings: list[str]) -> str:
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
@@ -90,6 +109,7 @@ class BatchJob:
     targets: str
     config: str
     run_id: str
+    legacy_config: str = ""  # what rows written before content identities carry (legacy_fingerprint)
 
     @classmethod
     def create(cls, spec: ModelSpec, options: RunOptions, explainer: Explainer | None = None,
@@ -102,7 +122,7 @@ class BatchJob:
         targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
         config = fingerprint(spec, explainer, options, targets)
         return cls(spec, explainer, options, classes, targets, config,
-                   run_id or f"{time.time():.6f}-{os.getpid()}")
+                   run_id or f"{time.time():.6f}-{os.getpid()}", legacy_fingerprint(spec, explainer, options, targets))
 
     @functools.cached_property
     def output(self) -> OutputFolder:
@@ -286,7 +306,10 @@ def plan_run(items: list[InputItem], spec: ModelSpec, options: RunOptions,
     manifest = open_manifest(job.output)
     summary = RunSummary(layer=job.explainer.layer_name, method=job.method_name)
     stems = dict(zip([i.real for i in items], outputs.unique_stems(i.relative for i in items), strict=True))
-    done = {} if options.overwrite else manifest.finished_inputs(job.method_name, job.targets, job.config)
+    done = {}
+    if not options.overwrite:
+        for config in dict.fromkeys([job.legacy_config, job.config]):  # rows of either kind count as done
+            done.update(manifest.finished_inputs(job.method_name, job.targets, config))
     todo = [item for item in items if item.real not in done]
     reused = [row for item in dict.fromkeys(i.real for i in items) if item in done for row in done[item]]
     summary.images_skipped = len(items) - len(todo)

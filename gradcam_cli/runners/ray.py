@@ -5,33 +5,45 @@ targets, output stems, resume), then hands the inputs still to do to a Ray Data 
 
     from_items(inputs) -> map_batches(ExplainActor, ActorPoolStrategy(size=workers)) -> driver
 
-Each :class:`ExplainActor` loads the model once, from its name or path (a model is never pickled),
-with TensorFlow's thread pools sized to the CPUs Ray gave the actor, and runs the one batch function
-(:meth:`BatchJob.explain_batch`: decode, explain, render, write) on its own files. Only manifest rows
-travel back; the driver streams them into ``manifest.jsonl`` (the same :class:`Manifest` code, one
-file, written once) and the progress bar. Ray Data supplies streaming, backpressure and the retry
-of a batch whose actor died: outputs are written atomically (temporary file + rename locally, a
-single put on object stores), so a retried batch overwrites whole files with identical bytes, and
-its rows reach the driver only once, from the attempt that finished.
+Each :class:`ExplainActor` first checks that it runs what the driver runs (the same gradcam-cli and
+Keras versions, :class:`Environment`), loads the model once, from its name or path (a model is never
+pickled), with TensorFlow's thread pools sized to the CPUs Ray gave the actor, checks that it is the
+driver's model by content (:attr:`ModelSpec.identity`); a worker that differs is refused with one
+line naming both sides. It then runs the one batch function (:meth:`BatchJob.explain_batch`:
+decode, explain, render, write) on its own files, model batch by model batch within each block of
+inputs (:func:`block_size`). Only manifest rows travel back; the driver streams them into
+``manifest.jsonl`` (the same :class:`Manifest` code, one file, written once) and the progress bar.
+Ray Data supplies streaming, backpressure and the retry of a block whose actor (or node) died:
+outputs are written atomically (temporary file + rename locally, a single put on object stores), so
+a retried block overwrites whole files with identical bytes, and its rows reach the driver only
+once, from the attempt that finished.
 
 Without an address (``--ray-address`` or ``RAY_ADDRESS``) an embedded local Ray is started
 (``address="local"``, ``--workers`` CPUs, a bounded object store) and shut down at the end; with
 one, the job joins that cluster, whose nodes must see the inputs and the output folder (a shared
 filesystem, or ``s3://``/``gs://`` URIs) and have gradcam-cli installed.
+
+Ray puts the driver's working folder first on its workers' import path, so a run started inside a
+checkout of this project had workers import that checkout while the driver imported the installed
+package. The job is therefore started with a runtime environment whose working folder is an empty
+one (:func:`pinned_runtime_env`): workers import what their node has installed, as the driver does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import socket
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,16 +52,20 @@ import numpy as np
 from .. import outputs
 from ..errors import EngineError, GradcamError, param, spell_command_line, spells_command_line
 from ..inputs import InputItem
-from ..models.factory import absolute_reference
+from ..models.factory import absolute_reference, split_reference
 from ..models.spec import ModelSpec
 from ..options import RunOptions
 from ..storage import is_uri
-from .batch import BatchJob, RowSink, RunPlan, RunSummary, plan_run
+from .batch import BatchJob, RowSink, RunPlan, RunSummary, fingerprint, plan_run
 
+log = logging.getLogger("gradcam_cli")
 EXTRA = 'pip install "gradcam-cli[ray]"'
 EMBEDDED_OBJECT_STORE_BYTES = 256 * 1024**2  # rows and paths only travel through it: small is plenty
 CONNECT_TIMEOUT_S = 3.0
 WRITE_FAILURE = "__write_failure__"  # marks an actor's OSError on writing (errno, strerror)
+SUBMITTED_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by `ray job submit` for the driver it starts
+MAX_BATCHES_PER_BLOCK = 4  # model batches in one Ray Data block (block_size)
+BLOCKS_PER_ACTOR = 4  # at least, before blocks grow beyond one batch
 
 
 def require_ray() -> None:
@@ -83,13 +99,87 @@ def absolute_model_arguments(model_arguments: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
+def module_roots(model: Any) -> list[str]:
+    """For ``package.module:FACTORY``, the folder the driver imported the package from: actors add it
+    at the end of their import path, so that a module beside the driver's working folder (no longer on
+    the workers' path, :func:`pinned_runtime_env`) is still found, and an installed one still wins."""
+    parts = split_reference(model) if isinstance(model, str) and not os.path.exists(model) else None
+    if parts is None or parts[2]:
+        return []
+    top = sys.modules.get(parts[0].split(".")[0])
+    location = getattr(top, "__file__", None)
+    if not location:
+        return []
+    folder = os.path.dirname(os.path.abspath(location))
+    return [os.path.dirname(folder) if os.path.basename(location) == "__init__.py" else folder]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What a process explains with: the driver and every Ray worker must agree on the versions of
+    gradcam-cli and Keras and on the backend (``package``, where gradcam-cli was imported from, is
+    shown, never compared: a node may install it anywhere)."""
+
+    version: str
+    keras: str
+    backend: str
+    package: str
+
+    @classmethod
+    def here(cls) -> Environment:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import gradcam_cli
+
+        from .. import backend
+
+        try:
+            keras = version("keras")
+        except PackageNotFoundError:
+            keras = "missing"
+        return cls(gradcam_cli.__version__, keras, backend.configured_name(), os.path.dirname(gradcam_cli.__file__))
+
+    def agrees_with(self, other: Environment) -> bool:
+        return (self.version, self.keras, self.backend) == (other.version, other.keras, other.backend)
+
+    def __str__(self) -> str:
+        return f"gradcam-cli {self.version} (Keras {self.keras}, {self.backend}) from {self.package}"
+
+
+@dataclass(frozen=True)
+class DriverFacts:
+    """What every actor checks itself against before its first batch."""
+
+    environment: Environment
+    model: str  # the model's name, for messages
+    identity: str  # ModelSpec.identity
+    location: str  # where the driver loaded it from (ModelSpec.source)
+    config: str  # the run's fingerprint
+
+    @classmethod
+    def of(cls, job: BatchJob) -> DriverFacts:
+        return cls(Environment.here(), job.spec.name, job.spec.identity, job.spec.source, job.config)
+
+
+def _node() -> str:
+    import ray
+
+    return f"node {ray.util.get_node_ip_address()} ({ray.get_runtime_context().get_node_id()[:8]})"
+
+
 class ExplainActor:
     """The callable class Ray Data runs in each actor of the pool: one model, many batches."""
 
-    def __init__(self, model_arguments: dict[str, Any], options: RunOptions, batch_size: int,
-                 run_id: str, config: str, command_line: bool = False):
+    def __init__(self, model_arguments: dict[str, Any], options: RunOptions, batch_size: int, run_id: str,
+                 driver: DriverFacts, local_paths: dict[str, str] | None = None,
+                 code_paths: list[str] | None = None, command_line: bool = False):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         spell_command_line(command_line)  # messages in rows read as the driver's user expects
+        here = Environment.here()
+        if not here.agrees_with(driver.environment):
+            raise EngineError(f"the Ray worker on {_node()} runs {here}; the driver runs {driver.environment}. "
+                              "Install the same gradcam-cli and Keras on every node, or start the job in a "
+                              "runtime environment that installs them.")
         from .. import backend
 
         cpus = _actor_cpus()
@@ -97,29 +187,81 @@ class ExplainActor:
         from ..explainer import Explainer
         from ..models import resolve_model
 
+        sys.path.extend(path for path in code_paths or [] if path not in sys.path and os.path.isdir(path))
         spec = resolve_model(**model_arguments)
-        explainer = Explainer.from_options(spec, options, batch_size)
-        self.job = BatchJob.create(spec, options, explainer, run_id=run_id)
-        if self.job.config != config:
-            raise GradcamError(f"{spec.source}: the model a Ray worker loaded differs from the driver's "
-                               "(another file or version on that node); make them the same.")
+        if spec.identity != driver.identity:
+            raise EngineError(f"{driver.model}: the Ray worker on {_node()} loaded {spec.identity} from {spec.source}; "
+                              f"the driver loaded {driver.identity} from {driver.location}. Make the model the same "
+                              "on every node.")
+        # paths the driver made absolute (this process's working folder is not the driver's); the
+        # run's fingerprint is the driver's, computed from the options as given
+        local_options = dataclasses.replace(options, **(local_paths or {}))
+        explainer = Explainer.from_options(spec, local_options, batch_size)
+        job = BatchJob.create(spec, local_options, explainer, run_id=run_id)
+        config = fingerprint(spec, explainer, options, job.targets)
+        if config != driver.config:
+            raise EngineError(f"{driver.model}: the Ray worker on {_node()} resolved other settings (layer "
+                              f"{explainer.layer_name}, targets {job.targets}: config {config}) than the driver "
+                              f"(config {driver.config}). Make gradcam-cli and the model the same on every node.")
+        self.job = dataclasses.replace(job, config=config)
         self.pool = ThreadPoolExecutor(max_workers=max(2, cpus), thread_name_prefix="decode-write")
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One block of inputs (:func:`block_size`), in model batches: the next batch decodes while
+        one is explained and the one before is written, as in the local engine. Returns its rows."""
         entries = [
-            (InputItem(str(path), str(relative), str(error) or None, str(real)), str(stem))
-            for path, relative, error, real, stem in zip(batch["path"], batch["relative"], batch["error"],
-                                                         batch["real"], batch["stem"], strict=True)
+            (InputItem(str(path), str(relative), str(error) or None, str(real)), str(stem), str(source))
+            for path, relative, error, real, stem, source in zip(
+                block["path"], block["relative"], block["error"], block["real"], block["stem"], block["source"],
+                strict=True)
         ]
-        decodes = [self.pool.submit(self.job.decode, item, str(source))
-                   for (item, _), source in zip(entries, batch["source"], strict=True)]
+        size = self.job.explainer.batch_size
+        batches = [entries[start : start + size] for start in range(0, len(entries), size)]
+
+        def decodes(batch: list) -> list[Future]:
+            return [self.pool.submit(self.job.decode, item, source) for item, _, source in batch]
+
         rows: list[dict] = []
+        writing: list[list[Future | dict]] = []  # the rows of the batches being written, in order
+
+        def resolve(batch_rows: list[Future | dict]) -> None:
+            rows.extend(row.result() if isinstance(row, Future) else row for row in batch_rows)
+
         try:
-            for row in self.job.explain_batch(entries, decodes, self.pool.submit):
-                rows.append(row.result() if isinstance(row, Future) else row)
+            upcoming = decodes(batches[0])
+            for index, batch in enumerate(batches):
+                current, upcoming = upcoming, decodes(batches[index + 1]) if index + 1 < len(batches) else []
+                writing.append(self.job.explain_batch([(item, stem) for item, stem, _ in batch], current,
+                                                      self.pool.submit))
+                if len(writing) > 1:
+                    resolve(writing.pop(0))
+            for batch_rows in writing:
+                resolve(batch_rows)
         except OSError as error:  # reported to the driver, which stops the run (not retried)
             rows.append({WRITE_FAILURE: [error.errno, error.strerror or str(error)]})
         return {"row": np.array([json.dumps(row, ensure_ascii=False) for row in rows], dtype=object)}
+
+
+def block_size(todo: int, actors: int, batch_size: int) -> int:
+    """Inputs per Ray Data block. Ray Data and its driver spend about as much on a block of 16 photos
+    as on one of 64, a few percent of the work (docs/ray.md); so a large job sends blocks of up to
+    :data:`MAX_BATCHES_PER_BLOCK` model batches, while keeping :data:`BLOCKS_PER_ACTOR` blocks per actor,
+    so that the actors finish together; a small job, blocks of less than a batch, so that every
+    actor has some."""
+    per_actor = -(-todo // max(1, actors))
+    if per_actor <= batch_size:
+        return max(1, per_actor)
+    return batch_size * max(1, min(MAX_BATCHES_PER_BLOCK, per_actor // (batch_size * BLOCKS_PER_ACTOR)))
+
+
+def local_paths(options: RunOptions) -> dict[str, str]:
+    """The options' local paths made absolute: the output folder, a region mask file."""
+    paths = {}
+    if not is_uri(str(options.output_dir)) and not str(options.output_dir).lower().startswith("file://"):
+        paths["output_dir"] = os.path.abspath(options.output_dir)
+    if options.region and os.path.isfile(options.region):
+        paths["region"] = os.path.abspath(options.region)
+    return paths
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -198,11 +340,56 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+def pinned_runtime_env(address: str | None, empty_folder: str) -> dict[str, Any] | None:
+    """The job's runtime environment: ``empty_folder`` as its working folder, so that Ray does not put the
+    driver's working folder (and script folder) first on its workers' import path, where a checkout
+    of this project, or any module lying there, would shadow what the nodes have installed.
+
+    None where Ray adds nothing (a Ray Client address) or where the job already has a working
+    folder (``ray job submit --working-dir``). Another runtime environment given to ``ray job
+    submit`` (``pip``, ``py_modules``) is merged with this one by Ray.
+    """
+    if address and address.startswith("ray://"):
+        return None
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        submitted = json.loads(os.environ.get(SUBMITTED_JOB_CONFIG) or "{}")
+        if (submitted.get("runtime_env") or {}).get("working_dir"):
+            return None
+    return {"working_dir": empty_folder}  # ray.init packs and uploads it (once: by content)
+
+
+@contextlib.contextmanager
+def _worker_errors_to_log() -> Iterator[None]:
+    """Ray's driver prints every error it hears of from the job's workers on standard output, where
+    ``--json`` rows go: a refused actor's whole traceback, each retry of a batch whose node died.
+    Meanwhile they go to the ``gradcam_cli`` log at debug level instead; the run reports its own
+    error in one line. (Ray's private hook; where it is missing, Ray prints as before.)"""
+    from ray._private import worker as ray_worker
+
+    printing = getattr(ray_worker, "print_to_stdstream", None)
+    if printing is None:
+        yield
+        return
+
+    def to_log(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":  # the error channel; worker output is not forwarded here
+            printing(data, ignore_prefix)
+            return
+        for line in data.get("lines", []):
+            log.debug("ray: %s", line)
+
+    ray_worker.print_to_stdstream = to_log
+    try:
+        yield
+    finally:
+        ray_worker.print_to_stdstream = printing
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start an embedded local Ray with
     ``workers`` CPUs; shut it down (or disconnect) at the end. A session this process already has
-    (a notebook, a test) is used as it is and left running."""
+    (a notebook, a test) is used as it is and left running (its workers' import path is its own)."""
     import ray
 
     address = cluster_address(address)
@@ -214,20 +401,41 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
     # otherwise reach the terminal; Ray's session logs keep everything
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
-        with _native_stderr_silenced():
+        with tempfile.TemporaryDirectory(prefix="gradcam-ray-") as empty, _native_stderr_silenced():
+            runtime_env = pinned_runtime_env(address, empty)
             if address:
-                ray.init(address=address, **quiet)
+                ray.init(address=address, runtime_env=runtime_env, **quiet)
             else:
                 ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                         object_store_memory=EMBEDDED_OBJECT_STORE_BYTES, **quiet)
+                         object_store_memory=EMBEDDED_OBJECT_STORE_BYTES, runtime_env=runtime_env, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = param("ray_address", address) if address else "embedded Ray"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EngineError(f"{where}: Ray did not start ({first_line}).") from None
     try:
-        yield
+        with _worker_errors_to_log():
+            yield
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _ray_data_console_detached() -> Iterator[None]:
+    """Ray Data's console handler detached while the job runs: it would print its warnings, and a
+    failed actor's stack trace, around the run's own one-line error. Its log file (``ray-data.log``
+    in the session's logs) still gets everything."""
+    import ray.data  # noqa: F401  (configures its loggers)
+
+    logger = logging.getLogger("ray.data")
+    console = [handler for handler in logger.handlers
+               if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)]
+    for handler in console:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in console:
+            logger.addHandler(handler)
 
 
 def _error_types(base: type = GradcamError) -> dict[str, type]:
@@ -273,28 +481,28 @@ def _stream_rows(job: BatchJob, plan: RunPlan, sink: RowSink, model_arguments: d
     import ray
     import ray.data
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     # rows in input order, as the local engine writes them: the same manifest and report. Actors
     # still run ahead; only finished rows (a few hundred bytes each) wait for their turn.
     context.execution_options.preserve_order = True
     actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    # the model's batch (compiled, padded) stays the local engine's, for identical maps; Ray's
-    # batches are smaller when that keeps every actor busy on a small job
+    # the model's batch (compiled, padded) stays the local engine's, for identical maps; a block
+    # holds one or more of them (fewer inputs when that keeps every actor busy on a small job)
     batch_size = job.explainer.batch_size
-    ray_batch = max(1, min(batch_size, -(-len(plan.todo) // actors)))
+    block = block_size(len(plan.todo), actors, batch_size)
     dataset = ray.data.from_items(
         _input_table(plan.todo, plan.stems),
-        override_num_blocks=-(-len(plan.todo) // ray_batch),
+        override_num_blocks=-(-len(plan.todo) // block),
     ).map_batches(
         ExplainActor,
         fn_constructor_kwargs={
             "model_arguments": absolute_model_arguments(model_arguments), "options": job.options,
-            "batch_size": batch_size, "run_id": job.run_id, "config": job.config,
+            "batch_size": batch_size, "run_id": job.run_id, "driver": DriverFacts.of(job),
+            "local_paths": local_paths(job.options), "code_paths": module_roots(model_arguments.get("model")),
             "command_line": spells_command_line(),
         },
-        batch_size=ray_batch,
+        batch_size=block,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=1,
@@ -341,7 +549,7 @@ def run_explain_ray(
     sink = RowSink.for_plan(plan, on_row, progress)
     try:
         if plan.todo:
-            with ray_session(address, workers), warnings.catch_warnings():
+            with ray_session(address, workers), _ray_data_console_detached(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
                 _stream_rows(job, plan, sink, model_arguments, workers)
     except KeyboardInterrupt:

@@ -81,3 +81,55 @@ def test_json_lists_the_inputs_a_resumed_run_skips(tmp_path):
     assert len(manifest) == 3 and not any("resumed" in line for line in manifest)  # not written again
     human = run("explain", *first_two, "--model", "demo", "-o", out)
     assert "01_single_cross.png:" not in human.stdout  # predictions are printed only for new work
+
+
+def _saved_demo(keras, path: Path, nudge: float = 0.0) -> Path:
+    """The demo model saved at ``path``, its last weight nudged (another model, the same architecture)."""
+    model = keras.models.load_model(ROOT / "gradcam_cli" / "demo" / "shapes_cnn.keras", compile=False)
+    model.weights[-1].assign(model.weights[-1] + nudge)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_model_is_its_bytes_a_moved_copy_resumes_and_a_replaced_file_redoes(keras, tmp_path):
+    """Resume keys the model by its content (ModelSpec.identity), not its path."""
+    import shutil
+
+    first = _saved_demo(keras, tmp_path / "a" / "m.keras")
+    assert run("explain", PAIR, "--model", first, "-o", tmp_path / "out").exit_code == 0
+    moved = tmp_path / "b" / "m.keras"
+    moved.parent.mkdir()
+    shutil.copy(first, moved)
+    again = run("explain", PAIR, "--model", moved, "-o", tmp_path / "out")
+    assert "0 image(s) explained, 1 already done" in again.output, again.output
+    _saved_demo(keras, first, nudge=0.5)  # another model at the first path
+    replaced = run("explain", PAIR, "--model", first, "-o", tmp_path / "out")
+    assert "1 image(s) explained" in replaced.output, replaced.output
+
+
+@pytest.mark.slow
+def test_a_manifest_written_before_content_identities_keeps_resuming(keras, tmp_path):
+    """Rows of that time carry a config computed from the model file's real path; they still count
+    as done while the model stays where it was, and rows redone carry the new config."""
+    import json
+
+    from gradcam_cli.models import resolve_model
+    from gradcam_cli.options import RunOptions
+    from gradcam_cli.runners.batch import BatchJob
+
+    model = _saved_demo(keras, tmp_path / "m.keras")
+    out = tmp_path / "out"
+    assert run("explain", PAIR, SHAPE, "--model", model, "-o", out).exit_code == 0
+    job = BatchJob.create(resolve_model(str(model)), RunOptions(output_dir=out))
+    assert job.legacy_config != job.config
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    rows = [{**json.loads(line), "config": job.legacy_config} for line in lines]
+    (out / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    again = run("explain", PAIR, SHAPE, "--model", model, "-o", out)
+    assert "0 image(s) explained, 2 already done" in again.output, again.output
+    redone = run("explain", PAIR, "--model", model, "-o", out, "--overwrite")
+    assert redone.exit_code == 0
+    configs = {Path(row["input"]).name: row["config"] for row in manifest(out)}
+    assert configs == {PAIR.name: job.config, SHAPE.name: job.legacy_config}

@@ -31,7 +31,7 @@ from gradcam_cli.manifest import MANIFEST, Manifest
 from gradcam_cli.options import RunOptions
 from gradcam_cli.report import write_report
 from gradcam_cli.runners.local import run_explain
-from gradcam_cli.runners.ray import run_explain_ray
+from gradcam_cli.runners.ray import block_size, run_explain_ray
 from tests.helpers import SHAPES
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -341,3 +341,14 @@ def test_actors_build_a_factory_model_from_its_file_and_match_the_local_engine(c
         if name.endswith(".npy"):
             assert ray_files[name] == data, f"{name} differs between the engines"
     assert {row["layer"] for row in rows_of(ray_out)} == {"block/c2"}
+
+
+def test_blocks_grow_to_four_model_batches_while_each_actor_keeps_four():
+    """Ray Data's cost is per block: a large job sends blocks of up to 4 model batches; a small one
+    smaller blocks, so that every actor gets work."""
+    assert block_size(10_000, actors=8, batch_size=16) == 64
+    assert block_size(640, actors=2, batch_size=16) == 64
+    assert block_size(320, actors=2, batch_size=16) == 32  # 5 blocks an actor
+    assert block_size(100, actors=2, batch_size=16) == 16
+    assert block_size(20, actors=2, batch_size=16) == 10  # under a batch: both actors busy
+    assert block_size(1, actors=4, batch_size=16) == 1
