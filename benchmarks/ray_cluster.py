@@ -269,7 +269,7 @@ def pinning_cost(address: str) -> dict:
     """A first task's latency in a fresh job on the cluster, with and without the pinned runtime env."""
     import ray
 
-    from gradcam_cli.runners.ray import pinned_runtime_env
+    from gradcam_cli.runners.ray_session import pinned_runtime_env
 
     figures = {}
     for label in ("without", "with"):
@@ -313,7 +313,8 @@ def main() -> None:
     from gradcam_cli.inputs import collect_inputs
     from gradcam_cli.models import resolve_model
     from gradcam_cli.runners.local import run_explain
-    from gradcam_cli.runners.ray import block_size, ray_session, run_explain_ray
+    from gradcam_cli.runners.ray import block_size, run_explain_ray
+    from gradcam_cli.runners.ray_session import ray_session
 
     work = Path(tempfile.mkdtemp(prefix="gradcam-ray-cluster-"))
     paths = make_folder(work / "photos", args.images)

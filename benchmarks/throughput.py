@@ -401,7 +401,8 @@ def ray_figures(work: Path, count: int, model_name: str) -> dict:
     from gradcam_cli.models import resolve_model
     from gradcam_cli.options import RunOptions
     from gradcam_cli.runners.local import run_explain
-    from gradcam_cli.runners.ray import ray_session, run_explain_ray
+    from gradcam_cli.runners.ray import run_explain_ray
+    from gradcam_cli.runners.ray_session import ray_session
 
     model_arguments = {"model": model_name, "weights": "none"}
     spec = resolve_model(**model_arguments)

@@ -115,7 +115,7 @@ def test_explain_in_a_loop_with_an_in_memory_model_traces_once(keras, random_ima
     import numpy as np
 
     import gradcam_cli
-    from gradcam_cli import api
+    from gradcam_cli import model_cache
 
     def small_model():
         return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
@@ -124,16 +124,16 @@ def test_explain_in_a_loop_with_an_in_memory_model_traces_once(keras, random_ima
     model = small_model()
     images = [random_images[i].astype(np.uint8) for i in range(3)]
     first = gradcam_cli.explain(model, images[0], method="gradcam++")
-    explainers = list(getattr(model, api._EXPLAINERS).values())
+    explainers = list(getattr(model, model_cache._EXPLAINERS).values())
     for image in images[1:]:
         later = gradcam_cli.explain(model, image, method="gradcam++")
-    assert len(explainers) == 1 and list(getattr(model, api._EXPLAINERS).values()) == explainers  # reused
+    assert len(explainers) == 1 and list(getattr(model, model_cache._EXPLAINERS).values()) == explainers  # reused
     assert explainers[0].tracing_count == 1
     np.testing.assert_allclose(gradcam_cli.explain(model, images[0], method="gradcam++").heatmap(0),
                                first.heatmap(0), rtol=1e-5, atol=1e-6)
     assert later.method == "gradcam++"
     other = gradcam_cli.explain(model, images[0], method="gradcam")  # other options: their own
-    assert other.method == "gradcam" and len(getattr(model, api._EXPLAINERS)) == 2
+    assert other.method == "gradcam" and len(getattr(model, model_cache._EXPLAINERS)) == 2
     gone = weakref.ref(model)
     del model, explainers, first, later, other  # results hold their spec, and so the model
     gc.collect()
@@ -161,44 +161,6 @@ def test_the_api_bounds_decodes_and_names_its_own_keywords(tmp_path):
     result = explain("demo", [str(PAIR), str(big)], max_megapixels=1)
     assert len(result.images) == 1 and result.failures[0][0] == str(big)
     assert "max_megapixels=1" in result.failures[0][1] and "--" not in result.failures[0][1]
-
-
-def test_explain_in_a_loop_over_a_model_name_builds_and_traces_it_once():
-    # explain("NAME", ...) built and traced a new model every call: a loop over names and methods grew
-    # by the graphs TensorFlow never frees (tf.custom_gradient ops such as SiLU: EfficientNet).
-    from gradcam_cli import api, explain
-
-    api.release_models()
-    first = explain("demo", str(PAIR), method="gradcam++")
-    second = explain("demo", str(PAIR), method="gradcam++")
-    other = explain("demo", str(PAIR), method="layercam")
-    assert first.spec is second.spec is other.spec  # one model for the three calls
-    explainers = getattr(first.spec, api._EXPLAINERS)
-    assert len(explainers) == 2 and [e.tracing_count for e in explainers.values()] == [1, 1]
-    np.testing.assert_allclose(second.heatmaps, first.heatmaps, rtol=1e-5, atol=1e-6)
-    api.release_models()
-    assert explain("demo", str(PAIR)).spec is not first.spec
-
-
-def test_kept_models_are_bounded_and_an_edited_model_file_is_read_again(tmp_path, monkeypatch):
-    import os
-
-    from gradcam_cli import api, explain
-    from gradcam_cli.demo import demo_model_path
-
-    monkeypatch.setattr(api, "MODELS_KEPT", 1)
-    api.release_models()
-    copy = tmp_path / "shapes.keras"
-    shutil.copy(demo_model_path(), copy)
-    first = explain(str(copy), str(PAIR))
-    assert explain(str(copy), str(PAIR)).spec is first.spec
-    os.utime(copy, ns=(1_000_000_000, 1_000_000_000))  # the file changed: its model is loaded again
-    edited = explain(str(copy), str(PAIR))
-    assert edited.spec is not first.spec
-    explain("demo", str(PAIR))
-    assert len(api._kept_models) == 1  # MODELS_KEPT, the least recently used gone
-    api.release_models()
-    assert not api._kept_models
 
 
 @pytest.mark.slow
@@ -272,12 +234,12 @@ def test_an_api_loop_prints_no_retracing_warning_while_the_users_own_functions_s
 def test_a_wrong_keyword_is_one_line_naming_it_before_any_model_loads(keywords, error, names, monkeypatch):
     # these were TypeError, AttributeError or ValueError tracebacks from deep inside (batch_size=0:
     # "range() arg 3 must not be zero"), or silently accepted (overlay_size=-5, batch_size=2.5)
-    from gradcam_cli import api, errors
+    from gradcam_cli import api, errors, model_cache
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the keywords were checked")
 
-    monkeypatch.setattr(api, "resolve_model", no_model)
+    monkeypatch.setattr(model_cache, "resolve_model", no_model)
     api.release_models()
     arguments = {"model": "demo", "images": [np.zeros((8, 8, 3), np.uint8)], **keywords}
     with pytest.raises(errors.GradcamError) as raised:

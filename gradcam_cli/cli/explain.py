@@ -89,7 +89,7 @@ def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, 
     items = collect_or_fail(inputs, recursive, excludes, output_dir)
     try:
         if engine == "ray":
-            from ..runners.ray import cluster_address, require_ray
+            from ..runners.ray_session import cluster_address, require_ray
 
             require_ray()
             cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads

@@ -34,7 +34,8 @@ from gradcam_cli.inputs import collect_inputs
 from gradcam_cli.manifest import MANIFEST
 from gradcam_cli.options import RunOptions
 from gradcam_cli.runners.local import run_explain
-from gradcam_cli.runners.ray import block_size, ray_session, run_explain_ray
+from gradcam_cli.runners.ray import block_size, run_explain_ray
+from gradcam_cli.runners.ray_session import ray_session
 from tests.helpers import SHAPES
 from tests.runners.test_ray import comparable, files_of, rows_of
 
