@@ -5,14 +5,15 @@
 Trains a small hybrid Vision Transformer (:func:`build_vit`: the demo CNN up to its first dilated
 convolution, frozen, as the stem; 96 px input -> an 8 x 8 token grid plus a class token, class-token pooling) on
 scenes from :mod:`lab.shapes` (the demo model's training mix, another seed), reports its
-accuracy on unseen scenes of that generator, then scores the tool's maps for it and for the bundled demo CNN on the same fresh
+accuracy on unseen scenes of that generator, then scores the tool's maps for it (at the automatic tap, the
+last block's first norm, and at the tokens entering that block, ``vit_block_in``) and for the bundled demo CNN on the same fresh
 scenes as ``benchmarks/localization.py`` (pointing game with the paper's tolerance, and strict), and
 on scenes of :mod:`lab.heldout`, a generator written separately from the training one.
 
 Trained from scratch for a few CPU minutes, ViTs of this size stayed near chance (a keras-hub ViT,
 patch 8, 4 blocks of width 64: 31% after 7 epochs on 8,000 images; a ViT on a fresh conv stem: 38%
-after 4 epochs on 6,000), hence the pretrained stem. The ViT's maps come from the tokens entering
-its last block (an 8 x 8 grid, the tool's automatic pick); the CNN's from ``block3_relu2``
+after 4 epochs on 6,000), hence the pretrained stem. The ViT's maps come from its last block (an 8 x 8 grid) at
+both taps; the CNN's from ``block3_relu2``
 (24 x 24); the model sizes are printed.
 """
 
@@ -125,9 +126,9 @@ def train_vit(seed: int, train: int, test: int, epochs: int, cnn):
     return model, accuracy, seconds
 
 
-def pointing(spec, scenes, method: str) -> dict:
+def pointing(spec, scenes, method: str, layer: str | None = None) -> dict:
     options = {"max_channels": 32} if method == "scorecam" else {}
-    explainer = Explainer(spec, method=method, batch_size=32, **options)
+    explainer = Explainer(spec, method=method, batch_size=32, layer=layer, **options)
 
     def explain_fn(images, classes):
         batch = np.stack([model_input(image, spec.input_size) for image in images])
@@ -147,7 +148,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--per-kind", type=int, default=200)
     parser.add_argument("--scene-seed", type=int, default=777)
-    parser.add_argument("--methods", default="gradcam,gradcam++,layercam,eigencam")
+    parser.add_argument("--methods", default="gradcam,gradcam++,layercam,hirescam,eigencam")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -155,7 +156,9 @@ def main() -> None:
     vit, accuracy, seconds = train_vit(args.seed, args.train, args.test, args.epochs, cnn.model)
     print(f"ViT: {vit.count_params():,} parameters, trained {args.epochs} epochs on {args.train} images in "
           f"{seconds:.0f} s; accuracy on unseen training-generator scenes {accuracy:.3f} ({args.test} single-object images)")
-    models = {"vit": spec_for_model(vit, name="shapes_vit", preprocess="scale01"), "demo_cnn": cnn}
+    vit_spec = spec_for_model(vit, name="shapes_vit", preprocess="scale01")
+    # the automatic tap (the last block's first norm) and the tokens entering that block (the earlier tap)
+    models = {"vit": (vit_spec, None), "vit_block_in": (vit_spec, "block2"), "demo_cnn": (cnn, None)}
     scene_sets = {"shapes": make_scenes(args.scene_seed, args.per_kind),
                   "heldout": heldout.make_scenes(args.scene_seed, args.per_kind)}
     trainable = int(sum(np.prod(w.shape) for w in vit.trainable_weights))
@@ -164,13 +167,14 @@ def main() -> None:
                        "unseen_scene_accuracy": accuracy,
                        "train_seconds": round(seconds), "train_images": args.train, "epochs": args.epochs},
                "demo_cnn": {"parameters": int(cnn.model.count_params())}}
-    print(f"{'scenes':<9}{'model':<10}{'params':>10}{'method':>12}{'pointing':>10}{'strict':>8}{'two-class':>11}  layer")
+    results["vit_block_in"] = {"parameters": results["vit"]["parameters"]}
+    print(f"{'scenes':<9}{'model':<13}{'params':>10}{'method':>12}{'pointing':>10}{'strict':>8}{'two-class':>11}  layer")
     for scene_set, scenes in scene_sets.items():
-        for key, spec in models.items():
+        for key, (spec, layer) in models.items():
             for method in args.methods.split(","):
-                scores = pointing(spec, scenes, method)
+                scores = pointing(spec, scenes, method, layer)
                 results[key].setdefault(scene_set, {})[method] = scores
-                print(f"{scene_set:<9}{key:<10}{results[key]['parameters']:>10,}{method:>12}"
+                print(f"{scene_set:<9}{key:<13}{results[key]['parameters']:>10,}{method:>12}"
                       f"{scores['pointing_game']:>10.1%}{scores['pointing_game_strict']:>8.1%}"
                       f"{scores['two_class']:>11.1%}  {scores['layer']}", flush=True)
     if args.json:

@@ -177,7 +177,9 @@ def taps_gradients(run: Callable, count: int):
     ``replace`` is given (JAX: adds that tap's ``delta``) and ``watch(tensor)`` when ``watch`` is given
     (TensorFlow's tape), then appends it to ``taps``, the same taps in the same order on every run.
     Returns ``(taps, gradients)``: ``gradients[t][i]`` is the gradient of ``scores[:, t]`` with
-    respect to ``taps[i]`` (zeros where the tap does not reach the score)."""
+    respect to ``taps[i]`` (zeros where the tap does not reach the score). A ``run`` that returns a
+    third value, ``(taps, scores, extra)``, gets ``(taps, gradients, extra)`` back (the explainer's
+    several target layers: the targets and reported values of the same pass)."""
     if check_supported() == "jax":
         import jax
         import jax.numpy as jnp
@@ -186,20 +188,20 @@ def taps_gradients(run: Callable, count: int):
         zeros = [jnp.zeros(shape.shape, shape.dtype) for shape in shapes]
 
         def forward(deltas):
-            taps, scores = run(None, lambda index, tensor: tensor + deltas[index].astype(tensor.dtype))
-            return scores, taps
+            taps, scores, *extra = run(None, lambda index, tensor: tensor + deltas[index].astype(tensor.dtype))
+            return scores, (taps, extra)
 
-        scores, pullback, taps = jax.vjp(forward, zeros, has_aux=True)
-        return taps, [list(pullback(jnp.zeros_like(scores).at[:, t].set(1.0))[0]) for t in range(count)]
+        scores, pullback, (taps, extra) = jax.vjp(forward, zeros, has_aux=True)
+        return (taps, [list(pullback(jnp.zeros_like(scores).at[:, t].set(1.0))[0]) for t in range(count)], *extra)
     import tensorflow as tf
 
     with tf.GradientTape(persistent=count > 1) as tape:
-        taps, scores = run(tape.watch, None)
+        taps, scores, *extra = run(tape.watch, None)
         per_target = [scores[:, t] for t in range(count)]
     gradients = [tape.gradient(target, taps, unconnected_gradients=tf.UnconnectedGradients.ZERO)
                  for target in per_target]
     del tape
-    return taps, gradients
+    return (taps, gradients, *extra)
 
 
 def input_gradient(score: Callable, images):

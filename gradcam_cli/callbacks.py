@@ -29,15 +29,6 @@ import keras
 import numpy as np
 
 from . import outputs, render
-from .api import (
-    as_images,
-    check_alpha,
-    check_colormap,
-    check_text,
-    check_whole_number,
-    listed_images,
-    quiet_own_retracing,
-)
 from .decode import model_input
 from .errors import (
     GradcamError,
@@ -50,10 +41,14 @@ from .errors import (
 )
 from .explainer import BatchResult, Explainer, resolve_classes
 from .graph import model_input_size
-from .methods import canonical_name
+from .keywords import check_alpha, check_colormap, check_text, check_whole_number
+from .layers import layer_names
+from .methods import canonical_name, check_tuning
 from .models.in_memory import spec_for_model
 from .models.spec import ModelSpec
 from .options import DEFAULT_ALPHA, RunOptions
+from .pictures import as_images, listed_images
+from .quiet import quiet_own_retracing
 
 DATASET_BATCH = 16  # images taken from an unbatched tf.data.Dataset
 
@@ -78,7 +73,8 @@ class GradCAMCallback(keras.callbacks.Callback):
     ``columns``: grid columns (default: square-ish); tiles are at the model's input size, in the
     order of ``images``. Float inputs are shown stretched to their own minimum and maximum, which
     is exact for [0, 1] and [-1, 1] scalings.
-    ``smooth``, ``chunk_size``, ``max_channels``: as in :func:`gradcam_cli.explain`.
+    ``smooth``, ``chunk_size``, ``max_channels``, ``layer`` (a name or a list, whose maps are combined
+    by ``combine``): as in :func:`gradcam_cli.explain`.
     ``model_output``: for a model with several outputs, the one to explain (name or index).
     ``region``: for a segmentation model, the pixels a class is explained over: 'pred' (default),
     'all' or a mask image path, as the CLI's ``--region``.
@@ -91,7 +87,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         classes: Any = None,
         log_dir: str | os.PathLike | None = "logs/gradcam",
         every: int = 1,
-        layer: str | None = None,
+        layer: str | Sequence[str] | None = None,
         png_dir: str | os.PathLike | None = None,
         preprocess: str | Any = "none",
         labels: list[str] | str | None = None,
@@ -103,6 +99,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         max_channels: int | None = None,
         model_output: str | int | None = None,
         region: str | None = None,
+        combine: str | None = None,
     ):
         super().__init__()
         # a wrong argument is one line now (a GradcamError), not a traceback after the first epoch
@@ -118,7 +115,8 @@ class GradCAMCallback(keras.callbacks.Callback):
                 raise MethodError(f"{param('method', repr(name))}: give a method name such as 'gradcam', or a list "
                                   "of them.")
         self.methods = [canonical_name(name) for name in names]
-        check_text("layer", layer, "a layer name or nested path (str), or None for the automatic pick")
+        layer_names(layer)  # a name, a list of names, or None
+        check_text("combine", combine, "'mean' or 'product' (with several layers), or None")
         check_text("smooth", smooth, "'aug', 'eigen' or None", error=MethodError)
         for name, value in (("chunk_size", chunk_size), ("max_channels", max_channels)):
             check_whole_number(name, value, 1, optional=True)
@@ -131,7 +129,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         self.model_output = model_output
         # the run's options, one per method (the batch is every watched image)
         self.options = RunOptions(layer=layer, alpha=check_alpha(alpha), colormap=colormap, smooth=smooth,
-                                  chunk_size=chunk_size, max_channels=max_channels, region=region)
+                                  chunk_size=chunk_size, max_channels=max_channels, region=region, combine=combine)
         self._decoded, self._arrays, dataset_labels = _collect(images)
         self._true_labels = classes if classes is not None else dataset_labels
         self.count = len(self._decoded if self._decoded is not None else self._arrays)
@@ -200,6 +198,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         spec.model_output = self.model_output
         self._pixels, self._display = self._model_pixels(spec)
         self.targets = self._resolve_targets(spec)
+        check_tuning(list(self.methods), self.options.tuning)
         self.explainers = {
             name: Explainer.from_options(spec, self.options, batch_size=self.count, method=name)
             for name in self.methods

@@ -9,11 +9,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import outputs, render
-from .api import as_images, explain_with_options
+from .api import explain_with_options
 from .errors import OptionConflict, param
 from .explainer import empty_region_message
+from .methods import check_tuning, tuning_for
 from .models.spec import ModelSpec
 from .options import RunOptions
+from .pictures import as_images
 
 TILE = 224
 CAPTION = 22
@@ -56,13 +58,21 @@ def compare_sheet(
     ``methods``).
     """
     options = options or RunOptions()
+    if options.reference is not None:  # a similarity (gradcam_cli.reference): computed once for every method
+        from .reference import Reference
+
+        embedding = None if isinstance(options.reference, Reference) else spec.model_output
+        options = replace(options, reference=Reference.of(options.reference, spec, embedding, options.overlay_size,
+                                                          options.max_megapixels))
     if not methods:
         raise OptionConflict(f"{param('methods')} names no method; give one or more, comma-separated.")
     file_format = sheet_format(sheet_path)
     outputs.check_file_writable(sheet_path, "sheet_path")
     arrays, paths, unreadable = as_images(images, spec.input_size, TILE, options.max_megapixels)  # decoded once, at tile size, for every method
     failures = [(path, f"{reason.rstrip('.')}; left out of the sheet.") for path, reason in unreadable]
-    results = [explain_with_options(spec, arrays, replace(options, method=m)) for m in methods]
+    check_tuning(methods, options.tuning)
+    results = [explain_with_options(spec, arrays, replace(options, method=m, tuning=tuning_for(m, options.tuning)))
+               for m in methods]
     first = results[0]
     rows = [(image, target_index) for image in range(len(first.images)) for target_index in range(first.class_ids.shape[1])]
     empty = set()

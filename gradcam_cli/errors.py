@@ -18,7 +18,9 @@ from contextlib import contextmanager
 
 PARAMETERS: dict[str, str] = {
     # neutral name (the Python keyword) -> the command line's flag
-    "alpha": "--alpha", "chunk_size": "--chunk-size", "classes": "--class", "counterfactual": "--counterfactual",
+    "alpha": "--alpha", "chunk_size": "--chunk-size", "classes": "--class", "combine": "--combine", "fem_sigmas": "--fem-sigmas", "finer_alpha": "--finer-alpha",
+    "finer_comparisons": "--finer-comparisons", "kpca_gamma": "--kpca-gamma", "kpca_kernel": "--kpca-kernel",
+    "counterfactual": "--counterfactual",
     "concepts": "-k/--concepts", "concepts_per": "--concepts-per",
     "engine": "--engine", "gates": "--fail-under", "ground_truth": "--ground-truth", "input_size": "--input-size",
     "labels": "--labels", "layer": "--layer", "max_channels": "--max-channels", "max_megapixels": "--max-megapixels",
@@ -26,6 +28,7 @@ PARAMETERS: dict[str, str] = {
     "model_output": "--model-output", "output_dir": "-o/--output-dir", "preprocess": "--preprocess",
     "ray_address": "--ray-address", "region": "--region", "safe_mode": "--unsafe-model-code",
     "sheet_path": "-o/--output", "smooth": "--smooth", "top_k": "--top-k", "weights": "--weights",
+    "task": "--task", "min_score": "--min-score", "boxes": "--box", "reference": "--reference",
 }
 FLAGS_WITHOUT_VALUE = frozenset({"safe_mode"})  # --unsafe-model-code is safe_mode=False
 _MARK = "\x00"

@@ -27,7 +27,9 @@ from . import outputs, render
 from .decode import PixelBudget, decode_item
 from .errors import EvaluationError, ImageError, OutputError, param
 from .inputs import InputItem
+from .layers import layer_names
 from .methods import BASELINES
+from .methods.base import COMBINE
 from .metrics import (
     CURVES_PNG,
     METRICS,
@@ -97,13 +99,21 @@ def _number(value) -> float | None:
     return None if value is None or np.isnan(value) else round(float(value), 6)
 
 
-def config_fingerprint(spec: ModelSpec, layer: str, options: EvaluateOptions) -> str:
-    """What makes an earlier row reusable: the model, layer, targets and metric settings."""
-    settings = [spec.source, str(spec.extra.get("weights")), spec.preprocess_name, str(spec.input_size), layer,
+def config_fingerprint(spec: ModelSpec, layer: str, options: EvaluateOptions, legacy: bool = False) -> str:
+    """What makes an earlier row reusable: the model (by its content, :attr:`ModelSpec.identity`, as
+    explain's runs), layer, targets and metric settings. ``legacy``: the fingerprint of rows written
+    before 2026-12-06, which named the model by its path and weights setting; still accepted."""
+    model = [spec.source, str(spec.extra.get("weights"))] if legacy else [spec.identity]
+    settings = [*model, spec.preprocess_name, str(spec.input_size), layer,
                 str(options.classes), str(options.top_k), str(options.steps), ",".join(options.metrics),
                 options.ground_truth.source if options.ground_truth else "", str(options.sanity)]
     if spec.model_output is not None:  # another output of the model is another score (earlier rows stay valid)
         settings.append(f"model_output={spec.model_output}")
+    if len(layer_names(options.layer)) > 1:  # several layers (all in `layer`): how their maps are combined
+        settings.append(f"combine={options.combine or COMBINE[0]}")
+    if options.reference is not None:  # a similarity: what the images are compared with
+        settings.append(f"reference={options.reference.digest}")
+    settings += [f"{key}={value}" for key, value in sorted((options.tuning or {}).items())]  # methods' own options
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
 
@@ -124,7 +134,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _reusable_rows(output_dir: Path | None, config: str, methods: list[str]) -> dict[str, list[dict]]:
+def _reusable_rows(output_dir: Path | None, configs: set[str], methods: list[str]) -> dict[str, list[dict]]:
     """Earlier rows per input whose every requested method was scored with this ``config``; a row
     written twice (an input rescored after an interrupted run left part of its rows) counts once, the
     later one."""
@@ -132,7 +142,7 @@ def _reusable_rows(output_dir: Path | None, config: str, methods: list[str]) -> 
         return {}
     by_input: dict[str, dict[tuple, dict]] = {}
     for row in _read_jsonl(Path(output_dir) / METRICS_JSONL):
-        if row.get("config") == config and row.get("method") in methods:
+        if row.get("config") in configs and row.get("method") in methods:
             by_input.setdefault(row["input"], {})[(row["method"], row.get("rank"))] = row
     return {path: list(rows.values()) for path, rows in by_input.items()
             if {method for method, _ in rows} == set(methods)}
@@ -150,6 +160,8 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     interrupted.
     """
     started = time.perf_counter()
+    if options.reference is not None:
+        options, spec = _similarity(spec, options)
     problems = gate_problems(options.gates, list(options.methods), list(options.metrics), set(BASELINES))
     if problems:  # a gate that could never be checked is a usage error, found before any scoring
         raise EvaluationError(f"{param('gates')} " + "; ".join(problems))
@@ -157,7 +169,8 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     evaluator.resolve_targets()  # a bad --class fails before any image
     config = config_fingerprint(spec, evaluator.layer, options)
     output_dir = options.output_dir
-    reused = {} if options.overwrite else _reusable_rows(output_dir, config, options.methods)
+    reused = {} if options.overwrite else _reusable_rows(
+        output_dir, {config, config_fingerprint(spec, evaluator.layer, options, legacy=True)}, options.methods)
     budget = PixelBudget(options.max_megapixels) if options.max_megapixels else None
     rows: list[dict] = [row for item in items for row in reused.get(item.real, [])]
     todo = [item for item in items if item.real not in reused]
@@ -200,6 +213,24 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     return Evaluation(spec.name, evaluator.layer, options.steps, list(options.metrics), list(options.methods),
                       summaries, ranking, rows, curves, sanity_report, failures, missed, images,
                       time.perf_counter() - started, passes)
+
+
+def _similarity(spec: ModelSpec, options: EvaluateOptions) -> tuple[EvaluateOptions, ModelSpec]:
+    """A similarity run (``options.reference``, :mod:`gradcam_cli.reference`): the references computed
+    once and the spec's head their similarity; deletion and insertion then read the cosine similarity
+    on the perturbed copies, and a metric that divides by it is refused."""
+    from dataclasses import replace
+
+    from .heads.similarity import RATIO_METRICS
+    from .reference import Reference
+
+    embedding = None if isinstance(options.reference, Reference) else spec.model_output
+    reference = Reference.of(options.reference, spec, embedding, options.overlay_size, options.max_megapixels)
+    refused = [name for name in options.metrics if name in RATIO_METRICS]
+    if refused:
+        raise EvaluationError(f"{param('metrics', refused[0])} divides by the unaltered image's score, and a cosine "
+                              f"similarity may be 0 or negative; score deletion, insertion, increase or road.")
+    return replace(options, reference=reference), reference.apply(spec)
 
 
 def _last_byte(path: Path) -> bytes:

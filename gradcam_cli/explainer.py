@@ -17,11 +17,12 @@ import numpy as np
 from . import backend
 from .errors import MethodError, OptionConflict, TargetError, param, phrase
 from .graph import LayerInfo, outputs_of
-from .layers import auto_target_layer, branch_note, find_layer
-from .methods import CamContext, CamMethod, get_method
+from .layers import auto_target_layer, branch_note, find_layer, layer_names
+from .methods import CamContext, CamMethod, get_method, tuning_for
+from .methods.base import COMBINE, ROUNDING_BALANCE, combine_layer_maps
 from .models.spec import ModelSpec
-from .options import RunOptions
-from .probe import Probe
+from .options import TUNING_FIELDS, RunOptions
+from .probe import LayersProbe, Probe
 from .regions import REGIONS, read_region_mask
 
 log = logging.getLogger("gradcam_cli")
@@ -34,18 +35,28 @@ AUGMENTATIONS = tuple((flip, brightness) for flip in (False, True) for brightnes
 
 @dataclass
 class BatchResult:
-    """Per image: ``heatmaps`` (n, T, h, w) float32 raw maps at the layer's resolution;
+    """Per image: ``heatmaps`` (n, T, h, w) float32 raw maps at the layer's resolution (several
+    layers: their combined map, at the finest layer's);
     ``class_ids`` (n, T) int; ``probabilities`` (n, C) float32: what the head reports per class
     (probabilities; a regression's output values; a segmentation class's pixel share, see
     :meth:`gradcam_cli.heads.Head.reported`); ``saliency`` (n, T, H, W, C) at the model's input
     size for methods that make one (guided Grad-CAM), else None; ``region_pixels`` (n, T) int, the
-    pixels of each target's region for a segmentation head, else None."""
+    pixels of each target's region for a segmentation head, else None; ``balance`` (n, T), how large each
+    map's channel sum is next to its terms (:meth:`CamMethod.cam_and_balance`), else None."""
 
     heatmaps: np.ndarray
     class_ids: np.ndarray
     probabilities: np.ndarray
     saliency: np.ndarray | None = None
     region_pixels: np.ndarray | None = None
+    balance: np.ndarray | None = None
+
+    def rounding_noise(self, image: int, rank: int) -> bool | None:
+        """Whether a map is rounding noise (its channel sum under :data:`ROUNDING_BALANCE` of its
+        terms, :meth:`CamMethod.cam_and_balance`); None where the method's map is not such a sum."""
+        if self.balance is None:
+            return None
+        return bool(self.balance[image, rank] < ROUNDING_BALANCE)
 
 
 def resolve_classes(spec: ModelSpec, classes: list[str | int] | None, num_classes: int) -> list[int] | None:
@@ -101,7 +112,7 @@ class Explainer:
         self,
         spec: ModelSpec,
         method: str | CamMethod = "gradcam",
-        layer: str | None = None,
+        layer: str | list[str] | None = None,
         batch_size: int = 16,
         xla: bool = False,
         smooth: str | None = None,
@@ -109,47 +120,92 @@ class Explainer:
         max_channels: int | None = None,
         region: str | None = None,
         counterfactual: bool = False,
+        combine: str | None = None,
+        tuning: dict | None = None,
     ):
         backend.check_supported()  # PyTorch: one line, before any work
         if smooth not in SMOOTHING:
             raise MethodError(f"unknown smoothing '{smooth}': use {' or '.join(s for s in SMOOTHING if s)}.")
         self.spec = spec
         self.smooth = smooth
-        self.method = get_method(method, eigen_smooth=smooth == "eigen", chunk_size=chunk_size,
+        unknown = sorted(set(tuning or {}) - set(TUNING_FIELDS))
+        if unknown:
+            raise OptionConflict(f"unknown tuning option '{unknown[0]}': use {', '.join(TUNING_FIELDS)}.")
+        self.method = get_method(method, tuning=tuning, eigen_smooth=smooth == "eigen", chunk_size=chunk_size,
                                  max_channels=max_channels)
+        self.tuning = {key: value for key, value in (tuning or {}).items() if value is not None}
         self.counterfactual = bool(counterfactual)
         refusal = self.method.counterfactual_refusal() if self.counterfactual else None
         if refusal:
             raise OptionConflict(f"{param('counterfactual')} does not apply to {self.method.name}: a counterfactual "
                                  f"map negates the gradients of the class score, and {refusal}.")
         self.head = spec.head
+        refused = self.head.method_refusal(self.method)  # e.g. a class-agnostic method on a similarity
+        if refused:
+            raise MethodError(f"{refused}.")
+        if self.head.takes_boxes and smooth == "aug":
+            raise OptionConflict(f"{param('smooth', 'aug')} flips the images, and a detector's boxes would have to "
+                                 f"flip with them; use {param('smooth', 'eigen')} or none.")
         self.region = self._region(region)
-        self.target: LayerInfo = (find_layer(spec.model, layer) if layer
-                                  else auto_target_layer(spec.model, head=self.head))
-        self.notes = list(spec.notes) + ([] if layer else
+        layer = layer or getattr(self.head, "default_layer", None)  # a detector's pyramid level (heads/detection.py)
+        names = layer_names(layer)
+        found = [find_layer(spec.model, name) for name in names] or [auto_target_layer(spec.model, head=self.head)]
+        # several layers: each map computed in the same pass, then combined (``combine``, methods/base.py)
+        self.targets: list[LayerInfo] = list({(id(info.layer), info.tap): info for info in found}.values())
+        self.target: LayerInfo = self.targets[0]
+        self.combine = self._combine(combine)
+        self.notes = list(spec.notes) + ([] if names else
                                          [note for note in [branch_note(spec.model, self.target, self.head)] if note])
         for note in self.notes:
             if note not in _NOTES_SHOWN:  # once a process, however many methods are explained
                 _NOTES_SHOWN.add(note)
                 log.warning("gradcam: %s", note)
-        self.probe = Probe(spec.model, self.target, self.head)
-        self.method_state = self.method.prepare(spec, self.probe)
+        self.probes = [Probe(spec.model, target, self.head) for target in self.targets]
+        self.probe = self.probes[0]
+        self.method_states = [self.method.prepare(spec, probe) for probe in self.probes]
+        self.method_state = self.method_states[0]
         self.batch_size = int(batch_size)
         self.xla = xla
         self.num_classes = self.head.num_classes
         self._compiled: dict[tuple, Any] = {}
-        log.info("target layer: %s %s", self.target.path, self.target.output_shape)
+        self._detect_step = None  # a detector's forward pass (detect)
+        for target in self.targets:
+            log.info("target layer: %s %s", target.path, target.output_shape)
 
     @classmethod
     def from_options(cls, spec: ModelSpec, options: RunOptions, batch_size: int | None = None,
                      method: str | CamMethod | None = None) -> Explainer:
-        """The explainer a run's options describe (``batch_size``, ``method``: this one instead)."""
+        """The explainer a run's options describe (``batch_size``, ``method``: this one instead, with the
+        part of the options' ``tuning`` that tunes it: a run of several methods checks the rest once,
+        :func:`~gradcam_cli.methods.check_tuning`)."""
         overrides = {"method": method, "batch_size": batch_size}
+        if method is not None:
+            overrides["tuning"] = tuning_for(method, options.tuning) or {}
         return cls(spec, **options.explainer_arguments(**{k: v for k, v in overrides.items() if v is not None}))
+
+    def _combine(self, combine: str | None) -> str | None:
+        """``combine`` checked against the layers and the method: None for one layer, else how the
+        layers' maps are combined ('mean' unless given)."""
+        if combine is not None and combine not in COMBINE:
+            raise OptionConflict(f"unknown {param('combine', combine)}: use {' or '.join(COMBINE)}.")
+        if len(self.targets) < 2:
+            if combine is not None:
+                raise OptionConflict(f"{param('combine', combine)} combines the maps of several layers: give two or "
+                                     f"more with {param('layer')}, or leave {param('combine')} out.")
+            return None
+        refusal = self.method.several_layers_refusal()
+        if refusal:
+            raise OptionConflict(f"{self.method.name} cannot map several layers at once: {refusal}; give one "
+                                 f"{param('layer')} or use another {param('method')}.")
+        return combine or COMBINE[0]
 
     def resolve_targets(self, classes: list[int | str] | None, top_k: int) -> list[int] | None:
         """Check ``--class`` values (to indices, each once) or, without them, ``--top-k`` against the
-        model. Both at once is refused: explicit classes replace the ranking, so a K > 1 would be ignored."""
+        model. Both at once is refused: explicit classes replace the ranking, so a K > 1 would be ignored.
+        A detector's targets are its boxes (``classes`` keeps those of the classes named)."""
+        if self.head.takes_boxes and int(top_k) != 1:
+            raise OptionConflict(f"{param('top_k', top_k)} ranks a classifier's classes; a detector explains each box "
+                                 f"scoring {param('min_score')} or more (pick some with {param('boxes')}).")
         if classes is not None and len(classes) and int(top_k) != 1:
             raise OptionConflict(f"{param('top_k', top_k)} and {param('classes')} cannot be combined: {param('classes')} "
                                  f"names the classes to explain, {param('top_k')} picks each image's K most probable; "
@@ -181,7 +237,12 @@ class Explainer:
 
     @property
     def layer_name(self) -> str:
-        return self.target.path
+        """The target layer's path; several layers' paths joined by '+'."""
+        return "+".join(self.layer_paths)
+
+    @property
+    def layer_paths(self) -> list[str]:
+        return [target.path for target in self.targets]
 
     @property
     def tracing_count(self) -> int:
@@ -198,14 +259,17 @@ class Explainer:
     def _build_step(self, explicit: bool, count: int):
         from keras import ops
 
-        probe, method, state, head, region = self.probe, self.method, self.method_state, self.head, self.region
+        method, states, head, region, probes = self.method, self.method_states, self.head, self.region, self.probes
+        several = len(probes) > 1
+        probe = LayersProbe(probes) if several else self.probe  # several: every layer tapped in one pass
         sign = -1.0 if self.counterfactual else 1.0
 
-        def step(images, class_ids):
+        def step(images, class_ids, *kept_boxes):
             def run(watch, replace):
                 """One forward pass: the tapped map, each target's score, and what the step reports."""
                 tapped, raw = probe(images, watch=watch, replace=replace)
-                regions = head.regions(ops.stop_gradient(raw), region)
+                # a detector's targets are its kept boxes (B, count, 6), given; else the head's regions
+                regions = kept_boxes[0] if kept_boxes else head.regions(ops.stop_gradient(raw), region)
                 logits = head.scores(raw, regions)
                 reported = head.reported(raw, regions)
                 targets = class_ids if explicit else ops.top_k(ops.stop_gradient(reported), k=count)[1]
@@ -215,53 +279,122 @@ class Explainer:
                     scores = -scores
                 return tapped, scores, (ops.stop_gradient(logits), reported, targets, regions)
 
-            # gradients of the tensor the model consumed (before any dtype cast), so it is on the tape
+            # gradients of the tensor the model consumed (before any dtype cast), so it is on the tape;
+            # below, per target t and layer i: gradients[t][i], products[t][i]
             products = None
-            if method.uses_hessian:
+            if several and method.uses_gradients:
+                tapped, gradients, (logits, reported, targets, regions) = backend.taps_gradients(run, count)
+            elif several:
+                tapped, _, (logits, reported, targets, regions) = run(None, None)
+                gradients = None
+            elif method.uses_hessian:
                 tapped, gradients, products, (logits, reported, targets, regions) = backend.tap_hessian_products(
                     run, count)
+                tapped, gradients, products = [tapped], [[g] for g in gradients], [[p] for p in products]
             else:
                 tapped, gradients, (logits, reported, targets, regions) = backend.tap_gradients(
                     run, count, method.uses_gradients)
-            activations = ops.cast(tapped, "float32")
-            maps, saliencies = [], []
+                tapped, gradients = [tapped], None if gradients is None else [[g] for g in gradients]
+            layers_activations = [ops.cast(activations, "float32") for activations in tapped]
+            maps, saliencies, balances = [], [], []
             for t in range(count):
-                gradient = None if gradients is None else ops.cast(gradients[t], "float32")
-                product = None if products is None else ops.cast(products[t], "float32")
-                context = CamContext(activations, gradient, targets[:, t], logits, images, probe, state, regions,
-                                     score_sign=sign, hessian_products=product)
-                maps.append(method.cam(context))
-                if method.makes_saliency:
-                    saliencies.append(method.saliency(context, maps[-1]))
+                contexts = [CamContext(activations, None if gradients is None else ops.cast(gradients[t][i], "float32"),
+                                       targets[:, t], logits, images, probes[i], states[i], regions, score_sign=sign,
+                                       hessian_products=None if products is None
+                                       else ops.cast(products[t][i], "float32"))
+                            for i, activations in enumerate(layers_activations)]
+                layered = [method.cam_and_balance(context) for context in contexts]  # (map, balance) per layer
+                layer_maps = [layer_map for layer_map, _ in layered]
+                if layered[0][1] is not None:  # the least balanced layer: a noise layer spoils a combination
+                    balances.append(ops.min(ops.stack([balance for _, balance in layered], axis=1), axis=1))
+                maps.append(combine_layer_maps(layer_maps, self.combine) if several else layer_maps[0])
+                if method.makes_saliency:  # guided Grad-CAM: guided backpropagation x the (combined) map
+                    saliencies.append(method.saliency(contexts[0], maps[-1]))
             outputs = [ops.stack(maps, axis=1), targets, reported]
             outputs.append(ops.stack(saliencies, axis=1) if saliencies else ops.zeros((0,)))
             pixels = head.region_pixels(regions)
             outputs.append(ops.zeros((0,), "int32") if pixels is None
                            else ops.take_along_axis(pixels, targets, axis=1))
+            outputs.append(ops.stack(balances, axis=1) if balances else ops.zeros((0,)))
             return tuple(outputs)
 
         height, width = self.spec.input_size
         channels = self.spec.channels
-        return backend.compile_step(step, [((self.batch_size, height, width, channels), "float32"),
-                                           ((self.batch_size, count), "int32")], xla=self.xla)
+        specs = [((self.batch_size, height, width, channels), "float32"), ((self.batch_size, count), "int32")]
+        if head.takes_boxes:
+            specs.append(((self.batch_size, count, 6), "float32"))
+        return backend.compile_step(step, specs, xla=self.xla)
 
     def run(
         self,
         images: np.ndarray,
         classes: list[int | str] | np.ndarray | None = None,
         top_k: int = 1,
+        boxes: list | None = None,
     ) -> BatchResult:
         """Maps for ``images``: (n, H, W, C) RGB pixels in [0, 255] at the model's input size, not yet
         preprocessed (``spec.preprocess`` is applied here); n may exceed the batch size.
 
         ``classes``: a list of class indices/labels explained for every image, or an (n, T) integer
         array giving each image its own targets; otherwise each image's ``top_k`` best classes.
+        ``boxes``: a detector's (:meth:`detect`): per image, the kept boxes to explain
+        (:class:`~gradcam_cli.boxes.Detection`); ``class_ids`` are then their classes, -1 where an
+        image has fewer boxes than the most of the batch, and ``probabilities`` (n, T) their scores.
         """
         images = np.asarray(images, dtype=np.float32)
+        if self.head.takes_boxes:
+            return self._run_boxes(self._preprocess(images), boxes)
         result = self._run_preprocessed(self._preprocess(images), classes, top_k)
         if self.smooth != "aug":
             return result
         return self._augmented(images, result)
+
+    def detect(self, images: np.ndarray) -> list:
+        """A detector's detections, per image, best first (:meth:`gradcam_cli.heads.DetectionHead.detect`):
+        ``images`` as for :meth:`run`; one forward pass, compiled for the batch size, then the model's
+        decoder (or the tool's non-max suppression)."""
+        if self._detect_step is None:
+            self._detect_step = backend.compile_step(
+                lambda chunk: self.probe.logits(chunk),
+                [((self.batch_size, *self.spec.input_size, self.spec.channels), "float32")], xla=self.xla)
+        prepared = self._preprocess(np.asarray(images, dtype=np.float32))
+        found: list = []
+        for start in range(0, len(prepared), self.batch_size):
+            chunk, filled = self._padded(prepared[start : start + self.batch_size])
+            raw = backend.to_numpy(self._detect_step(chunk))
+            found += self.head.detect(raw, chunk)[:filled]
+        return found
+
+    def _padded(self, chunk: np.ndarray) -> tuple[np.ndarray, int]:
+        """``chunk`` padded with zeros to the batch size (the compiled shape), and how many are real."""
+        filled = len(chunk)
+        if filled < self.batch_size:
+            chunk = np.concatenate([chunk, np.zeros((self.batch_size - filled, *chunk.shape[1:]), chunk.dtype)])
+        return chunk, filled
+
+    def _run_boxes(self, images: np.ndarray, boxes: list | None) -> BatchResult:
+        """:meth:`run` for a detector: each image's ``boxes`` are its targets (slots 0..T-1 of the step)."""
+        if boxes is None or len(boxes) != len(images):
+            raise TargetError("a detector explains boxes: pass each image's boxes to explain (Explainer.detect "
+                              f"finds them); got {'none' if boxes is None else len(boxes)} for {len(images)} image(s).")
+        count = max([1, *(len(found) for found in boxes)])
+        targets = np.zeros((len(images), count, 6), np.float32)
+        for index, found in enumerate(boxes):
+            for slot, box in enumerate(found):
+                targets[index, slot] = box.target() if hasattr(box, "target") else np.asarray(box, np.float32)
+        if targets[..., 4].min(initial=0) < 0 or targets[..., 4].max(initial=0) >= self.num_classes:
+            raise TargetError(f"box classes must lie in 0..{self.num_classes - 1}.")
+        slots = np.broadcast_to(np.arange(count, dtype=np.int32), (self.batch_size, count)).copy()
+        results = []
+        for start in range(0, len(images), self.batch_size):
+            chunk, filled = self._padded(images[start : start + self.batch_size])
+            kept = self._padded(targets[start : start + self.batch_size])[0]
+            outputs = [backend.to_numpy(output) for output in self._step(True, count)(chunk, slots, kept)]
+            results.append([output[:filled] if output.ndim and output.shape[0] else None for output in outputs])
+        result = BatchResult(*(None if parts[0] is None else np.concatenate(parts) for parts in zip(*results, strict=True)))
+        given = np.asarray([[slot < len(found) for slot in range(count)] for found in boxes])
+        result.class_ids = np.where(given, targets[..., 4].astype(np.int32), -1)
+        return result
 
     def _preprocess(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.spec.preprocess(images.copy()), dtype=np.float32)
@@ -280,7 +413,7 @@ class Explainer:
             maps = self._run_preprocessed(self._preprocess(augmented), plain.class_ids, 1).heatmaps
             total += maps[..., ::-1] if flip else maps
         return BatchResult(total / len(AUGMENTATIONS), plain.class_ids, plain.probabilities, plain.saliency,
-                           plain.region_pixels)
+                           plain.region_pixels, plain.balance)
 
     def _run_preprocessed(self, images: np.ndarray, classes, top_k: int) -> BatchResult:
         per_image = None

@@ -6,16 +6,25 @@ the last layer whose output is rank 4 ``(batch, h, w, c)`` with ``h * w > 1`` an
 pooling layer, looking inside nested models. torchcam's locate-candidate-layer reads output shapes
 in the same spirit.
 
-Vision Transformers have no spatial map but a token sequence ``(batch, prefix + h * w, d)``. The tap
-there is the tokens *entering* the last transformer block: with class-token pooling the final patch
-tokens never reach the output, so their gradients are zero, while the tokens entering the last block
-reach the class token through its attention (pytorch-grad-cam's ViT recipe taps the same place, the
-last block's first norm). A transformer block is any layer holding an attention layer
-(``MultiHeadAttention``, a class named ``...Attention``) among its own sub-layers, found also inside
-layers such as keras-hub's encoders, which are not graph nodes. The prefix tokens (class,
-distillation, registers) are dropped and the rest reshaped row by row to the patch grid, whose shape
-follows the input's aspect ratio (:func:`token_grid`); a count that forms no grid is an error.
-Methods see a ``(batch, h, w, d)`` map and never know it came from tokens.
+Vision Transformers have no spatial map but a token sequence ``(batch, prefix + h * w, d)``. With
+class-token pooling the final patch tokens never reach the output (their gradients are zero), so the
+tap is in the last transformer block, where patch tokens still reach the class token through its
+attention. In a pre-norm block (``x + attention(norm1(x))``, ViT, DeiT, keras-hub's encoders) the
+automatic tap is the output of the block's first normalisation, the place pytorch-grad-cam's ViT
+recipe taps (``blocks[-1].norm1``); the tokens *entering* the block, which this tool tapped before,
+reach the class token only through that normalisation, which undoes any scaling of a token: the
+derivative of the score along a token is zero, so ``sum_k g_k A_k`` vanishes at every position and
+HiResCAM's map there is rounding noise (about 1e-8 of its terms on a keras-hub ViT;
+``benchmarks/token_model.py`` prints both taps' figures on a trained ViT). A post-norm block, or one
+whose normalisation is not found, is tapped at its input. Both taps are listed by ``gradcam layers``
+and reachable with ``--layer``: the block's name for its input, ``BLOCK/NORM`` for the normalisation.
+
+A transformer block is any layer holding an attention layer (``MultiHeadAttention``, a class named
+``...Attention``) among its own sub-layers, found also inside layers such as keras-hub's encoders,
+which are not graph nodes. The prefix tokens (class, distillation, registers) are dropped and the rest
+reshaped row by row to the patch grid, whose shape follows the input's aspect ratio
+(:func:`token_grid`); a count that forms no grid is an error. Methods see a ``(batch, h, w, d)`` map
+and never know it came from tokens.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
-from .errors import LayerNotFound, UnsupportedModel, param, phrase
+from .errors import LayerNotFound, OptionConflict, UnsupportedModel, param, phrase
 from .graph import (
     PATH_SEP,
     LayerInfo,
@@ -38,7 +47,7 @@ from .graph import (
     upstream_of,
     walk_back,
 )
-from .hooks import intercept_input
+from .hooks import intercept, intercept_input
 from .probe import MAX_PREFIX_TOKENS, token_grid
 
 
@@ -60,36 +69,59 @@ def _blocks_inside(layer, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _blocks_inside(sub, path + PATH_SEP)
 
 
-def _traced_input_shapes(model, taps: list[tuple[str, Any]]) -> dict[int, tuple]:
-    """Shapes of the tensors entering each tapped layer, from one forward pass on a zero image
-    (sub-layers of a layer have no symbolic output to read)."""
+def _is_normalization(layer) -> bool:
+    import keras
+
+    kinds = tuple(getattr(keras.layers, name) for name in ("LayerNormalization", "RMSNormalization")
+                  if hasattr(keras.layers, name))
+    return isinstance(layer, kinds)
+
+
+def _traced_blocks(model, taps: list[tuple[str, Any]]) -> tuple[dict[int, tuple], dict[int, tuple]]:
+    """From one forward pass on a zero image (sub-layers of a layer have no symbolic output to read):
+    the shape of the tensor entering each tapped block, and for each pre-norm block its first
+    normalisation, the one called on the block's own input, with the shape it returns."""
     import numpy as np
 
     shapes: dict[int, tuple] = {}
+    norms: dict[int, tuple] = {}
     if not taps:
-        return shapes
+        return shapes, norms
     height, width = model_input_size(model)
     channels = model_channels(model)
     zeros = np.zeros((1, height or 224, width or 224, channels), np.float32)
+    entering: dict[int, Any] = {}
 
     def keeper(layer):
         def keep(tensor):
             shapes[id(layer)] = (None, *tuple(tensor.shape)[1:])
+            entering[id(layer)] = tensor
             return tensor
+        return keep
+
+    def norm_keeper(block, norm):
+        def keep(args, output):
+            if id(block) not in norms and args and args[0] is entering.get(id(block)):
+                norms[id(block)] = (norm, (None, *tuple(output.shape)[1:]))
+            return output
         return keep
 
     try:
         with ExitStack() as stack:
             for _, layer in taps:
                 stack.enter_context(intercept_input(layer, keeper(layer)))
+                for inner in sublayers(layer):
+                    if _is_normalization(inner):
+                        stack.enter_context(intercept(inner, norm_keeper(layer, inner)))
             model(zeros, training=False)
     except Exception:  # a model that cannot run on a blank image: no token taps, shapes rule only
-        return {}
-    return shapes
+        return {}, {}
+    return shapes, norms
 
 
 def transformer_taps(model) -> list[LayerInfo]:
-    """The tokens entering each transformer block, in forward order: blocks found among the
+    """The taps of each transformer block, in forward order: the tokens entering it, then, for a
+    pre-norm block, its first normalisation's output (module docstring). Blocks are found among the
     sub-layers of graph layers, and graph-level attention layers (their query input)."""
     found: list[tuple[str, Any]] = []
     for info in iter_layers(model):
@@ -97,9 +129,15 @@ def transformer_taps(model) -> list[LayerInfo]:
             found.append((info.path, info.layer))
         else:
             found.extend(_blocks_inside(info.layer, info.path + PATH_SEP))
-    shapes = _traced_input_shapes(model, found)
-    return [LayerInfo(path, layer, shapes.get(id(layer)), tap="input") for path, layer in found
-            if id(layer) in shapes and len(shapes[id(layer)]) == 3]
+    shapes, norms = _traced_blocks(model, found)
+    taps = []
+    for path, layer in found:
+        if id(layer) in shapes and len(shapes[id(layer)]) == 3:
+            taps.append(LayerInfo(path, layer, shapes[id(layer)], tap="input"))
+            norm, shape = norms.get(id(layer), (None, ()))
+            if norm is not None and len(shape) == 3:
+                taps.append(LayerInfo(f"{path}{PATH_SEP}{norm.name}", norm, shape))
+    return taps
 
 
 def _is_pooling(layer) -> bool:
@@ -113,7 +151,7 @@ def _has_conv_kernel(layer) -> bool:
 
 def candidate_layers(model) -> list[LayerInfo]:
     """Layers that may serve as a CAM target (spatial, not pooling; token layers whose tokens form
-    a grid; the tokens entering each transformer block), in forward order."""
+    a grid; the taps of each transformer block), in forward order."""
     size = model_input_size(model)
     taps = transformer_taps(model)
     listed = []
@@ -143,7 +181,8 @@ def _is_candidate(info: LayerInfo) -> bool:
 
 
 def auto_target_layer(model, head=None) -> LayerInfo:
-    """The tokens entering the last transformer block of a model that has one; otherwise, walking
+    """The last transformer tap of a model that has one (the last block's first norm, or the tokens
+    entering it: module docstring); otherwise, walking
     back from the output, the first spatial, non-pooling layer (module docstring). For a
     segmentation ``head``, the head's own layers (the per-pixel classifier and its softmax) are
     passed over: their maps are the output itself."""
@@ -190,7 +229,7 @@ def branch_note(model, pick: LayerInfo, head=None) -> str | None:
     # the pick's own path; only branches beside it are left out of its maps
     others = [info for info in spatial_branches(model, head)
               if info.layer is not pick.layer and id(pick.layer) not in upstream_of(info.layer)]
-    if not others or pick.tap != "output":
+    if not others or pick.tap != "output" or pick.is_tokens:  # a transformer's tap: its tokens carry the rest
         return None
     listed = ", ".join(f"{info.path} ({info.shape_text()})" for info in others)
     return phrase(f"note: the head of {model.name} also reads {listed}, besides the automatic pick {pick.path} "
@@ -198,14 +237,29 @@ def branch_note(model, pick: LayerInfo, head=None) -> str | None:
                   f"{param('layer', others[0].path)} to explain another.")
 
 
+def layer_names(layer: Any) -> list[str]:
+    """The ``layer`` parameter as a list of names: [] for None (the automatic pick), one name, or
+    several (their maps are combined), each kept once in the order given."""
+    if layer is None:
+        return []
+    if isinstance(layer, str):
+        return [layer]
+    if isinstance(layer, (list, tuple)) and all(isinstance(name, str) for name in layer):
+        return list(dict.fromkeys(layer))
+    raise OptionConflict(f"{param('layer', repr(layer))}: give a layer name or nested path (str), a list of them "
+                         "(their maps are combined), or None for the automatic pick.")
+
+
 def find_layer(model, name: str) -> LayerInfo:
     """``--layer``: a layer name (searched in nested models too), a nested path ``outer/inner``, a
     nested model itself (its output is then the target, e.g. a MobileNetV2 backbone's 3x3x1280), or
-    a transformer block's name (the tokens entering it)."""
+    a transformer block's name (the tokens entering it), or the tail of a path (``block_2/ln_1``) where
+    the whole path is longer."""
     taps = transformer_taps(model)
     tapped = {id(tap.layer) for tap in taps}
     layers = taps + [info for info in [*iter_layers(model), *nested_models(model)] if id(info.layer) not in tapped]
-    matches = [info for info in layers if name in (info.path, info.name)]
+    matches = [info for info in layers if name in (info.path, info.name)] or [
+        info for info in layers if info.path.endswith(PATH_SEP + name)]  # a path's tail: 'block_2/ln_1'
     if not matches:
         names = [info.path for info in layers]
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)

@@ -67,7 +67,8 @@ def _stamped(value: Any) -> Any:
 def _options_key(options: dict) -> tuple | None:
     """``options`` as a cache key (lists as tuples, files stamped); None where a value is not hashable."""
     key = tuple((name, _stamped(value) if name in _FILE_OPTIONS else tuple(value) if isinstance(value, list)
-                 else value) for name, value in sorted(options.items()))
+                 else tuple(sorted(value.items())) if isinstance(value, dict) else value)
+                for name, value in sorted(options.items()))
     try:
         hash(key)
     except TypeError:  # e.g. a preprocess object that is not hashable: built afresh every call

@@ -112,7 +112,8 @@ class Probe:
             import keras
 
             if (PATH_SEP in self.target.path or is_model(self.target.layer) or self.target.tap != "output"
-                    or self.grid is not None or not has_graph(self.model) or self._low_precision):
+                    or self.grid is not None or not has_graph(self.model) or self._low_precision
+                    or self.head.takes_boxes):  # a detector's score reads two outputs
                 return None
             end = model_outputs(self.model)[self.head.output_index]
             try:
@@ -122,7 +123,8 @@ class Probe:
             self._tail = lambda activations: self._run(activations, None, False, model=sub_model)[1]
         return self._tail
 
-    def _run(self, images, watch, keep_activations: bool, replace=None, model=None):
+    def _run(self, images, watch, keep_activations: bool, replace=None, model=None, also=()):
+        """``also``: (target, tap) pairs of other layers tapped in the same pass (:class:`LayersProbe`)."""
         import keras
 
         captured: dict[str, Any] = {}
@@ -147,10 +149,10 @@ class Probe:
         with ExitStack() as stack:
             if self._low_precision:
                 stack.enter_context(float32_compute(self._low_precision))
-            if keep_activations and self.target.tap == "input":
-                stack.enter_context(intercept_input(self.target.layer, tap))
-            elif keep_activations:
-                stack.enter_context(intercept(self.target.layer, lambda args, output: tap(output)))
+            if keep_activations:
+                stack.enter_context(_intercept_target(self.target, tap))
+            for target, other_tap in also:
+                stack.enter_context(_intercept_target(target, other_tap))
             if self.head.source == "activation":
                 stack.enter_context(bypass_activation(self.head.layer, lambda pre: captured.update(head_input=pre)))
             elif self.head.source == "input":
@@ -161,7 +163,7 @@ class Probe:
         if keep_activations and "activations" not in captured:
             raise LayerNotFound(f"layer '{self.target.path}' was not run by the model's forward pass.")
         if isinstance(output, (list, tuple, dict)) and model is None:
-            output = keras.tree.flatten(output)[self.head.output_index]
+            output = self.head.select_output(keras.tree.flatten(output))
         return captured.get("activations"), self._logits(captured.get("head_input"), output)
 
     def _logits(self, head_input, output):
@@ -170,3 +172,53 @@ class Probe:
         if self.head.source != "output" and head_input is not None:
             return ops.cast(head_input, "float32")
         return ops.cast(output, "float32")
+
+
+def _intercept_target(target: LayerInfo, tap):
+    """Call ``tap`` on what the model reads at ``target`` (a layer's output, or the tokens entering a
+    transformer block) and give the model what it returns."""
+    if target.tap == "input":
+        return intercept_input(target.layer, tap)
+    return intercept(target.layer, lambda args, output: tap(output))
+
+
+class LayersProbe:
+    """Several target layers tapped in one forward pass: ``probe(images, watch, replace) -> (maps,
+    logits)``, ``maps`` one (B, h_i, w_i, k_i) map per probe of ``probes`` (one :class:`Probe` per
+    layer, in the order the layers were given), whatever order the model runs them in.
+
+    ``watch(map)`` and ``replace(index, map)`` are called as
+    :func:`gradcam_cli.backend.taps_gradients` asks (``index``: the layer's position in ``probes``).
+    ``logits(images)`` and the attributes the methods read (``model``, ``head``) are the first
+    probe's.
+    """
+
+    def __init__(self, probes: list[Probe]):
+        self.probes = list(probes)
+        first = self.probes[0]
+        self.model, self.head, self.target = first.model, first.head, first.target
+
+    def __call__(self, images, watch=None, replace=None):
+        maps: list[Any] = [None] * len(self.probes)
+
+        def tapper(index: int, probe: Probe):
+            def tap(tensor):
+                spatial, rebuild = probe.to_map(tensor)
+                if replace is not None:
+                    spatial = replace(index, spatial)
+                if watch is not None:
+                    watch(spatial)
+                maps[index] = spatial
+                return rebuild(spatial)
+            return tap
+
+        first = self.probes[0]
+        _, logits = first._run(images, None, keep_activations=False,
+                               also=[(probe.target, tapper(i, probe)) for i, probe in enumerate(self.probes)])
+        missing = [probe.target.path for probe, tapped in zip(self.probes, maps, strict=True) if tapped is None]
+        if missing:
+            raise LayerNotFound(f"layer '{missing[0]}' was not run by the model's forward pass.")
+        return maps, logits
+
+    def logits(self, images, replace=None):
+        return self.probes[0].logits(images, replace=replace)

@@ -210,6 +210,32 @@ def caption(image: Image.Image, text: str) -> Image.Image:
     return captioned
 
 
+BOX_COLOUR = (255, 255, 255)
+"""RGB of an explained box's outline and label text (white, outlined in black: it reads on every
+colour of the colour maps)."""
+
+
+def draw_box(image: Image.Image, box: tuple[float, float, float, float], text: str,
+             colour: tuple[int, int, int] = BOX_COLOUR) -> Image.Image:
+    """``image`` with ``box`` (left, top, right, bottom, in its pixels) outlined and ``text`` (a label
+    and score) on a black strip above it, or inside its top edge where the image has no room above."""
+    from PIL import ImageDraw
+
+    width = max(2, min(image.width, image.height) // 150)
+    size = max(10, min(image.width, image.height) // 30)
+    left, top, right, bottom = (float(value) for value in box)
+    drawn = image.copy()
+    draw = ImageDraw.Draw(drawn)
+    draw.rectangle((left - width, top - width, right + width, bottom + width), outline=(0, 0, 0), width=width)
+    draw.rectangle((left, top, right, bottom), outline=colour, width=width)
+    label_top = top - size - 4 if top - size - 4 >= 0 else top + width
+    text_font = font(size)
+    text_width = draw.textlength(text, font=text_font)
+    draw.rectangle((left, label_top, left + text_width + 6, label_top + size + 4), fill=(0, 0, 0))
+    draw.text((left + 3, label_top + 2), text, fill=colour, font=text_font)
+    return drawn
+
+
 def tile_grid(tiles: list[np.ndarray], columns: int | None = None, gap: int = 2) -> np.ndarray:
     """Equal-sized (H, W, 3) uint8 tiles in reading order on a white grid, ``gap`` pixels apart;
     ``columns`` defaults to ceil(sqrt(n)), so 16 tiles make 4x4."""

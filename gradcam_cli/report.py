@@ -111,8 +111,8 @@ def _escape(value) -> str:
 
 
 def _reported(row: dict) -> float:
-    """A row's reported number: its probability, else a regression's value or a pixel share."""
-    for key in ("probability", "value", "pixel_share"):
+    """A row's reported number: its probability, else a regression's value, a pixel share or a similarity."""
+    for key in ("probability", "value", "pixel_share", "similarity"):
         if row.get(key) is not None:
             return float(row[key])
     return 0.0
@@ -133,7 +133,8 @@ def _card_html(card: dict, output_dir: Path, available: set[str]) -> str:
             continue
         shown = format_prediction(target.get("head", "softmax"), target["label"], _reported(target))
         caption = (f'{_escape(target["method"])}: {_escape(shown)}'
-                   f'{" — empty map" if target.get("empty_heatmap") else ""}')
+                   f'{" — empty map" if target.get("empty_heatmap") else ""}'
+                   f'{" — rounding noise, not a finding" if target.get("rounding_noise") else ""}')
         pictures.append(
             f'<figure><a href="{_escape(_url(target["overlay"], output_dir))}">'
             f'<img src="{_escape(_url(target["thumb"], output_dir))}" alt="{caption}"></a>'

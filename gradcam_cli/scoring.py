@@ -12,6 +12,8 @@ import numpy as np
 
 from . import render
 from .explainer import Explainer
+from .heads.similarity import RATIO_METRICS
+from .methods import check_tuning
 from .metrics import (
     FAITHFULNESS,
     METRICS,
@@ -61,6 +63,8 @@ class EvaluateOptions(RunOptions):
     def __post_init__(self) -> None:
         if self.metrics is None:  # every metric the inputs allow, as the command line's default
             self.metrics = parse_metrics(None, self.ground_truth is not None)
+            if self.reference is not None:  # a similarity is no probability: no ratio to it (heads/similarity.py)
+                self.metrics = [name for name in self.metrics if name not in RATIO_METRICS]
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Evaluator:
     def __init__(self, spec: ModelSpec, options: EvaluateOptions):
         self.spec = spec
         self.options = options
+        check_tuning(list(options.methods), options.tuning)
         self.explainers = {method: Explainer.from_options(spec, options, method=method) for method in options.methods}
         first = next(iter(self.explainers.values()))
         self.layer = first.layer_name

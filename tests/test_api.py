@@ -54,8 +54,8 @@ def test_api_skips_unreadable_files_and_takes_input_size(keras, tmp_path, gap_de
 
 
 def test_api_error_for_a_missing_file_ends_with_one_full_stop():
-    from gradcam_cli.api import as_images
     from gradcam_cli.errors import ImageError
+    from gradcam_cli.pictures import as_images
 
     with pytest.raises(ImageError) as caught:
         as_images("no_such_file.png")

@@ -123,7 +123,7 @@ def test_concept_labels_are_the_dense_softmax_of_the_direction_for_a_gap_dense_h
     kernel, bias = (np.asarray(weight.numpy(), np.float64) for weight in (dense.kernel, dense.bias))
     found = DeepFeatureFactorization(gap_dense_spec, concepts=3)(random_images)
     assert found.layer == "conv2" and found.scores.shape == (5, 3, 5)
-    np.testing.assert_allclose(found.scores, softmax(found.directions @ kernel + bias), atol=1e-5)
+    np.testing.assert_allclose(found.scores, softmax(found.directions @ kernel + bias), atol=5e-5)  # float32 logits against a float64 softmax
 
 
 def test_concept_labels_without_the_models_tail_replace_the_map_in_a_whole_forward_pass(gap_dense_spec, random_images):

@@ -88,13 +88,15 @@ def test_candidates_exclude_pooling(keras):
     assert "block5_conv3" in names and "block5_pool" not in names and "input_layer" not in str(names)
 
 
-def test_vit_auto_pick_is_the_tokens_entering_the_last_block(vit):
+def test_vit_auto_pick_is_the_last_blocks_first_norm_and_block_inputs_stay_reachable(vit):
     pick = auto_target_layer(vit)
-    assert pick.path.endswith("vit_encoder/transformer_block_2") and pick.tap == "input"
+    assert pick.path.endswith("vit_encoder/transformer_block_2/ln_1") and pick.tap == "output"
     assert pick.output_shape == (None, 17, 32)
     listed = [info.path for info in candidate_layers(vit)]
-    assert listed[-2:] == [p.replace("_2", "_1") for p in [pick.path]] + [pick.path]
+    block = pick.path.rpartition("/")[0]
+    assert listed[-4:] == [block.replace("_2", "_1"), block.replace("_2", "_1") + "/ln_1", block, pick.path]
     assert find_layer(vit, "transformer_block_1").tap == "input"
+    assert find_layer(vit, "transformer_block_1/ln_1").tap == "output"
 
 
 @pytest.mark.slow
@@ -109,9 +111,9 @@ def test_deit_and_swin_pick_their_last_block(keras, keras_hub, vit_images):
                                                           num_heads=[2, 2], window_size=4, patch_size=4),
         num_classes=3)
     deit_explainer = Explainer(spec_for_model(deit), batch_size=3)
-    assert deit_explainer.target.path.endswith("transformer_block_2") and deit_explainer.probe.grid == (2, 4, 4)
+    assert deit_explainer.target.path.endswith("transformer_block_2/ln_1") and deit_explainer.probe.grid == (2, 4, 4)
     swin_explainer = Explainer(spec_for_model(swin), batch_size=3)
-    assert swin_explainer.target.path.endswith("stage_1/blocks_0") and swin_explainer.probe.grid == (0, 4, 4)
+    assert swin_explainer.target.path.endswith("stage_1/blocks_0/norm1") and swin_explainer.probe.grid == (0, 4, 4)
     for explainer in (deit_explainer, swin_explainer):
         maps = explainer.run(vit_images).heatmaps
         assert maps.shape == (3, 1, 4, 4) and np.isfinite(maps).all() and maps.max() > 0

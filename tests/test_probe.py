@@ -20,32 +20,59 @@ def test_token_grid_drops_prefix_tokens_and_follows_the_aspect_ratio():
     assert token_grid(34, (32, 32)) is None
 
 
-def manual_vit_gradcam(vit, images, class_index):
-    """Grad-CAM computed by calling keras-hub's layers by hand (no probe, no interception): tokens
-    entering block 2, gradients of the class logit, class token dropped, reshaped rows first."""
+def manual_vit_terms(vit, images, class_index, tap="norm"):
+    """Activations and gradients of the class logit at block 2 of the ViT, computed by calling
+    keras-hub's layers by hand (no probe, no interception), the block written out as keras-hub's
+    ``ViTEncoderBlock.call``: ``tap`` 'input' reads the tokens entering block 2, 'norm' its first
+    normalisation's output. The class token dropped, reshaped rows first: ((B,4,4,32) x 2, logits)."""
     import tensorflow as tf
 
     backbone = vit.backbone
     encoder = backbone.get_layer("vit_encoder")
+    block = encoder.encoder_layers[1]
     embedded = backbone.get_layer("vit_patching_and_embedding")(images)
     tokens_in = tf.constant(encoder.encoder_layers[0](encoder.dropout(embedded)))
     with tf.GradientTape() as tape:
         tape.watch(tokens_in)
-        encoded = encoder.layer_norm(encoder.encoder_layers[1](tokens_in))
+        normed = block.layer_norm_1(tokens_in)
+        tape.watch(normed)
+        x = block.dropout(block.mha(normed, normed)) + tokens_in
+        encoded = encoder.layer_norm(x + block.mlp(block.layer_norm_2(x)))
         logits = vit.output_dense(encoded[:, 0])
         score = tf.reduce_sum(logits[:, class_index])
-    gradients = tape.gradient(score, tokens_in).numpy()[:, 1:].reshape(-1, 4, 4, 32)
-    activations = tokens_in.numpy()[:, 1:].reshape(-1, 4, 4, 32)
+    tapped = normed if tap == "norm" else tokens_in
+    gradients = tape.gradient(score, tapped).numpy()[:, 1:].reshape(-1, 4, 4, 32)
+    return tapped.numpy()[:, 1:].reshape(-1, 4, 4, 32), gradients, logits.numpy()
+
+
+def manual_vit_gradcam(vit, images, class_index, tap="norm"):
+    activations, gradients, logits = manual_vit_terms(vit, images, class_index, tap)
     weights = gradients.mean(axis=(1, 2))
-    return np.maximum(np.einsum("bhwk,bk->bhw", activations, weights), 0), logits.numpy()
+    return np.maximum(np.einsum("bhwk,bk->bhw", activations, weights), 0), logits
 
 
-def test_vit_gradcam_matches_a_reference_built_without_the_probe(vit, vit_images):
-    result = Explainer(spec_for_model(vit), batch_size=3).run(vit_images, classes=[1])
-    expected, logits = manual_vit_gradcam(vit, vit_images, 1)
+@pytest.mark.parametrize("layer, tap", [(None, "norm"), ("transformer_block_2", "input")])
+def test_vit_gradcam_matches_a_reference_built_without_the_probe(vit, vit_images, layer, tap):
+    explainer = Explainer(spec_for_model(vit), batch_size=3, layer=layer)
+    result = explainer.run(vit_images, classes=[1])
+    expected, logits = manual_vit_gradcam(vit, vit_images, 1, tap)
     np.testing.assert_allclose(logits, vit.predict(vit_images, verbose=0), rtol=1e-4, atol=1e-5)
     assert expected.max() > 0 and result.heatmaps.shape == (3, 1, 4, 4)
     np.testing.assert_allclose(result.heatmaps[:, 0], expected, rtol=2e-3, atol=1e-5 * expected.max())
+
+
+def test_hirescam_vanishes_on_the_tokens_entering_a_pre_norm_block_and_not_at_its_norm(vit, vit_images):
+    """The tokens entering block 2 reach the class token only through its first LayerNorm, which is
+    scale-invariant per token: sum_k g_k A_k = 0 at every position, up to rounding (issue 26). At the
+    norm's output (the automatic tap) HiResCAM equals its formula and is far from zero."""
+    activations, gradients, _ = manual_vit_terms(vit, vit_images, 0, "input")
+    terms = gradients * activations
+    assert np.abs(terms.sum(-1)).max() < 1e-5 * np.abs(terms).sum(-1).max()
+    activations, gradients, _ = manual_vit_terms(vit, vit_images, 0, "norm")
+    expected = np.maximum((gradients * activations).sum(-1), 0)
+    assert expected.max() > 1e-3 * np.abs(gradients * activations).sum(-1).max()
+    maps = Explainer(spec_for_model(vit), method="hirescam", batch_size=3).run(vit_images, classes=[0]).heatmaps
+    np.testing.assert_allclose(maps[:, 0], expected, rtol=2e-3, atol=1e-5 * expected.max())
 
 
 @pytest.mark.parametrize("method", ["gradcam++", "layercam", "hirescam", "scorecam", "eigencam", "ablationcam"])
@@ -78,7 +105,8 @@ def test_ablationcam_on_tokens_matches_its_formula(vit, vit_images):
     weights = np.stack(drops, axis=1) / np.abs(base)[:, None]
     a = tokens_in[:, 1:].reshape(-1, 4, 4, 32)
     expected = np.maximum(np.einsum("bhwk,bk->bhw", a, weights), 0)
-    maps = Explainer(spec_for_model(vit), method="ablationcam", batch_size=3, chunk_size=8).run(vit_images, classes=[0])
+    maps = Explainer(spec_for_model(vit), method="ablationcam", batch_size=3, chunk_size=8,
+                     layer="transformer_block_2").run(vit_images, classes=[0])
     np.testing.assert_allclose(maps.heatmaps[:, 0], expected, rtol=5e-3, atol=1e-4 * max(np.abs(expected).max(), 1e-3))
 
 

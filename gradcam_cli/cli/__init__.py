@@ -16,11 +16,11 @@ import click
 
 from .. import __version__
 from ..errors import command_line_names
-from . import compare, concepts, evaluate, explain, info, report
+from . import compare, concepts, evaluate, explain, info, report, similar
 from .common import INTERRUPTED
 
-COMMANDS = (explain.explain, evaluate.evaluate, compare.compare, concepts.concepts, report.report, info.layers, info.methods,
-            info.models)
+COMMANDS = (explain.explain, similar.similar, evaluate.evaluate, compare.compare, concepts.concepts, report.report,
+            info.layers, info.methods, info.models)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

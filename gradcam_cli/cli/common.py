@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -11,7 +12,13 @@ from pathlib import Path
 import click
 
 from ..errors import GradcamError
-from ..options import COLORMAP_NAMES, DEFAULT_ALPHA, DEFAULT_MAX_MEGAPIXELS
+from ..options import (
+    COLORMAP_NAMES,
+    DEFAULT_ALPHA,
+    DEFAULT_MAX_MEGAPIXELS,
+    DEFAULT_MIN_SCORE,
+    TUNING_FIELDS,
+)
 
 
 def quiet_tensorflow() -> None:
@@ -138,6 +145,23 @@ layer_option = click.option("--layer", default=None,
                             help="Target layer name (nested: outer/inner). Default: automatic.")
 
 
+layers_option = click.option(
+    "--layer", "layers", multiple=True,
+    help="Target layer name (nested: outer/inner). Default: automatic. Repeat for several: each layer's map, "
+         "from the same forward pass, upsampled to the finest and scaled to [0, 1], then combined (--combine).")
+
+
+combine_option = click.option(
+    "--combine", type=click.Choice(["mean", "product"]), default=None,
+    help="With several --layer: average their maps (mean, the default, as pytorch-grad-cam) or multiply them "
+         "(product, RefineCAM: only what every layer shows).")
+
+
+def layer_value(layers: tuple[str, ...]) -> str | list[str] | None:
+    """Repeated ``--layer`` values as the ``layer`` parameter: None, one name, or a list."""
+    return None if not layers else layers[0] if len(layers) == 1 else list(layers)
+
+
 class_option = click.option("--class", "classes", multiple=True,
                             help="Class to explain, as index or label; repeat for several. Default: the top-1 class.")
 
@@ -194,12 +218,32 @@ def combine_options(*decorators):
     return apply
 
 
+def tuning_options(function):
+    """``--finer-comparisons``, ``--finer-alpha``, ``--kpca-kernel``, ``--kpca-gamma`` and ``--fem-sigmas``
+    (:data:`~gradcam_cli.options.TUNING_FIELDS`), handed to the command as one ``tuning`` dict of the
+    ones given; the explainer refuses one that tunes none of the run's methods."""
+    names = list(TUNING_FIELDS)
+
+    @functools.wraps(function)
+    def command(*args, **kwargs):
+        given = {name: kwargs.pop(name) for name in names}
+        return function(*args, tuning={k: v for k, v in given.items() if v is not None} or None, **kwargs)
+
+    types = {"finer_comparisons": click.IntRange(min=1), "finer_alpha": FiniteFloatRange(0.0, 1.0),
+             "kpca_kernel": click.Choice(["sigmoid", "rbf", "linear"]), "kpca_gamma": FiniteFloatRange(0.0, None, min_open=True),
+             "fem_sigmas": FiniteFloatRange(0.0, None)}
+    for name in reversed(names):
+        command = click.option(f"--{name.replace('_', '-')}", name, type=types[name], default=None,
+                               help=TUNING_FIELDS[name] + ".")(command)
+    return command
+
+
 # what explain and evaluate share: the model, the layer and the targets
 model_options = combine_options(model_option, weights_option, preprocess_option, labels_option, input_size_option,
                          unsafe_option)
 
 
-target_options = combine_options(layer_option, class_option, top_k_option, batch_size_option)
+target_options = combine_options(layers_option, combine_option, class_option, top_k_option, batch_size_option)
 
 
 max_megapixels_option = click.option(
@@ -209,23 +253,35 @@ max_megapixels_option = click.option(
 model_output_option = click.option(
     "--model-output", "model_output", default=None,
     help="For models with several outputs: the output to explain, by name or index.")
+task_option = click.option(
+    "--task", type=click.Choice(["classify", "detect"]), default=None,
+    help="detect: read the model as an object detector (per-anchor boxes and class scores; a keras-hub "
+         "ObjectDetector is one without it) and explain each box it keeps (docs/detection.md).")
+min_score_option = click.option(
+    "--min-score", type=FiniteFloatRange(0.0, 1.0), default=DEFAULT_MIN_SCORE, show_default=True,
+    help="--task detect: explain the boxes the detector keeps that score at least this.")
+box_option = click.option(
+    "--box", "boxes", type=click.IntRange(min=0), multiple=True, metavar="N",
+    help="--task detect: explain only box N of each image (0: its best above --min-score); repeatable.")
+detect_options = combine_options(task_option, min_score_option, box_option)
 colormap_option = click.option("--colormap", type=click.Choice(list(COLORMAP_NAMES)), default="jet", show_default=True,
                                 help="Colour map of the heatmap in overlays.")
 alpha_option = click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=DEFAULT_ALPHA, show_default=True,
                             help="Heatmap opacity in the overlay.")
 
 
-def model_arguments(model, weights, preprocess, labels, input_size, unsafe, model_output=None) -> dict:
+def model_arguments(model, weights, preprocess, labels, input_size, unsafe, model_output=None, task=None) -> dict:
     """The keywords of ``resolve_model`` (Ray actors load the model from them too)."""
     return {"model": model, "weights": weights, "preprocess": preprocess, "labels": labels,
-            "input_size": parse_size(input_size), "safe_mode": not unsafe, "model_output": model_output}
+            "input_size": parse_size(input_size), "safe_mode": not unsafe, "model_output": model_output,
+            "task": task}
 
 
-def load_spec(model, weights, preprocess, labels, input_size, unsafe, model_output=None):
+def load_spec(model, weights, preprocess, labels, input_size, unsafe, model_output=None, task=None):
     quiet_tensorflow()
     from ..models import resolve_model
 
-    return resolve_model(**model_arguments(model, weights, preprocess, labels, input_size, unsafe, model_output))
+    return resolve_model(**model_arguments(model, weights, preprocess, labels, input_size, unsafe, model_output, task))
 
 
 def announce_report(output_dir, quiet: bool) -> None:

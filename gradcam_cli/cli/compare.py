@@ -13,16 +13,19 @@ from .common import (
     alpha_option,
     collect_or_fail,
     colormap_option,
+    combine_option,
     fail,
     input_size_option,
     labels_option,
-    layer_option,
+    layer_value,
+    layers_option,
     load_spec,
     max_megapixels_option,
     model_option,
     model_output_option,
     preprocess_option,
     region_option,
+    tuning_options,
     unsafe_option,
     weights_option,
 )
@@ -34,7 +37,8 @@ from .common import (
 @weights_option
 @click.option("--methods", "method_list", default="gradcam,gradcam++,layercam,eigencam", show_default=True,
               help="Comma-separated methods, one column each.")
-@layer_option
+@layers_option
+@combine_option
 @click.option("--class", "classes", multiple=True,
               help="Class to explain (index or label); repeat for several, a row each. Default: top-1.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="gradcam_compare.png", show_default=True,
@@ -48,8 +52,9 @@ from .common import (
 @input_size_option
 @unsafe_option
 @region_option
-def compare(images, model, weights, method_list, layer, classes, output, alpha, colormap, model_output, max_megapixels,
-            preprocess, labels, input_size, unsafe_model_code, region):
+@tuning_options
+def compare(images, model, weights, method_list, layers, combine, classes, output, alpha, colormap, model_output, max_megapixels,
+            preprocess, labels, input_size, unsafe_model_code, region, tuning=None):
     """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
     per method."""
     method_type = MethodType()
@@ -75,8 +80,9 @@ def compare(images, model, weights, method_list, layer, classes, output, alpha, 
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         from ..options import RunOptions
 
-        options = RunOptions(layer=layer, classes=list(classes) or None, alpha=alpha, colormap=colormap,
-                             region=region, max_megapixels=max_megapixels)
+        options = RunOptions(layer=layer_value(layers), combine=combine, classes=list(classes) or None,
+                             alpha=alpha, colormap=colormap, region=region, max_megapixels=max_megapixels,
+                             tuning=tuning)
         sheet, failures = compare_sheet(spec, readable, methods, output, options)
     except GradcamError as error:
         fail(error)

@@ -15,12 +15,14 @@ from .common import (
     collect_or_fail,
     exclude_option,
     fail,
+    layer_value,
     load_spec,
     max_megapixels_option,
     model_options,
     model_output_option,
     recursive_option,
     target_options,
+    tuning_options,
     warn_large_batch,
     xla_option,
 )
@@ -58,9 +60,10 @@ from .common import (
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html with the scores and curves.")
 @model_output_option
 @max_megapixels_option
+@tuning_options
 def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_model_code, method_list, metric_list,
-             ground_truth, steps, gates, sanity, layer, classes, top_k, batch_size, copies_per_pass, output_dir,
-             overwrite, recursive, excludes, xla, quiet, as_json, report, model_output, max_megapixels):
+             ground_truth, steps, gates, sanity, layers, combine, classes, top_k, batch_size, copies_per_pass, output_dir,
+             overwrite, recursive, excludes, xla, quiet, as_json, report, model_output, max_megapixels, tuning=None):
     """Score methods' maps: faithfulness (deletion, insertion, Average Drop, Increase in Confidence)
     and, with --ground-truth, placement (pointing game, energy). Read every score against the
     'random' and 'center' baselines.
@@ -89,9 +92,11 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
         from ..metrics.ground_truth import load_ground_truth
 
         options = EvaluateOptions(
-            methods=methods, metrics=metrics, steps=steps, layer=layer, classes=list(classes) or None, top_k=top_k,
+            methods=methods, metrics=metrics, steps=steps, layer=layer_value(layers), combine=combine,
+            classes=list(classes) or None, top_k=top_k,
             batch_size=max(1, min(batch_size, len(items))), sanity=sanity, gates=parsed_gates, xla=xla,
             copies_per_pass=copies_per_pass, max_megapixels=max_megapixels, output_dir=output_dir, overwrite=overwrite,
+            tuning=tuning,
             ground_truth=load_ground_truth(ground_truth) if ground_truth else None)
         evaluation = _evaluate_with_progress(run_evaluation, items, spec, options, quiet)
         write_outputs(evaluation, output_dir)

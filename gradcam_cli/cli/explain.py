@@ -18,8 +18,10 @@ from .common import (
     announce_report,
     collect_or_fail,
     colormap_option,
+    detect_options,
     exclude_option,
     fail,
+    layer_value,
     load_spec,
     max_megapixels_option,
     model_arguments,
@@ -28,6 +30,7 @@ from .common import (
     recursive_option,
     region_option,
     target_options,
+    tuning_options,
     warn_large_batch,
     xla_option,
 )
@@ -48,6 +51,7 @@ from .common import (
                    "what lowers the class (distractors). Gradient methods only.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=None,
               help="scorecam: keep only the N channels of highest variance (Faster Score-CAM).")
+@tuning_options
 @target_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="gradcam_out", show_default=True)
 @alpha_option
@@ -62,6 +66,7 @@ from .common import (
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html, a gallery of the run.")
 @model_output_option
 @region_option
+@detect_options
 @click.option("--overlay-size", type=OverlaySize(), default=str(DEFAULT_OVERLAY_SIZE), show_default=True,
               help="Longest side of each overlay JPEG in pixels, or 'original' for the input's own size.")
 @max_megapixels_option
@@ -73,9 +78,10 @@ from .common import (
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="--engine ray: model actors, one CPU each (default: the cluster's CPUs; the "
                    "embedded Ray gets this many CPUs). Local engine: decode and write threads.")
-def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, max_channels, layer, classes, top_k, batch_size, output_dir, alpha, colormap,
+def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, max_channels, layers, combine, classes, top_k, batch_size, output_dir, alpha, colormap,
             recursive, excludes, overwrite, quiet, as_json, xla, report, model_output, region, overlay_size, max_megapixels,
-            engine, ray_address, workers, preprocess, labels, input_size, unsafe_model_code):
+            engine, ray_address, workers, preprocess, labels, input_size, unsafe_model_code, task=None, min_score=0.5,
+            boxes=(), tuning=None):
     """Explain images: write overlay JPEGs, raw .npy heatmaps and manifest.jsonl to OUTPUT_DIR.
 
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
@@ -93,17 +99,21 @@ def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, 
 
             require_ray()
             cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
-        arguments = model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
-        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
+        arguments = model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output,
+                                    task)
+        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output, task)
         warn_large_batch(batch_size, spec.input_size, len(items))
         from ..options import RunOptions
 
-        options = RunOptions(method=method, layer=layer, classes=list(classes) or None, top_k=top_k,
+        options = RunOptions(method=method, layer=layer_value(layers), combine=combine, classes=list(classes) or None,
+                             top_k=top_k,
                              batch_size=batch_size, output_dir=output_dir if is_uri(output_dir) else Path(output_dir),
                              alpha=alpha,
                              colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
                              chunk_size=chunk_size, max_channels=max_channels, region=region,
-                             counterfactual=counterfactual, overlay_size=overlay_size, max_megapixels=max_megapixels)
+                             counterfactual=counterfactual, tuning=tuning, overlay_size=overlay_size,
+                             max_megapixels=max_megapixels)
+        options.min_score, options.boxes = min_score, list(boxes) or None  # a detector's (--task detect)
         if workers and engine == "local":
             options.workers = workers
         engine_run = None
@@ -148,6 +158,9 @@ def _run_with_progress(items, spec, options, quiet, as_json, engine_run=None):
 
 
 def _report(summary, output_dir, quiet) -> None:
+    note = summary.noise_note()
+    if note:
+        click.echo(f"gradcam: {note}", err=True)
     if summary.failures:
         click.echo(f"gradcam: {len(summary.failures)} input(s) failed:", err=True)
         for _, message in summary.failures:

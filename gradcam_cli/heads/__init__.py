@@ -20,6 +20,10 @@ kind                    recognised by                   classes, reported value
                         another activation (ReLU, ...)
 ``segmentation``        a (batch, H, W, C) output       one per channel; the class's share of the
                                                         pixels predicted as it (see ``Scores``)
+``detection``           ``task='detect'``, or a         one per class; each kept box's score
+                        keras-hub ObjectDetector        (:mod:`.detection` has its target score)
+``similarity``          references given to the run     one per reference; the cosine similarity of
+                        (never detected)                the embedding to it (:mod:`.similarity`)
 ======================  ==============================  =============================================
 
 The kind names are written into manifest rows (``head``); :data:`HEADS` maps them back to classes.
@@ -60,15 +64,17 @@ from ..errors import UnsupportedModel
 from ..graph import input_layer_of, outputs_of
 from .base import BINARY_CLASSES, SQUASHES, Head, _is_linear
 from .classifiers import BinaryHead, ClassifierHead, MultiLabelHead, RegressionHead, SoftmaxHead
+from .detection import DetectionHead, detection_head, is_keras_hub_detector
 from .segmentation import BinarySegmentationHead, SegmentationHead
+from .similarity import SimilarityHead
 
-__all__ = ["BINARY_CLASSES", "HEADS", "BinaryHead", "BinarySegmentationHead", "ClassifierHead", "Head",
-           "MultiLabelHead", "RegressionHead", "SegmentationHead", "SoftmaxHead", "detect_head", "format_prediction",
-           "head_class"]
+__all__ = ["BINARY_CLASSES", "HEADS", "BinaryHead", "BinarySegmentationHead", "ClassifierHead", "DetectionHead", "Head",
+           "MultiLabelHead", "RegressionHead", "SegmentationHead", "SoftmaxHead", "detect_head", "detection_head",
+           "format_prediction", "head_class", "is_keras_hub_detector", "SimilarityHead"]
 
 HEADS: dict[str, type[Head]] = {head.kind: head for head in
                                 (SoftmaxHead, BinaryHead, MultiLabelHead, RegressionHead, SegmentationHead,
-                                 BinarySegmentationHead)}
+                                 BinarySegmentationHead, DetectionHead, SimilarityHead)}
 
 
 def head_class(kind: str) -> type[Head]:

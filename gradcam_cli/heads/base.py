@@ -28,6 +28,8 @@ class Head:
     has_regions: ClassVar[bool] = False
     sorted_by: ClassVar[str] = "score"  # what the report's sort orders by
     own_class_names: ClassVar[tuple[str, ...] | None] = None  # names without a labels file
+    takes_boxes: ClassVar[bool] = False  # a detector: its targets are kept boxes (heads/detection.py)
+    perturbable: ClassVar[bool] = False  # no probability, yet evaluate may read it on perturbed copies (similarity)
 
     source: str
     layer: Any
@@ -67,6 +69,10 @@ class Head:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def select_output(self, outputs: list) -> Any:
+        """The explained output among the model's flattened ``outputs``."""
+        return outputs[self.output_index]
+
     def scores(self, raw, regions=None):
         """(B, num_classes) float32 scores whose gradients the methods use (module docstring)."""
         from keras import ops
@@ -88,6 +94,10 @@ class Head:
     def class_weights(self, kernel):
         """CAM's (k, num_classes) class weights from the output Dense layer's (k, units) kernel."""
         return kernel
+
+    def method_refusal(self, method) -> str | None:
+        """Why ``method`` (a :class:`~gradcam_cli.methods.CamMethod`) cannot explain this head, or None."""
+        return None
 
     def row_fields(self, reported: float) -> dict:
         """What a manifest row adds for this head, given the target's reported value."""

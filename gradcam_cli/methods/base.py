@@ -60,6 +60,15 @@ channels): the same bound as ``evaluate --copies-per-pass``. A pass of 16 images
 512 inputs, 8.8 GB RSS for MobileNetV2 on 16 photos (issue 27)."""
 
 
+ROUNDING_BALANCE = 1e-5
+"""A map whose channel sum is below this fraction of the sum of its terms' magnitudes is rounding noise
+(:meth:`CamMethod.cam_and_balance`): float32 keeps 24 bits (machine epsilon 1.2e-7), and a sum of a few
+hundred terms that cancel rounds to about 1e-7 - 1e-6 of their magnitude, so 1e-5 leaves a margin of
+ten to a hundred over rounding while a real map, whose positive terms dominate somewhere, stands at
+1e-2 - 1. HiResCAM on the tokens entering a pre-norm transformer block measured 1e-8 - 1e-7
+(:mod:`gradcam_cli.layers`)."""
+
+
 class CamMethod:
     """Base class. A method overrides one of, from most to least common:
 
@@ -73,6 +82,10 @@ class CamMethod:
     gradients (ShapleyCAM). ``class_agnostic`` methods give every class the same map, and say so in
     their ``description``; they and gradient-free methods refuse a counterfactual map
     (:meth:`counterfactual_refusal`).
+
+    ``tunables`` names the run options (:data:`gradcam_cli.options.TUNING_FIELDS`) that tune the method
+    and the constructor keyword each one sets (``fem_sigmas`` -> ``sigmas``); the others are refused
+    for it by :func:`~gradcam_cli.methods.get_method`.
 
     ``eigen_smooth`` replaces the channel sum by the projection of the weighted activations on
     their first principal component (pytorch-grad-cam's "eigen smooth"), which removes noise.
@@ -90,6 +103,8 @@ class CamMethod:
     uses_max_channels: ClassVar[bool] = False  # reads ``max_channels``
     uses_hessian: ClassVar[bool] = False  # reads ``CamContext.hessian_products``
     class_agnostic: ClassVar[bool] = False  # the same map whatever the class
+    tunables: ClassVar[dict[str, str]] = {}  # run option -> constructor keyword, for options that tune it
+    single_layer: ClassVar[str | None] = None  # why the method cannot combine several layers, if it cannot
     description: ClassVar[str] = ""
 
     def __init__(self, eigen_smooth: bool = False, chunk_size: int | None = None, max_channels: int | None = None):
@@ -110,6 +125,18 @@ class CamMethod:
             return "it is class-agnostic"
         if not cls.uses_gradients:
             return "it is gradient-free"
+        return None
+
+    @classmethod
+    def several_layers_refusal(cls) -> str | None:
+        """Why the method cannot map several target layers at once (:func:`combine_layer_maps`), or None
+        where each layer's map is its formula on that layer's activations and gradients of one pass."""
+        if cls.single_layer:
+            return cls.single_layer
+        if cls.uses_hessian:
+            return "its Hessian-vector products are taken at one layer"
+        if cls.uses_chunks:
+            return "its extra forward passes perturb one layer's map"
         return None
 
     def target_scores(self, logits, targets):
@@ -139,12 +166,26 @@ class CamMethod:
 
     def cam(self, context: CamContext):
         """(B, h, w) map: ReLU of the channel sum of :meth:`weighted_activations`."""
+        return self.cam_and_balance(context)[0]
+
+    def cam_and_balance(self, context: CamContext):
+        """The (B, h, w) map and, for a map that is a channel sum of terms ``T_k = w_k A^k`` (the
+        default :meth:`cam`), its (B,) balance: ``max_ij |sum_k T_k| / max_ij sum_k |T_k|``, how
+        large the sum is next to its own terms (1 where every term is 0: an empty map, not a
+        cancelled one). A balance under :data:`ROUNDING_BALANCE` means the terms cancel to within
+        float32 rounding, so the map is rounding noise whatever it looks like once scaled for
+        display. None for methods whose map is not such a sum (their own :meth:`cam`)."""
         from keras import ops
 
+        if type(self).cam is not CamMethod.cam:
+            return self.cam(context), None
         weighted = self.weighted_activations(context)
-        if self.eigen_smooth:
-            return first_component_projection(weighted)
-        return ops.relu(ops.sum(weighted, axis=-1))
+        signed = ops.sum(weighted, axis=-1)
+        magnitude = ops.max(ops.sum(ops.abs(weighted), axis=-1), axis=(1, 2))
+        balance = ops.where(magnitude > 0, ops.divide_no_nan(ops.max(ops.abs(signed), axis=(1, 2)), magnitude), 1.0)
+        if self.eigen_smooth:  # a projection, not the sum: its balance is not this one
+            return first_component_projection(weighted), None
+        return ops.relu(signed), balance
 
 
 def principal_projection(activations):
@@ -181,3 +222,47 @@ def first_component_projection(activations):
 
     projection, centred = principal_projection(activations)
     return ops.reshape(agree_with_mean(projection, centred), (-1, *activations.shape[1:3]))
+
+
+COMBINE = ("mean", "product")
+"""How the maps of several target layers are combined (``combine``): ``mean`` as pytorch-grad-cam does
+with a list of target layers, ``product`` as RefineCAM (Domeniconi et al., arXiv 2605.14641)."""
+
+
+def unit_range(maps):
+    """(B, h, w) maps min-max scaled to [0, 1] per image; a flat map becomes zeros, never NaN."""
+    from keras import ops
+
+    low = ops.min(maps, axis=(1, 2), keepdims=True)
+    high = ops.max(maps, axis=(1, 2), keepdims=True)
+    return ops.divide_no_nan(maps - low, high - low)
+
+
+def combine_layer_maps(maps, combine: str = "mean"):
+    """One (B, H, W) map from the (B, h_i, w_i) maps of several layers of one forward pass.
+
+    Each map is resized bilinearly (half-pixel centres) to the finest grid ``(H, W) = (max h_i,
+    max w_i)`` (the grids of layers of another aspect, or of a token layer beside a conv layer, are
+    stretched over the same picture, as an overlay stretches any map), scaled to [0, 1] per image,
+    then averaged (``mean``) or multiplied (``product``); the result is scaled to [0, 1] again.
+
+    Where this differs from pytorch-grad-cam (``BaseCAM.aggregate_multi_layers``, and ``RefineCAM``
+    for the product): it resizes every layer's map to the input's size, clipping it at 0 and
+    scaling it *before* resizing; here the common grid is the finest layer's (the map stays a
+    layer-resolution map that the overlay upsamples like any other), each map is scaled *after*
+    resizing, so each spans exactly [0, 1] where they are combined, and a method's signed map (the
+    eigen methods) is scaled by its own minimum and maximum, not clipped at 0 first, as a one-layer map
+    is for display. A layer whose map is flat counts as zeros: it lowers a mean and empties a product.
+    """
+    from keras import ops
+
+    height = max(int(m.shape[1]) for m in maps)
+    width = max(int(m.shape[2]) for m in maps)
+    scaled = []
+    for layer_map in maps:
+        if tuple(layer_map.shape[1:3]) != (height, width):
+            layer_map = ops.image.resize(layer_map[..., None], (height, width), interpolation="bilinear")[..., 0]
+        scaled.append(unit_range(layer_map))
+    stacked = ops.stack(scaled, axis=0)
+    combined = ops.prod(stacked, axis=0) if combine == "product" else ops.mean(stacked, axis=0)
+    return unit_range(combined)

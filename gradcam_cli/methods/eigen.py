@@ -99,11 +99,14 @@ class KPCACAM(CamMethod):
     supports_eigen_smooth = False
     class_agnostic = True
     description = "class-agnostic Eigen-CAM with kernel PCA (sigmoid kernel), gradient-free (Karmani 2024)"
+    tunables = {"kpca_kernel": "kernel", "kpca_gamma": "gamma"}
 
     def __init__(self, kernel: str = "sigmoid", gamma: float | None = None, coef0: float = 1.0, **options):
         super().__init__(**options)
         if kernel not in KPCA_KERNELS:
             raise MethodError(f"unknown KPCA-CAM kernel '{kernel}': use {', '.join(KPCA_KERNELS)}.")
+        if gamma is not None and not float(gamma) > 0:
+            raise MethodError(f"KPCA-CAM's kernel gamma must be positive, not {gamma}.")
         self.kernel, self.gamma, self.coef0 = kernel, gamma, float(coef0)
 
     def prepare(self, spec, probe):

@@ -35,6 +35,7 @@ class FEM(CamMethod):
     supports_eigen_smooth = False
     class_agnostic = True
     description = "class-agnostic, gradient-free: channels' k-sigma masks weighted by their mean (Fuad 2020)"
+    tunables = {"fem_sigmas": "sigmas"}
 
     def __init__(self, sigmas: float = FEM_SIGMAS, **options):
         super().__init__(**options)

@@ -110,6 +110,7 @@ class FullGrad(CamMethod):
     uses_gradients = False  # it takes its own gradients, at the input and the biases, not at the target layer
     supports_eigen_smooth = False
     description = "input gradient x input plus every bias x its gradient, at input resolution (Srinivas 2019)"
+    single_layer = "it reads its own layers (the input and every bias), not the target layer"
 
     @classmethod
     def counterfactual_refusal(cls) -> str | None:

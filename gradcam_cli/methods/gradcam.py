@@ -72,6 +72,7 @@ class CAM(CamMethod):
     aliases = ("classactivationmap",)
     uses_gradients = False
     description = "class activation map from the Dense weights; needs conv -> GAP -> Dense (Zhou 2016)"
+    single_layer = "it reads the Dense weights after the one layer that global average pooling reads"
 
     def prepare(self, spec, probe):
         """The (k, classes) class weights: the Dense kernel; for a binary head ``(-w, w)``, since

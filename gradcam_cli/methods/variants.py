@@ -89,11 +89,14 @@ class FinerCAM(GradCAM):
     name = "finercam"
     aliases = ("finer-cam", "finer_cam")
     description = "Grad-CAM of the class's score minus that of its most similar classes: finer details (Zhang 2025)"
+    tunables = {"finer_comparisons": "comparisons", "finer_alpha": "alpha"}
 
     def __init__(self, comparisons: int = FINER_COMPARISONS, alpha: float = FINER_ALPHA, **options):
         super().__init__(**options)
         if int(comparisons) < 1:
             raise MethodError(f"Finer-CAM compares with at least one class, not {comparisons}.")
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise MethodError(f"Finer-CAM's comparison strength alpha lies in [0, 1] (0: Grad-CAM), not {alpha}.")
         self.comparisons = int(comparisons)
         self.alpha = float(alpha)
 

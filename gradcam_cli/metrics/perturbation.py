@@ -153,7 +153,7 @@ class PerturbationRunner:
     """
 
     def __init__(self, spec, probe, images_per_batch: int, copies_per_pass: int = 64, xla: bool = False):
-        if not probe.head.reports_probability:
+        if not (probe.head.reports_probability or probe.head.perturbable):
             raise EvaluationError(f"the model's head is {probe.head.describe()}: deletion, insertion, drop, increase "
                                   f"and ROAD read class probabilities; score it with {param('metrics', 'pointing,energy')}.")
         self.probe = probe

@@ -23,6 +23,7 @@ __all__ = ["ModelSpec", "application_registry", "build_application", "load_model
            "spec_for_model"]
 
 HUB_PREFIX = "hub:"
+TASKS = ("classify", "detect")
 
 
 def resolve_model(
@@ -33,11 +34,14 @@ def resolve_model(
     input_size: tuple[int, int] | None = None,
     safe_mode: bool = True,
     model_output: str | int | None = None,
+    task: str | None = None,
 ) -> ModelSpec:
     """``--model``: a ModelSpec, a keras.Model, 'demo', an existing file, ``FILE.py:FACTORY`` or
     ``package.module:FACTORY`` (imports and runs that code, :mod:`.factory`), ``hub:PRESET`` (a
     keras-hub image classifier) or an application name. ``model_output``: which output of a multi-output model
-    to explain (name or index).
+    to explain (name or index). ``task``: 'detect' reads the model as an object detector
+    (:mod:`gradcam_cli.heads.detection`), 'classify' as the other heads; None: a keras-hub object
+    detector is a detector, any other model is read by its output.
 
     ``weights``: for keras.applications names, 'imagenet' (the default when None), 'none' (random) or
     a weights file. A model file, a keras-hub preset or an in-memory model carries its own weights, so
@@ -46,6 +50,10 @@ def resolve_model(
     spec = _resolve(model, weights, preprocess, labels, input_size, safe_mode)
     if model_output is not None:
         spec.model_output = model_output
+    if task is not None:
+        if task not in TASKS:
+            raise OptionConflict(f"{param('task', task)}: choose {' or '.join(TASKS)}.")
+        spec.task = task
     return spec
 
 

@@ -18,7 +18,7 @@ from ..errors import (
     UnsupportedModel,
 )
 from ..graph import model_channels, select_output
-from ..heads import Head, detect_head
+from ..heads import Head, detect_head, detection_head, is_keras_hub_detector
 
 DEFAULT_SIZE = 224
 DIGEST_CHARS = 16  # 64 bits of a SHA-256: one model among millions, not a security boundary
@@ -43,12 +43,17 @@ class ModelSpec:
     extra: dict = field(default_factory=dict)
     model_output: str | int | None = None  # which output of a multi-output model to explain
     notes: list[str] = field(default_factory=list)  # one-line notes on how the model is fed, shown once
+    task: str | None = None  # 'detect': an object detector (heads/detection.py); None: a keras-hub detector is one
     _head: Head | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def head(self) -> Head:
         """The explained output's head, detected once (:mod:`gradcam_cli.heads`). Raises
         :class:`UnsupportedModel` for a multi-output model without ``model_output``."""
+        if self.task == "detect" or (self.task is None and is_keras_hub_detector(self.model)):
+            if not getattr(self._head, "takes_boxes", False):
+                self._head = detection_head(self.model, self.input_size)
+            return self._head
         index = select_output(self.model, self.model_output)
         if self._head is None or self._head.output_index != index:
             self._head = detect_head(self.model, index)

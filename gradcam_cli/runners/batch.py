@@ -22,8 +22,9 @@ import numpy as np
 from PIL import Image
 
 from .. import outputs, render
+from ..boxes import Detection, box_fields, pick_detections
 from ..decode import GREY_CONVERSION, PixelBudget, decode_item
-from ..errors import ImageError, OutputError, param
+from ..errors import ImageError, OutputError, param, phrase
 from ..explainer import Explainer, empty_region_message
 from ..inputs import InputItem
 from ..manifest import MANIFEST, Manifest, RemoteManifest
@@ -44,6 +45,18 @@ class RunSummary:
     seconds: float = 0.0
     layer: str = ""
     method: str = ""
+    noise_maps: int = 0  # rows whose map is rounding noise (``rounding_noise``)
+
+    def noise_note(self) -> str | None:
+        """One line when some maps were rounding noise (:data:`~gradcam_cli.methods.base.ROUNDING_BALANCE`),
+        naming the method, the layer and what would work instead."""
+        if not self.noise_maps:
+            return None
+        return phrase(f"{self.noise_maps} map(s) of {self.method} at layer {self.layer} are rounding noise: the "
+                      "gradient x activation terms cancel to within float32 rounding there (the score does not "
+                      f"change when a position's activations are scaled), so they show nothing; use "
+                      f"{param('method', 'gradcam')} or another {param('layer')} ('gradcam layers' lists "
+                      "them; for a transformer, its block's first norm). Rows say rounding_noise: true.")
 
     @property
     def exit_code(self) -> int:
@@ -77,6 +90,13 @@ def _run_settings(spec: ModelSpec, explainer: Explainer, options: RunOptions, ta
         settings += [str(spec.model_output), str(options.region)]
     if options.overlay_size is not None:  # overlays at the original's size match older runs
         settings.append(f"overlay={options.overlay_size}")
+    if explainer.combine:  # several layers (all in layer_name): how their maps were combined
+        settings.append(f"combine={explainer.combine}")
+    if options.reference is not None:  # a similarity: what the query is compared with (gradcam_cli.reference)
+        settings.append(f"reference={options.reference.digest}")
+    if explainer.counterfactual:  # the same class, the opposite map
+        settings.append("counterfactual")
+    settings += [f"{key}={value}" for key, value in sorted(explainer.tuning.items())]
     return settings
 
 
@@ -120,6 +140,9 @@ class BatchJob:
             explainer = Explainer.from_options(spec, options, batch_size)
         classes = explainer.resolve_targets(options.classes, options.top_k)
         targets = f"class={','.join(map(str, classes))}" if classes else f"top{options.top_k}"
+        if explainer.head.takes_boxes:  # a detector: the boxes above min_score (of classes), or some of them
+            targets = (f"boxes>={options.min_score:g}" + (f",box={','.join(map(str, options.boxes))}" if options.boxes
+                                                         else "") + (f",{targets}" if classes else ""))
         config = fingerprint(spec, explainer, options, targets)
         return cls(spec, explainer, options, classes, targets, config,
                    run_id or f"{time.time():.6f}-{os.getpid()}", legacy_fingerprint(spec, explainer, options, targets))
@@ -140,8 +163,12 @@ class BatchJob:
                "output": head.output_name}
         if self.explainer.region_name:
             row["region"] = self.explainer.region_name
+        if self.explainer.combine:  # several layers: `layer` joins their paths with '+'
+            row.update(layers=self.explainer.layer_paths, combine=self.explainer.combine)
         if self.spec.channels == 1:  # the overlay shows the colour picture; the model saw its luma
             row["model_input"] = GREY_CONVERSION
+        if self.explainer.counterfactual:  # the map shows what lowers the class's score
+            row["counterfactual"] = True
         return row
 
     @functools.cached_property
@@ -167,11 +194,22 @@ class BatchJob:
 
     def write_outputs(self, stem: str, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
         """Write one target's overlay JPEG, raw .npy (and guided PNG) atomically; the row names them."""
+        target = row["class_index"] if row.get("box") is None else f"{row['class_index']}.box{row['box_index']}"
         overlay_name, heatmap_name = (name.as_posix() for name in outputs.output_paths(
-            Path(), stem, self.method_name, row["class_index"]))
+            Path(), stem, self.method_name, target))
         image = render.overlay_image(original, heatmap, self.options.alpha, self.lut)
-        if row.get("region_pixels") is not None:
-            image = render.caption(image, f"{row['label']}: region of {row['region_pixels']} px")
+        if row.get("box") is not None:  # the explained box, from the original's pixels to the overlay's
+            scale_x, scale_y = image.width / row["image_size"][1], image.height / row["image_size"][0]
+            left, top, right, bottom = row["box"]
+            image = render.draw_box(image, (left * scale_x, top * scale_y, right * scale_x, bottom * scale_y),
+                                    f"{row['label']} {row['score']:.0%}")
+        captions = [f"{row['label']}: region of {row['region_pixels']} px"] if row.get("region_pixels") is not None else []
+        if row.get("counterfactual"):
+            captions.append(f"counterfactual: what lowers {row['label']}")
+        if row.get("rounding_noise"):
+            captions.append("rounding noise, not a finding")
+        if captions:
+            image = render.caption(image, "; ".join(captions))
         row = {**row, "overlay": self.output.write(overlay_name, render.jpeg_bytes(image)),
                "heatmap": self.output.write(heatmap_name, render.npy_bytes(heatmap))}
         if saliency is not None:
@@ -179,6 +217,21 @@ class BatchJob:
             row["saliency"] = self.output.write(overlay_name[: -len(".jpg")] + ".guided.png",
                                                 render.png_bytes(saliency_picture))
         return row
+
+    def pick_boxes(self, good: list[tuple]) -> tuple[list[tuple], list[list[Detection]], list[dict]]:
+        """A detector's batch: its detections (one forward pass and the model's decoder), then each
+        image's boxes to explain (``min_score``, ``boxes``, ``classes``). Returns the images that have
+        some, their boxes, and an error row for each image that has none."""
+        found = self.explainer.detect(np.stack([g[3] for g in good]))
+        kept, boxes, refused = [], [], []
+        for entry, detections in zip(good, found, strict=True):
+            try:
+                boxes.append(pick_detections(detections, entry[0].path, self.options.min_score, self.options.boxes,
+                                             self.classes))
+                kept.append(entry)
+            except ImageError as error:
+                refused.append(self.error_row(entry[0], str(error)))
+        return kept, boxes, refused
 
     def explain_batch(
         self,
@@ -202,21 +255,38 @@ class BatchJob:
         if not good:
             return rows
         explainer, spec, head = self.explainer, self.spec, self.explainer.head
-        result = explainer.run(np.stack([g[3] for g in good]), self.classes, self.options.top_k)
+        kept = None
+        if head.takes_boxes:  # a detector: its kept boxes, found once per batch, are the targets
+            good, kept, refused = self.pick_boxes(good)
+            rows.extend(refused)
+            if not good:
+                return rows
+        result = explainer.run(np.stack([g[3] for g in good]), self.classes, self.options.top_k, boxes=kept)
         for position, (item, stem, original, _, original_size) in enumerate(good):
             probabilities = result.probabilities[position]
             best = np.argsort(-probabilities)[:TOP_PREDICTIONS]
             top = [[int(c), spec.label(int(c)), round(float(probabilities[c]), 6)] for c in best]
+            boxes = kept[position] if kept is not None else None
+            if boxes is not None:  # the image's best boxes, as a classifier's best classes
+                top = [[box.class_index, spec.label(box.class_index), round(box.score, 6)]
+                       for box in boxes[:TOP_PREDICTIONS]]
             for rank, class_index in enumerate(result.class_ids[position]):
+                if boxes is not None and rank >= len(boxes):  # padding: this image has fewer boxes
+                    break
                 heatmap = result.heatmaps[position, rank]
                 label = spec.label(int(class_index))
-                reported = round(float(probabilities[class_index]), 6)
+                reported = round(float(probabilities[rank if boxes is not None else class_index]), 6)
                 row = {**self.base_row, "input": item.real, "status": "ok", "error": None, "rank": rank,
                        "class_index": int(class_index), "label": label,
                        "probability": reported if head.reports_probability else None, "top": top,
                        "image_size": [original_size[1], original_size[0]],  # height, width
-                       "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap)}
+                       "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap),
+                       "rounding_noise": result.rounding_noise(position, rank)}
                 row.update(head.row_fields(reported))
+                if self.options.reference is not None:
+                    row["reference"] = self.options.reference.entry(int(class_index))
+                if boxes is not None:
+                    row.update(box_fields(boxes[rank], spec.input_size, original_size))
                 if result.region_pixels is not None:
                     row["region_pixels"] = int(result.region_pixels[position, rank])
                     if row["region_pixels"] == 0:
@@ -278,6 +348,8 @@ class RowSink:
                 self.summary.failures.append((row["input"], row["error"]))
             elif row["rank"] == 0:
                 self.summary.images_done += 1
+            if row.get("rounding_noise"):
+                self.summary.noise_maps += 1
             if self.on_row:
                 self.on_row(row)
         if self.progress:

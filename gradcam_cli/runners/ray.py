@@ -176,6 +176,8 @@ class ExplainActor:
             raise EngineError(f"{driver.model}: the Ray worker on {_node()} loaded {spec.identity} from {spec.source}; "
                               f"the driver loaded {driver.identity} from {driver.location}. Make the model the same "
                               "on every node.")
+        if options.reference is not None:  # a similarity: the driver's reference vectors, not decoded again here
+            spec = options.reference.apply(spec)
         # paths the driver made absolute (this process's working folder is not the driver's); the
         # run's fingerprint is the driver's, computed from the options as given
         local_options = dataclasses.replace(options, **(local_paths or {}))

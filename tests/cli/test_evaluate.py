@@ -256,3 +256,38 @@ def test_an_evaluate_interrupted_before_the_first_image_promises_nothing_to_resu
     assert stopped.exit_code == 130, stopped.output
     assert "interrupted before the first image was scored; nothing to resume." in stopped.output
     assert "rerun resumes" not in stopped.output
+
+
+def test_rows_are_reused_for_the_same_model_at_another_path_and_old_path_fingerprints(tmp_path, monkeypatch):
+    """The model enters the fingerprint by its content (issue 29), as explain's runs: a copy of the
+    model file elsewhere reuses the rows; rows of before (fingerprinted by the model's path) too."""
+    import shutil
+
+    from gradcam_cli.demo import demo_model_path
+
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        shutil.copy(demo_model_path(), tmp_path / name / "m.keras")
+        for sidecar in demo_model_path().parent.glob(demo_model_path().stem + ".*"):
+            if sidecar.suffix != ".keras":
+                shutil.copy(sidecar, tmp_path / name / ("m" + sidecar.name[len(demo_model_path().stem):]))
+    image = SHAPES / "01_single_cross.png"
+    first = run("evaluate", image, "--model", tmp_path / "one" / "m.keras", "--methods", "gradcam", "--metrics",
+                "drop", "-o", tmp_path / "ev")
+    assert first.exit_code == 0, first.output
+    again = run("evaluate", image, "--model", tmp_path / "two" / "m.keras", "--methods", "gradcam", "--metrics",
+                "drop", "-o", tmp_path / "ev", "--json")
+    assert json.loads(again.stdout)["forward_passes"]["explained_images"] == 0  # the same bytes: reused
+    from gradcam_cli import evaluate as evaluate_module
+
+    real = evaluate_module.config_fingerprint
+    monkeypatch.setattr(evaluate_module, "config_fingerprint",  # as the tool wrote rows before: by path
+                        lambda spec, layer, options, legacy=False: real(spec, layer, options, legacy=True))
+    (tmp_path / "old").mkdir()
+    old = run("evaluate", image, "--model", tmp_path / "one" / "m.keras", "--methods", "gradcam", "--metrics", "drop",
+              "-o", tmp_path / "old")
+    assert old.exit_code == 0, old.output
+    monkeypatch.setattr(evaluate_module, "config_fingerprint", real)
+    resumed = run("evaluate", image, "--model", tmp_path / "one" / "m.keras", "--methods", "gradcam", "--metrics",
+                  "drop", "-o", tmp_path / "old", "--json")
+    assert json.loads(resumed.stdout)["forward_passes"]["explained_images"] == 0

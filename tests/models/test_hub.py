@@ -32,8 +32,9 @@ def test_saved_keras_hub_classifier_loads_and_lists_token_layers(saved_vit, tmp_
     assert spec.head.kind == "softmax" and spec.input_size == (TOKEN_SIZE, TOKEN_SIZE)
     result = CliRunner().invoke(cli, ["layers", "--model", str(saved_vit)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    picked = [line for line in result.output.splitlines() if line.startswith("*") and "tokens in" in line]
-    assert len(picked) == 1 and "transformer_block_2" in picked[0] and "17x32" in picked[0]
+    picked = [line for line in result.output.splitlines() if line.startswith("*") and "tokens" in line]
+    assert len(picked) == 1 and "transformer_block_2/ln_1" in picked[0] and "17x32" in picked[0]
+    assert any("transformer_block_2 " in line and "tokens in" in line for line in result.output.splitlines())
     Image.fromarray(np.zeros((40, 40, 3), np.uint8) + 90).save(tmp_path / "a.png")
     result = CliRunner().invoke(cli, ["explain", str(tmp_path / "a.png"), "--model", str(saved_vit), "--layer",
                                       "transformer_block_1", "-o", str(tmp_path / "out")], catch_exceptions=False)

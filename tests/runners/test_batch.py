@@ -133,3 +133,41 @@ def test_a_manifest_written_before_content_identities_keeps_resuming(keras, tmp_
     assert redone.exit_code == 0
     configs = {Path(row["input"]).name: row["config"] for row in manifest(out)}
     assert configs == {PAIR.name: job.config, SHAPE.name: job.legacy_config}
+
+
+@pytest.mark.slow
+def test_rounding_noise_is_flagged_in_rows_overlays_report_and_one_line(vit, tmp_path):
+    """HiResCAM on the tokens entering a pre-norm ViT block is rounding noise (issue 26): the rows say
+    so, the overlay carries a caption, the report marks it, and the run ends with one line naming
+    the method, the layer and what works; at the automatic tap (the block's norm) nothing is flagged."""
+    import json
+
+    path = tmp_path / "vit.keras"
+    vit.save(path)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    noisy = run("explain", tmp_path / "a.png", "--model", path, "--method", "hirescam", "--layer", "transformer_block_2",
+                "-o", tmp_path / "noise", "--report")
+    assert noisy.exit_code == 0, noisy.output
+    (row,) = manifest(tmp_path / "noise")
+    assert row["rounding_noise"] is True and row["empty_heatmap"] is False
+    lines = [line for line in noisy.output.splitlines() if "rounding noise" in line]
+    assert len(lines) == 1 and "hirescam" in lines[0] and "transformer_block_2" in lines[0] and "--method gradcam" in lines[0]
+    plain = render.overlay_image(Image.open(tmp_path / "a.png").convert("RGB"), np.load(row["heatmap"]), 0.4,
+                                 render.colormap_lut("jet"))
+    written = np.asarray(Image.open(row["overlay"]).convert("RGB"), np.float32)
+    top = slice(0, 8)
+    assert np.abs(written[top] - np.asarray(plain, np.float32)[top]).mean() > 20  # the caption's strip
+    assert "rounding noise, not a finding" in (tmp_path / "noise" / "index.html").read_text()
+    clean = run("explain", tmp_path / "a.png", "--model", path, "--method", "hirescam", "-o", tmp_path / "clean", "--json")
+    rows = [json.loads(line) for line in clean.output.splitlines() if line.startswith("{")]
+    assert clean.exit_code == 0 and rows[0]["rounding_noise"] is False and rows[0]["layer"].endswith("ln_1")
+    assert "rounding noise" not in clean.output
+
+
+def test_counterfactual_rows_say_so_and_resume_apart(tmp_path):
+    first = run("explain", SHAPE, "--model", "demo", "-o", tmp_path / "out")
+    second = run("explain", SHAPE, "--model", "demo", "-o", tmp_path / "out", "--counterfactual")
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    assert "already done" not in second.output  # another map: not resumed from the plain run's rows
+    (row,) = manifest(tmp_path / "out")
+    assert row["counterfactual"] is True and row["method"] == "gradcam"
