@@ -39,7 +39,7 @@ from .errors import (
     TargetError,
     param,
 )
-from .explainer import BatchResult, Explainer, resolve_classes
+from .explainer import BatchResult, Explainer
 from .graph import model_input_size
 from .keywords import check_alpha, check_colormap, check_text, check_whole_number
 from .layers import layer_names
@@ -49,6 +49,7 @@ from .models.spec import ModelSpec
 from .options import DEFAULT_ALPHA, RunOptions
 from .pictures import as_images, listed_images
 from .quiet import quiet_own_retracing
+from .targets import resolve_classes
 
 DATASET_BATCH = 16  # images taken from an unbatched tf.data.Dataset
 

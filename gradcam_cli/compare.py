@@ -11,11 +11,11 @@ from PIL import Image, ImageDraw
 from . import outputs, render
 from .api import explain_with_options
 from .errors import OptionConflict, param
-from .explainer import empty_region_message
 from .methods import check_tuning, tuning_for
 from .models.spec import ModelSpec
 from .options import RunOptions
 from .pictures import as_images
+from .targets import empty_region_message
 
 TILE = 224
 CAPTION = 22

@@ -25,12 +25,13 @@ from .. import outputs, render
 from ..boxes import Detection, box_fields, pick_detections
 from ..decode import GREY_CONVERSION, PixelBudget, decode_item
 from ..errors import ImageError, OutputError, param, phrase
-from ..explainer import Explainer, empty_region_message
+from ..explainer import Explainer
 from ..inputs import InputItem
 from ..manifest import MANIFEST, Manifest, RemoteManifest
 from ..models.spec import ModelSpec
 from ..options import RunOptions
 from ..outputs import OutputFolder
+from ..targets import empty_region_message
 
 TOP_PREDICTIONS = 3
 

@@ -61,6 +61,6 @@ def test_imagenet_names_ship_with_the_package_and_need_no_download(tmp_path, mon
 
 
 def test_a_class_is_named_by_label_index_or_the_tools_own_class_n(demo_spec):
-    from gradcam_cli.explainer import resolve_classes
+    from gradcam_cli.targets import resolve_classes
 
     assert resolve_classes(demo_spec, ["triangle", "1", "class_4"], demo_spec.num_classes) == [2, 1, 4]
