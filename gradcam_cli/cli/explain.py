@@ -87,18 +87,11 @@ def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, 
     INPUTS are image files, folders (with -r, their sub-folders too) and glob patterns (quote them;
     ** matches any number of folders). Each file is explained once, however it was reached.
     """
-    from ..storage import is_uri, local_path
+    from ..storage import is_uri
 
-    output_dir = output_dir if is_uri(output_dir) else local_path(output_dir)
-    if report and is_uri(output_dir):
-        fail(GradcamError(f"--report writes a local gallery: use a local -o/--output-dir, not {output_dir}."))
-    items = collect_or_fail(inputs, recursive, excludes, output_dir)
+    output_dir, items = list_run_inputs(inputs, recursive, excludes, output_dir, report)
     try:
-        if engine == "ray":
-            from ..runners.ray_session import cluster_address, require_ray
-
-            require_ray()
-            cluster_address(ray_address)  # an unreachable cluster fails now, not after the model loads
+        check_engine(engine, ray_address)
         arguments = model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output,
                                     task)
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output, task)
@@ -114,21 +107,54 @@ def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, 
                              counterfactual=counterfactual, tuning=tuning, overlay_size=overlay_size,
                              max_megapixels=max_megapixels)
         options.min_score, options.boxes = min_score, list(boxes) or None  # a detector's (--task detect)
-        if workers and engine == "local":
-            options.workers = workers
-        engine_run = None
-        if engine == "ray":
-            from functools import partial
-
-            from ..runners.ray import run_explain_ray
-
-            engine_run = partial(run_explain_ray, model_arguments=arguments, address=ray_address,
-                                 workers=workers)
-        summary = _run_with_progress(items, spec, options, quiet, as_json, engine_run)
-        if report:
-            announce_report(output_dir, quiet)
+        summary = run_on_engine(items, spec, options, engine, arguments, ray_address, workers, quiet, as_json)
     except GradcamError as error:
         fail(error)
+    finish_run(summary, output_dir, quiet, report)
+
+
+def list_run_inputs(inputs, recursive, excludes, output_dir, report):
+    """(output folder, inputs) of a run that writes a folder (explain, similar): a --report needs a
+    local one; inputs that name nothing fail here, before any model loads."""
+    from ..storage import is_uri, local_path
+
+    output_dir = output_dir if is_uri(output_dir) else local_path(output_dir)
+    if report and is_uri(output_dir):
+        fail(GradcamError(f"--report writes a local gallery: use a local -o/--output-dir, not {output_dir}."))
+    return output_dir, collect_or_fail(inputs, recursive, excludes, output_dir)
+
+
+def check_engine(engine: str, ray_address: str | None) -> None:
+    """--engine ray: Ray Data installed and the cluster answering, before the model loads."""
+    if engine == "ray":
+        from ..runners.ray_session import cluster_address, require_ray
+
+        require_ray()
+        cluster_address(ray_address)
+
+
+def run_on_engine(items, spec, options, engine, arguments, ray_address, workers, quiet, as_json):
+    """The run on the local engine (``workers``: its threads) or on Ray (``workers``: its actors), with the
+    progress bar and the per-image lines; its summary."""
+    engine_run = None
+    if engine == "ray":
+        from functools import partial
+
+        from ..runners.ray import run_explain_ray
+
+        engine_run = partial(run_explain_ray, model_arguments=arguments, address=ray_address, workers=workers)
+    elif workers:
+        options.workers = workers
+    return _run_with_progress(items, spec, options, quiet, as_json, engine_run)
+
+
+def finish_run(summary, output_dir, quiet, report) -> None:
+    """After a run: the gallery (--report), the closing lines, the exit code."""
+    if report:
+        try:
+            announce_report(output_dir, quiet)
+        except GradcamError as error:
+            fail(error)
     _report(summary, output_dir, quiet)
     sys.exit(summary.exit_code)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -14,9 +13,7 @@ from .common import (
     MethodType,
     OverlaySize,
     alpha_option,
-    announce_report,
     batch_size_option,
-    collect_or_fail,
     colormap_option,
     exclude_option,
     fail,
@@ -82,19 +79,12 @@ def similar(queries, references, model, weights, preprocess, labels, input_size,
       gradcam similar sample_images/shapes --reference sample_images/shapes/03_single_triangle.png \\
           --model demo --model-output gap
     """
-    from ..storage import is_uri, local_path
-    from .explain import _report, _run_with_progress
+    from ..storage import is_uri
+    from .explain import check_engine, finish_run, list_run_inputs, run_on_engine
 
-    output_dir = output_dir if is_uri(output_dir) else local_path(output_dir)
-    if report and is_uri(output_dir):
-        fail(GradcamError(f"--report writes a local gallery: use a local -o/--output-dir, not {output_dir}."))
-    items = collect_or_fail(queries, recursive, excludes, output_dir)
+    output_dir, items = list_run_inputs(queries, recursive, excludes, output_dir, report)
     try:
-        if engine == "ray":
-            from ..runners.ray_session import cluster_address, require_ray
-
-            require_ray()
-            cluster_address(ray_address)
+        check_engine(engine, ray_address)
         from ..reference import Reference, reference_items
 
         for source in references:  # a mistyped reference fails before the model loads
@@ -113,19 +103,7 @@ def similar(queries, references, model, weights, preprocess, labels, input_size,
                              alpha=alpha, colormap=colormap, overwrite=overwrite, xla=xla, smooth=smooth,
                              counterfactual=counterfactual, overlay_size=overlay_size, max_megapixels=max_megapixels,
                              reference=reference)
-        if workers and engine == "local":
-            options.workers = workers
-        engine_run = None
-        if engine == "ray":
-            from functools import partial
-
-            from ..runners.ray import run_explain_ray
-
-            engine_run = partial(run_explain_ray, model_arguments=arguments, address=ray_address, workers=workers)
-        summary = _run_with_progress(items, spec, options, quiet, as_json, engine_run)
-        if report:
-            announce_report(output_dir, quiet)
+        summary = run_on_engine(items, spec, options, engine, arguments, ray_address, workers, quiet, as_json)
     except GradcamError as error:
         fail(error)
-    _report(summary, output_dir, quiet)
-    sys.exit(summary.exit_code)
+    finish_run(summary, output_dir, quiet, report)
