@@ -251,8 +251,16 @@ def _explain(model: Any, images: Any, options: RunOptions, alpha: float, model_o
         return _detections(result, found, arrays, paths, explainer, spec, failures, alpha)
     return Explanation(result.heatmaps, result.class_ids, result.probabilities, arrays, paths,
                        explainer.layer_name, explainer.method.name, spec, failures, result.saliency, alpha,
-                       result.region_pixels,
-                       None if result.balance is None else result.balance < ROUNDING_BALANCE)
+                       result.region_pixels, _rounding_noise(result, explainer.head))
+
+
+def _rounding_noise(result, head) -> np.ndarray | None:
+    """(N, T): maps whose terms cancel (the balance), or whose score sits at a maximum (``Head.saturated``)."""
+    reported = np.take_along_axis(result.probabilities, result.class_ids, axis=1)
+    saturated = np.vectorize(lambda value: head.saturated(float(value)), otypes=[bool])(reported)
+    if result.balance is None:
+        return saturated if saturated.any() else None
+    return (result.balance < ROUNDING_BALANCE) | saturated
 
 
 def _detections(result, found, arrays, paths, explainer, spec, failures, alpha) -> Explanation:

@@ -49,6 +49,17 @@ class Detection:
         return [*self.box, float(self.class_index), self.score]
 
 
+def box_targets(boxes: list[list]) -> np.ndarray:
+    """Per image its kept boxes (:class:`Detection`, or rows of 6 numbers) as the compiled steps read
+    them: (n, T, 6) float32, T the most boxes an image has (at least 1), zeros past an image's last."""
+    count = max([1, *(len(found) for found in boxes)])
+    targets = np.zeros((len(boxes), count, 6), np.float32)
+    for index, found in enumerate(boxes):
+        for slot, box in enumerate(found):
+            targets[index, slot] = box.target() if hasattr(box, "target") else np.asarray(box, np.float32)
+    return targets
+
+
 def to_yxyx(boxes: Any, box_format: str) -> Any:
     """``boxes`` (..., 4) in an absolute ``box_format`` to yxyx, in ``keras.ops`` (numpy in, tensor out)."""
     from keras import ops

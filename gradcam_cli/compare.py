@@ -10,7 +10,9 @@ from PIL import Image, ImageDraw
 
 from . import outputs, render
 from .api import explain_with_options
-from .errors import OptionConflict, param
+from .boxes import pick_for_batch
+from .decode import model_input
+from .errors import ImageError, OptionConflict, param
 from .methods import check_tuning, tuning_for
 from .models.spec import ModelSpec
 from .options import RunOptions
@@ -52,10 +54,12 @@ def compare_sheet(
     of the sheet) and, for a segmentation model, classes whose region is empty (their tiles show no
     map and say so).
 
-    One row per image and explained class (each of ``options.classes``, or the top-1 class);
-    guided-gradcam's column shows its guided saliency image, every other method its overlay. ``options``:
-    the run's layer, classes, opacity, colour map, region ... (its ``method`` is replaced by each of
-    ``methods``).
+    One row per image and explained class (each of ``options.classes``, or the top-1 class); a
+    detector's: one row per explained box (``options.min_score``, ``options.boxes``), its overlays
+    showing the box, captioned with its label and score; an image without a box is left out and
+    listed in the failures. guided-gradcam's column shows its guided saliency image, every other
+    method its overlay. ``options``: the run's layer, classes, opacity, colour map, region ... (its
+    ``method`` is replaced by each of ``methods``).
     """
     options = options or RunOptions()
     if options.reference is not None:  # a similarity (gradcam_cli.reference): computed once for every method
@@ -71,10 +75,15 @@ def compare_sheet(
     arrays, paths, unreadable = as_images(images, spec.input_size, TILE, options.max_megapixels)  # decoded once, at tile size, for every method
     failures = [(path, f"{reason.rstrip('.')}; left out of the sheet.") for path, reason in unreadable]
     check_tuning(methods, options.tuning)
+    if spec.head.takes_boxes:  # a detector: the images with a box to explain, found once, refusals by file name
+        arrays, paths, refused = _with_boxes(spec, arrays, paths, replace(options, method=methods[0],
+                                                                          tuning=tuning_for(methods[0], options.tuning)))
+        failures += refused
     results = [explain_with_options(spec, arrays, replace(options, method=m, tuning=tuning_for(m, options.tuning)))
                for m in methods]
     first = results[0]
-    rows = [(image, target_index) for image in range(len(first.images)) for target_index in range(first.class_ids.shape[1])]
+    rows = [(image, target_index) for image in range(len(first.images)) for target_index in range(first.class_ids.shape[1])
+            if first.class_ids[image, target_index] >= 0]  # a detector's image may have fewer boxes than the most
     empty = set()
     if first.region_pixels is not None:  # the region depends on the class and the image, not the method
         chosen = options.region or "pred"
@@ -94,6 +103,8 @@ def compare_sheet(
     for row, (image, target_index) in enumerate(rows):
         top = CAPTION + row * (TILE + CAPTION)
         name = Path(paths[image]).name if paths[image] else f"image {image}"
+        if first.boxes is not None:
+            name = f"{name[:20]} box {first.boxes[image][target_index]['box_index']}"
         draw.text((4, top + 3), f"{name[:28]}", fill="black", font=font)
         sheet.paste(fit_tile(first.images[image]), (0, top + CAPTION))
         for column, result in enumerate(results, start=1):
@@ -103,8 +114,8 @@ def compare_sheet(
                 picture = result.overlay(image, target_index, colormap=options.colormap)
             sheet.paste(fit_tile(picture), (column * TILE, top + CAPTION))
             class_index = result.class_ids[image, target_index]
-            text = result.spec.head.format_prediction(result.label(image, target_index),
-                                                      float(result.probabilities[image, class_index]))
+            value = result.probabilities[image, target_index if result.boxes is not None else class_index]
+            text = result.spec.head.format_prediction(result.label(image, target_index), float(value))
             if (image, target_index) in empty:
                 text += " (empty region)"
             draw.text((column * TILE + 4, top + 3), text, fill="black", font=font)
@@ -112,3 +123,22 @@ def compare_sheet(
     data = render.png_bytes(np.asarray(sheet)) if file_format == "PNG" else render.jpeg_bytes(sheet, quality=92)
     outputs.write_file(sheet_path, data, "sheet_path")
     return sheet_path, failures
+
+
+def _with_boxes(spec: ModelSpec, arrays: list[np.ndarray], paths: list[str | None],
+                options: RunOptions) -> tuple[list[np.ndarray], list[str | None], list[tuple[str, str]]]:
+    """A detector's pictures that have a box to explain, their paths, and (path, one-line reason) for
+    the others: the detections are made here, where the files' names are known, so a refusal names
+    its file; each method's run then finds the same boxes on the pictures kept."""
+    from .api import explainer_for
+
+    explainer = explainer_for(spec, {}, options)
+    prepared = np.stack([model_input(picture, spec.input_size, spec.channels) for picture in arrays])
+    sources = [path or f"image {position}" for position, path in enumerate(paths)]
+    kept, _, refused = pick_for_batch(explainer.detect(prepared), sources, options.min_score, options.boxes,
+                                      explainer.resolve_targets(options.classes, options.top_k))
+    if not kept:
+        raise ImageError(f"no image to compare: {refused[0][1]}" if len(refused) == 1 else
+                         f"no image has a box to explain: {refused[0][1]} (and {len(refused) - 1} more)")
+    return ([arrays[i] for i in kept], [paths[i] for i in kept],
+            [(source, f"{reason.rstrip('.')}; left out of the sheet.") for source, reason in refused])

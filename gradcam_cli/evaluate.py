@@ -47,7 +47,7 @@ from .metrics.summary import (
     summarize,
 )
 from .models.spec import ModelSpec
-from .scoring import BatchScores, EvaluateOptions, Evaluator
+from .scoring import BatchScores, EvaluateOptions, Evaluator, similarity_run
 
 
 @dataclass
@@ -113,6 +113,8 @@ def config_fingerprint(spec: ModelSpec, layer: str, options: EvaluateOptions, le
         settings.append(f"combine={options.combine or COMBINE[0]}")
     if options.reference is not None:  # a similarity: what the images are compared with
         settings.append(f"reference={options.reference.digest}")
+    if spec.head.takes_boxes:  # a detector: which of its boxes are explained
+        settings.append(f"boxes>={options.min_score},{options.boxes}")
     settings += [f"{key}={value}" for key, value in sorted((options.tuning or {}).items())]  # methods' own options
     return hashlib.sha1("|".join(settings).encode()).hexdigest()[:12]
 
@@ -161,7 +163,7 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     """
     started = time.perf_counter()
     if options.reference is not None:
-        options, spec = _similarity(spec, options)
+        options, spec = similarity_run(spec, options)
     problems = gate_problems(options.gates, list(options.methods), list(options.metrics), set(BASELINES))
     if problems:  # a gate that could never be checked is a usage error, found before any scoring
         raise EvaluationError(f"{param('gates')} " + "; ".join(problems))
@@ -191,11 +193,12 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
                 good.append(item)
                 pixels.append(prepared)
                 sizes.append(size)
+            good, pixels, sizes, boxes = evaluator.with_boxes(good, pixels, sizes, failures)  # a detector's boxes
             if good:
                 annotations = None
                 if options.ground_truth is not None:
                     annotations = [options.ground_truth.boxes(item.path, item.relative) for item in good]
-                for method, scores in evaluator.score_batch(np.stack(pixels), annotations, sizes).items():
+                for method, scores in evaluator.score_batch(np.stack(pixels), annotations, sizes, boxes).items():
                     scored = _rows(method, good, scores, spec, config)
                     rows.extend(scored)
                     stream.append(scored)
@@ -213,24 +216,6 @@ def evaluate(items: list[InputItem], spec: ModelSpec, options: EvaluateOptions,
     return Evaluation(spec.name, evaluator.layer, options.steps, list(options.metrics), list(options.methods),
                       summaries, ranking, rows, curves, sanity_report, failures, missed, images,
                       time.perf_counter() - started, passes)
-
-
-def _similarity(spec: ModelSpec, options: EvaluateOptions) -> tuple[EvaluateOptions, ModelSpec]:
-    """A similarity run (``options.reference``, :mod:`gradcam_cli.reference`): the references computed
-    once and the spec's head their similarity; deletion and insertion then read the cosine similarity
-    on the perturbed copies, and a metric that divides by it is refused."""
-    from dataclasses import replace
-
-    from .heads.similarity import RATIO_METRICS
-    from .reference import Reference
-
-    embedding = None if isinstance(options.reference, Reference) else spec.model_output
-    reference = Reference.of(options.reference, spec, embedding, options.overlay_size, options.max_megapixels)
-    refused = [name for name in options.metrics if name in RATIO_METRICS]
-    if refused:
-        raise EvaluationError(f"{param('metrics', refused[0])} divides by the unaltered image's score, and a cosine "
-                              f"similarity may be 0 or negative; score deletion, insertion, increase or road.")
-    return replace(options, reference=reference), reference.apply(spec)
 
 
 def _last_byte(path: Path) -> bytes:
@@ -276,9 +261,11 @@ def _rows(method: str, items: list[InputItem], scores: BatchScores, spec: ModelS
     for i, item in enumerate(items):
         for t in range(scores.class_ids.shape[1]):
             class_index = int(scores.class_ids[i, t])
+            if class_index < 0:  # a detector's image with fewer boxes than the batch's most
+                break
             row = {"input": item.real, "method": method, "rank": t, "class_index": class_index,
                    "label": spec.label(class_index), "probability": round(float(scores.probability[i, t]), 6),
-                   "config": config}
+                   "config": config, **(scores.fields[i][t] if scores.fields else {})}
             for metric, value in scores.values.items():
                 row[metric] = _number(value[i, t])
             if scores.ground_truth is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
+from .boxes import box_targets
 from .errors import MethodError, OptionConflict, TargetError, param
 from .graph import LayerInfo, outputs_of
 from .layers import auto_target_layer, branch_note, find_layer, layer_names
@@ -335,11 +336,8 @@ class Explainer:
         if boxes is None or len(boxes) != len(images):
             raise TargetError("a detector explains boxes: pass each image's boxes to explain (Explainer.detect "
                               f"finds them); got {'none' if boxes is None else len(boxes)} for {len(images)} image(s).")
-        count = max([1, *(len(found) for found in boxes)])
-        targets = np.zeros((len(images), count, 6), np.float32)
-        for index, found in enumerate(boxes):
-            for slot, box in enumerate(found):
-                targets[index, slot] = box.target() if hasattr(box, "target") else np.asarray(box, np.float32)
+        targets = box_targets(boxes)
+        count = targets.shape[1]
         if targets[..., 4].min(initial=0) < 0 or targets[..., 4].max(initial=0) >= self.num_classes:
             raise TargetError(f"box classes must lie in 0..{self.num_classes - 1}.")
         slots = np.broadcast_to(np.arange(count, dtype=np.int32), (self.batch_size, count)).copy()

@@ -116,6 +116,8 @@ def check_keywords(model: Any, images: list, keywords: dict[str, Any]) -> None:
     tuning = keywords["tuning"]
     if tuning is not None and (not isinstance(tuning, dict) or not set(tuning) <= set(TUNING_FIELDS)):
         raise OptionConflict(f"{named('tuning', tuning)}: give a dict whose keys are among {', '.join(TUNING_FIELDS)}.")
+    for key, value in (tuning or {}).items():
+        check_tuning_value(key, value)
     check_text("weights", keywords["weights"], "'imagenet', 'none' or a weights file", paths=True)
     check_text("region", keywords["region"], "'pred', 'all' or a mask image path", paths=True)
     check_text("smooth", keywords["smooth"], "'aug', 'eigen' or None", error=MethodError)
@@ -145,3 +147,23 @@ def check_detection_keywords(task: Any, min_score: Any, boxes: Any) -> None:
     numbers = [boxes] if is_integer(boxes) else list(boxes) if isinstance(boxes, (list, tuple)) else None
     if boxes is not None and (not numbers or not all(is_integer(n) and n >= 0 for n in numbers)):
         raise TargetError(f"{named('boxes', boxes)}: give box numbers (0: each image's best), a list of them, or None.")
+
+
+def check_tuning_value(key: str, value: Any) -> None:
+    """One ``tuning`` value, checked as its command-line option checks it: a whole number of at least 1
+    (finer_comparisons), a finite number in [0, 1] (finer_alpha), above 0 (kpca_gamma), at least 0
+    (fem_sigmas), a kernel name (kpca_kernel); None leaves the default."""
+    if value is None:
+        return
+    if key == "kpca_kernel":
+        if value not in ("sigmoid", "rbf", "linear"):
+            raise OptionConflict(f"{named('tuning', {key: value})}: the kernel is 'sigmoid', 'rbf' or 'linear'.")
+        return
+    if key == "finer_comparisons":
+        check_whole_number(f"tuning['{key}']", value, 1)
+        return
+    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+    low, high, what = {"finer_alpha": (0.0, 1.0, "in [0, 1]"), "kpca_gamma": (0.0, None, "above 0"),
+                       "fem_sigmas": (0.0, None, "of at least 0")}[key]
+    if not number or value < low or (high is not None and value > high) or (key == "kpca_gamma" and value == 0):
+        raise OptionConflict(f"{named('tuning', {key: value})}: give a finite number {what}.")

@@ -156,10 +156,26 @@ def candidate_layers(model) -> list[LayerInfo]:
     taps = transformer_taps(model)
     listed = []
     for info in iter_layers(model):
-        if _is_candidate(info) or (info.is_tokens and _grid_of(info, size) is not None):
+        if _is_candidate(info) or (info.is_tokens and _grid_of(info, size) is not None and not _mixes_positions(info)):
             listed.append(info)
         listed.extend(tap for tap in taps if tap.path.startswith(info.path + PATH_SEP) or tap.layer is info.layer)
     return listed
+
+
+def _mixes_positions(info: LayerInfo) -> bool:
+    """A ``Reshape`` into rows that are not one position each: a detector's (h, w, anchors x values)
+    map folded into (h w anchors, values) rows (keras-hub RetinaNet's ``cls_pred_P3``) interleaves the
+    anchors of a position, so its rows laid on a grid are no picture. A map folded into tokens keeps
+    its channels: (h, w, c) -> (h w, c)."""
+    import keras
+
+    if not isinstance(info.layer, keras.layers.Reshape):
+        return False
+    try:
+        channels_in = tuple(info.layer.input.shape)[-1]
+    except (AttributeError, ValueError, TypeError):
+        return False
+    return channels_in is not None and info.output_shape is not None and channels_in != info.output_shape[-1]
 
 
 def _grid_of(info: LayerInfo, size) -> tuple[int, int, int] | None:
@@ -275,6 +291,12 @@ def find_layer(model, name: str) -> LayerInfo:
             f"{', '.join(m.path for m in matches)}. Pass the full path."
         )
     info = matches[0]
+    if info.is_tokens and _mixes_positions(info):
+        raise LayerNotFound(
+            f"layer '{info.path}' folds a map of {tuple(info.layer.input.shape)[1:]} into {info.output_shape[1]} rows of "
+            f"{info.output_shape[-1]}: several rows per position (a detector's anchors), so its rows form no "
+            "picture. Pick the layer before it; 'gradcam layers' lists the candidates."
+        )
     if info.is_tokens:
         if _grid_of(info, model_input_size(model)) is None:
             raise LayerNotFound(

@@ -12,7 +12,7 @@ manifest's folder) and rewritten in the current form at the next compaction.
 
 Which rows are current (:func:`current_rows`), so that every row describes the file its path points to:
 
-1. per (input, method, targets), only the rows of the latest run that handled that input;
+1. per (input, method, targets, counterfactual), only the rows of the latest run that handled that input;
 2. per output file, only the latest row naming it: a later run that rewrote a file (a different
    ``--layer`` or ``--alpha``, which do not change file names) retires the earlier row about it.
 
@@ -82,10 +82,13 @@ def _join(folder: Path | str, relative: str) -> str:
     return os.path.normpath(os.path.join(folder, relative))
 
 
-def _target_count(targets: str) -> int:
-    """Rows one input gets: ``top3`` -> 3, ``class=2,0`` -> 2 (the pipeline's ``targets`` field)."""
+def _target_count(targets: str, rows: list[dict]) -> int:
+    """Rows one input gets: ``top3`` -> 3, ``class=2,0`` -> 2 (the pipeline's ``targets`` field); a
+    detector's (``boxes>=0.5...``), as many as its rows say it had boxes (``boxes_explained``)."""
     if targets.startswith("top"):
         return int(targets[3:])
+    if targets.startswith("boxes"):
+        return int(rows[0].get("boxes_explained") or -1) if rows else -1
     return len(targets.partition("=")[2].split(","))
 
 
@@ -164,7 +167,8 @@ class Manifest:
 
     @staticmethod
     def group(row: dict) -> tuple:
-        return (row.get("input"), row.get("method"), row.get("targets"))
+        """(input, method, targets, counterfactual): a counterfactual run's rows sit beside the plain ones."""
+        return (row.get("input"), row.get("method"), row.get("targets"), bool(row.get("counterfactual")))
 
     def finished_inputs(self, method: str, targets: str, config: str) -> dict[str, list[dict]]:
         """Inputs (real paths) whose current rows for (method, targets) are complete (one per target),
@@ -173,10 +177,10 @@ class Manifest:
         for row in self.previous:
             groups.setdefault(self.group(row), []).append(row)
         done = {}
-        for (input_path, row_method, row_targets), rows in groups.items():
+        for (input_path, row_method, row_targets, _), rows in groups.items():
             if row_method != method or row_targets != targets:
                 continue
-            if len(rows) == _target_count(targets) and all(
+            if len(rows) == _target_count(targets, rows) and all(
                 row.get("status") == "ok"
                 and row.get("config") == config
                 and all(self._exists(row[key]) for key in PATH_FIELDS if row.get(key))

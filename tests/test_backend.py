@@ -28,7 +28,9 @@ DEMO_METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eig
 MOBILENET_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "ablationcam")
 TOKEN_METHODS = ("gradcam", "layercam", "ablationcam")
 TOLERANCE = 1e-3  # largest difference of min-max normalised maps; measured: under 1e-5
-JAX_SCRIPT = r'''
+DETECTION_METHODS = ("gradcam", "eigencam")
+SIMILARITY_METHODS = ("gradcam",)
+JAX_SCRIPT = f"DETECTION_METHODS, SIMILARITY_METHODS = {DETECTION_METHODS}, {SIMILARITY_METHODS}\n" + r'''
 import json, os, sys
 import numpy as np
 import keras
@@ -47,6 +49,27 @@ for case in job["cases"]:
     for method in case["methods"]:
         result = Explainer(spec, method=method, batch_size=len(images)).run(images, classes=case["classes"])
         maps[f"{case['name']}/{method}"] = result.heatmaps
+
+# issue 28: a detector's boxes and maps (and evaluate's deletion on its box score), a similarity's maps
+import gradcam_cli
+from gradcam_cli.boxes import pick_detections
+from gradcam_cli.scoring import EvaluateOptions, Evaluator
+from tests.heads.test_detection import grid_boxes_layer
+grid_boxes_layer(keras)  # registers the detector's weightless box layer, for its file
+detector = resolve_model(os.path.join(work, "detector.keras"), task="detect")
+square = np.load(os.path.join(work, "square.npy"))
+for method in DETECTION_METHODS:
+    explainer = Explainer(detector, method=method, batch_size=1)
+    kept = pick_detections(explainer.detect(square)[0], "square", 0.5)
+    maps[f"detector/{method}"] = explainer.run(square, boxes=[kept]).heatmaps
+    maps[f"detector/{method}/boxes"] = np.array([d.target() for d in kept])
+evaluator = Evaluator(detector, EvaluateOptions(methods=["gradcam"], metrics=["deletion"], steps=4, batch_size=1))
+maps["detector/deletion"] = evaluator.score_batch(square, None, [(32, 32)], [kept])["gradcam"].curves["deletion"]
+for method in SIMILARITY_METHODS:
+    similar = gradcam_cli.explain(os.path.join(work, "patterns.keras"), os.path.join(work, "ab.png"), method=method,
+                                  reference=os.path.join(work, "a.png"))
+    maps[f"similarity/{method}"] = similar.heatmaps
+    maps[f"similarity/{method}/cosine"] = similar.probabilities
 np.savez(os.path.join(work, "jax_maps.npz"), **maps)
 
 report = {}
@@ -131,6 +154,14 @@ def jax_run(tmp_path_factory, keras, vit, vit_images):
     np.save(work / "demo.npy", demo_images)
     np.save(work / "mobilenet.npy", mobilenet_images)
     np.save(work / "vit.npy", vit_images)
+    from tests.heads.test_detection import square_picture, tiny_detector
+    from tests.similarity_models import PATTERN_A, PATTERN_B, pattern_model, two_patch
+
+    tiny_detector(keras)[0].save(work / "detector.keras")
+    np.save(work / "square.npy", square_picture()[None].astype(np.float32))
+    pattern_model(keras).save(work / "patterns.keras")
+    Image.fromarray(two_patch(PATTERN_A, PATTERN_B)).save(work / "ab.png")
+    Image.fromarray(PATTERN_A).save(work / "a.png")
     cases = [
         {"name": "demo", "model": "demo", "preprocess": None, "images": "demo.npy", "methods": DEMO_METHODS,
          "classes": None},
@@ -171,6 +202,40 @@ def test_every_method_gives_the_same_maps_on_jax_as_on_tensorflow(jax_run):
             assert difference < TOLERANCE, f"{case['name']} {method}: {difference:.2e}"
             compared += 1
     assert compared == len(DEMO_METHODS) + len(MOBILENET_METHODS) + len(TOKEN_METHODS)
+
+
+@pytest.mark.slow
+def test_detection_and_similarity_give_the_same_boxes_maps_and_scores_on_jax(jax_run):
+    """Issue 28 on JAX: the tiny detector's kept boxes, each box's map and evaluate's deletion curve on
+    the box's score; the two-texture embedding's maps and cosine similarity to its reference."""
+    import gradcam_cli
+    from gradcam_cli.boxes import pick_detections
+    from gradcam_cli.explainer import Explainer
+    from gradcam_cli.models import resolve_model
+    from gradcam_cli.scoring import EvaluateOptions, Evaluator
+
+    work, _, _ = jax_run
+    on_jax = np.load(work / "jax_maps.npz")
+    detector = resolve_model(str(work / "detector.keras"), task="detect")
+    square = np.load(work / "square.npy")
+    for method in DETECTION_METHODS:
+        explainer = Explainer(detector, method=method, batch_size=1)
+        kept = pick_detections(explainer.detect(square)[0], "square", 0.5)
+        np.testing.assert_allclose(on_jax[f"detector/{method}/boxes"], [d.target() for d in kept], atol=1e-4)
+        maps = explainer.run(square, boxes=[kept]).heatmaps
+        assert maps.shape == on_jax[f"detector/{method}"].shape and maps.max() > 0
+        assert np.abs(_normalised(on_jax[f"detector/{method}"]) - _normalised(maps)).max() < TOLERANCE, method
+    evaluator = Evaluator(detector, EvaluateOptions(methods=["gradcam"], metrics=["deletion"], steps=4, batch_size=1))
+    curve = evaluator.score_batch(square, None, [(32, 32)], [kept])["gradcam"].curves["deletion"]
+    np.testing.assert_allclose(on_jax["detector/deletion"], curve, atol=1e-4)
+    assert np.ptp(curve) > 0.5  # the box's score falls as its square goes
+    for method in SIMILARITY_METHODS:
+        similar = gradcam_cli.explain(str(work / "patterns.keras"), str(work / "ab.png"), method=method,
+                                      reference=str(work / "a.png"))
+        np.testing.assert_allclose(on_jax[f"similarity/{method}/cosine"], similar.probabilities, atol=1e-5)
+        assert similar.heatmaps.max() > 0
+        difference = np.abs(_normalised(on_jax[f"similarity/{method}"]) - _normalised(similar.heatmaps)).max()
+        assert difference < TOLERANCE, f"similarity {method}: {difference:.2e}"
 
 
 @pytest.mark.slow

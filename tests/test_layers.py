@@ -176,3 +176,19 @@ def test_a_plain_cnn_or_a_block_after_the_pick_is_no_second_branch(keras, gap_de
     assert Explainer(demo_spec).notes == [] and Explainer(spec_for_model(gap_dense_model)).notes == []
     inception = keras.applications.InceptionV3(weights=None, input_shape=(96, 96, 3))  # mixed8-10 are 1x1 here
     assert Explainer(spec_for_model(inception), batch_size=1).notes == []
+
+
+def test_a_reshape_that_folds_anchors_into_rows_is_no_token_layer(keras):
+    """(4, 6, 3 anchors x 2) -> (72, 2) rows interleave a position's anchors (keras-hub RetinaNet's
+    cls_pred_P3): neither listed nor accepted by --layer; (4, 6, 2) -> (24, 2) tokens stay a candidate."""
+    inputs = keras.Input((32, 48, 3))
+    x = keras.layers.Conv2D(6, 8, strides=8, name="per_anchor")(inputs)
+    folded = keras.layers.Reshape((-1, 2), name="anchors")(x)
+    tokens = keras.layers.Reshape((-1, 6), name="tokens")(x)
+    merged = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(folded),
+                                         keras.layers.GlobalAveragePooling1D()(tokens)])
+    model = keras.Model(inputs, keras.layers.Dense(2)(merged))
+    listed = [info.path for info in candidate_layers(model)]
+    assert "tokens" in listed and "anchors" not in listed
+    with pytest.raises(LayerNotFound, match="anchors.*several rows per position"):
+        find_layer(model, "anchors")

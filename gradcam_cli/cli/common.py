@@ -264,6 +264,27 @@ box_option = click.option(
     "--box", "boxes", type=click.IntRange(min=0), multiple=True, metavar="N",
     help="--task detect: explain only box N of each image (0: its best above --min-score); repeatable.")
 detect_options = combine_options(task_option, min_score_option, box_option)
+
+
+def reference_option(required: bool = False):
+    """``--reference IMAGE|FOLDER``, repeatable, as ``references``: what ``gradcam similar`` explains
+    (required there), and what ``compare`` and ``evaluate`` explain in place of classes."""
+    return click.option(
+        "--reference", "references", multiple=True, required=required, metavar="IMAGE|FOLDER",
+        help="An embedding model: explain the cosine similarity of each image's embedding (--model-output: an "
+             "output or an inner layer; default the model's output) to this reference, an image or a folder whose "
+             "images make a concept (the mean of their unit embeddings). Repeat for several, one target each "
+             "(docs/similarity.md).")
+
+
+def check_references(references) -> None:
+    """A mistyped ``--reference`` fails before the model loads (one line, exit 2)."""
+    from ..reference import reference_items
+
+    for source in references:
+        reference_items(source)
+
+
 colormap_option = click.option("--colormap", type=click.Choice(list(COLORMAP_NAMES)), default="jet", show_default=True,
                                 help="Colour map of the heatmap in overlays.")
 alpha_option = click.option("--alpha", type=FiniteFloatRange(0.0, 1.0), default=DEFAULT_ALPHA, show_default=True,

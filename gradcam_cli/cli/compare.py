@@ -11,9 +11,11 @@ from ..errors import GradcamError
 from .common import (
     MethodType,
     alpha_option,
+    check_references,
     collect_or_fail,
     colormap_option,
     combine_option,
+    detect_options,
     fail,
     input_size_option,
     labels_option,
@@ -24,6 +26,7 @@ from .common import (
     model_option,
     model_output_option,
     preprocess_option,
+    reference_option,
     region_option,
     tuning_options,
     unsafe_option,
@@ -52,11 +55,13 @@ from .common import (
 @input_size_option
 @unsafe_option
 @region_option
+@detect_options
+@reference_option()
 @tuning_options
 def compare(images, model, weights, method_list, layers, combine, classes, output, alpha, colormap, model_output, max_megapixels,
-            preprocess, labels, input_size, unsafe_model_code, region, tuning=None):
-    """Compare methods side by side: one sheet (.png or .jpg), a row per image and class, a column
-    per method."""
+            preprocess, labels, input_size, unsafe_model_code, region, task, min_score, boxes, references, tuning=None):
+    """Compare methods side by side: one sheet (.png or .jpg), a row per image and class (a detector:
+    per box; --reference: per reference), a column per method."""
     method_type = MethodType()
     methods = [method_type.convert(m.strip(), None, None) for m in method_list.split(",") if m.strip()]
     if not methods:
@@ -77,12 +82,17 @@ def compare(images, model, weights, method_list, layers, combine, classes, outpu
 
         sheet_format(output)
         check_file_writable(output, "sheet_path")  # before the model loads and every method runs
-        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
+        check_references(references)
+        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code,
+                         None if references else model_output, task)  # with references it names the embedding
         from ..options import RunOptions
+        from ..reference import Reference
 
+        reference = (Reference.compute(spec, list(references), model_output, max_megapixels=max_megapixels)
+                     if references else None)
         options = RunOptions(layer=layer_value(layers), combine=combine, classes=list(classes) or None,
                              alpha=alpha, colormap=colormap, region=region, max_megapixels=max_megapixels,
-                             tuning=tuning)
+                             tuning=tuning, min_score=min_score, boxes=list(boxes) or None, reference=reference)
         sheet, failures = compare_sheet(spec, readable, methods, output, options)
     except GradcamError as error:
         fail(error)

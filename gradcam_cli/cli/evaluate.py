@@ -12,7 +12,9 @@ from .common import (
     INTERRUPTED,
     MethodType,
     announce_report,
+    check_references,
     collect_or_fail,
+    detect_options,
     exclude_option,
     fail,
     layer_value,
@@ -21,6 +23,7 @@ from .common import (
     model_options,
     model_output_option,
     recursive_option,
+    reference_option,
     target_options,
     tuning_options,
     warn_large_batch,
@@ -60,10 +63,13 @@ from .common import (
 @click.option("--report", is_flag=True, help="Also write OUTPUT_DIR/index.html with the scores and curves.")
 @model_output_option
 @max_megapixels_option
+@detect_options
+@reference_option()
 @tuning_options
 def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_model_code, method_list, metric_list,
              ground_truth, steps, gates, sanity, layers, combine, classes, top_k, batch_size, copies_per_pass, output_dir,
-             overwrite, recursive, excludes, xla, quiet, as_json, report, model_output, max_megapixels, tuning=None):
+             overwrite, recursive, excludes, xla, quiet, as_json, report, model_output, max_megapixels, task, min_score,
+             boxes, references, tuning=None):
     """Score methods' maps: faithfulness (deletion, insertion, Average Drop, Increase in Confidence)
     and, with --ground-truth, placement (pointing game, energy). Read every score against the
     'random' and 'center' baselines.
@@ -85,14 +91,19 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
 
         metrics = parse_metrics(metric_list, ground_truth is not None)
         parsed_gates = [parse_gate(text, lambda name: method_type.convert(name, None, None)) for text in gates]
-        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
+        check_references(references)
+        spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code,
+                         None if references else model_output, task)  # with references it names the embedding
         warn_large_batch(batch_size, spec.input_size, len(items))
         from ..evaluate import EvaluateOptions, format_table, write_outputs
         from ..evaluate import evaluate as run_evaluation
         from ..metrics.ground_truth import load_ground_truth
+        from ..reference import Reference
 
         options = EvaluateOptions(
-            methods=methods, metrics=metrics, steps=steps, layer=layer_value(layers), combine=combine,
+            reference=Reference.compute(spec, list(references), model_output, max_megapixels=max_megapixels)
+            if references else None, min_score=min_score, boxes=list(boxes) or None,
+            methods=methods, metrics=None if metric_list is None else metrics, steps=steps, layer=layer_value(layers), combine=combine,
             classes=list(classes) or None, top_k=top_k,
             batch_size=max(1, min(batch_size, len(items))), sanity=sanity, gates=parsed_gates, xla=xla,
             copies_per_pass=copies_per_pass, max_megapixels=max_megapixels, output_dir=output_dir, overwrite=overwrite,

@@ -14,6 +14,7 @@ from .common import (
     OverlaySize,
     alpha_option,
     batch_size_option,
+    check_references,
     colormap_option,
     exclude_option,
     fail,
@@ -23,6 +24,7 @@ from .common import (
     model_arguments,
     model_options,
     recursive_option,
+    reference_option,
     warn_large_batch,
     xla_option,
 )
@@ -30,9 +32,7 @@ from .common import (
 
 @click.command()
 @click.argument("queries", nargs=-1, required=True)
-@click.option("--reference", "references", multiple=True, required=True, metavar="IMAGE|FOLDER",
-              help="The reference: an image, or a folder whose images make a concept (the mean of their unit "
-                   "embeddings). Repeat for several references, one map each.")
+@reference_option(required=True)
 @model_options
 @click.option("--model-output", "model_output", default=None,
               help="The embedding: an output's name or index, or an inner layer's name (e.g. a classifier's "
@@ -85,10 +85,9 @@ def similar(queries, references, model, weights, preprocess, labels, input_size,
     output_dir, items = list_run_inputs(queries, recursive, excludes, output_dir, report)
     try:
         check_engine(engine, ray_address)
-        from ..reference import Reference, reference_items
+        from ..reference import Reference
 
-        for source in references:  # a mistyped reference fails before the model loads
-            reference_items(source)
+        check_references(references)
         arguments = model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output)
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code)
         from ..options import RunOptions

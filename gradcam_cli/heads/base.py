@@ -103,6 +103,11 @@ class Head:
         """What a manifest row adds for this head, given the target's reported value."""
         return {}
 
+    def saturated(self, reported: float) -> bool:
+        """Whether the score sits at a maximum where it has no gradient, so that any gradient map of it
+        is rounding noise (a similarity of 1: the query is its reference)."""
+        return False
+
     def own_layers(self) -> tuple:
         """The head's own layers, passed over by the automatic target-layer search."""
         return ()

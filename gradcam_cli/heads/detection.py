@@ -137,6 +137,22 @@ class DetectionHead(Head):
 
         return ops.cast(regions[..., 5], "float32")
 
+    def copy_scores(self, raw, kept):
+        """(P,) the score of each copy's kept box on that copy (``evaluate``'s deletion, insertion,
+        drop, increase and ROAD read it): ``raw`` (P, A, 4 + C), the model on P perturbed copies;
+        ``kept`` (P, 6), the box each copy's map explains. The score is the best matching anchor's
+        ``p_a(c) * IoU(box_a, b)`` (matching: IoU at least :data:`IOU_THRESHOLD`): how strongly the
+        altered image still yields that detection. On the unaltered image it is the box's own score
+        (its anchor sits at IoU 1, and suppression left no overlapping anchor surer of the class);
+        it lies in [0, 1] as a probability does, where the explained sum ``S(b)`` has no bound."""
+        from keras import ops
+
+        raw = ops.cast(raw, "float32")
+        overlap = pairwise_iou(self.anchor_boxes(raw), kept[:, None, :4], xp=ops)[:, 0]  # (P, A)
+        wanted = ops.one_hot(ops.cast(kept[:, 4], "int32"), self.units)  # (P, C)
+        class_probability = ops.sum(self.probabilities(raw) * wanted[:, None, :], axis=-1)  # (P, A)
+        return ops.max(ops.where(overlap >= IOU_THRESHOLD, overlap * class_probability, 0.0), axis=-1)
+
     def detect(self, raw: np.ndarray, images: np.ndarray) -> list[list[Detection]]:
         """Every image's detections, best first, from ``raw`` (B, A, 4 + C) computed on ``images``
         (the model-ready batch): the model's own decoder where it has one, else the tool's

@@ -39,6 +39,11 @@ EPSILON = 1e-12  # a zero embedding (every ReLU feature off) has similarity 0, n
 EMBEDDING_RANKS = (2, 4)
 
 
+SATURATED_COSINE = 1.0 - 1e-5
+"""A similarity this close to 1 is at the cosine's maximum (within float32 rounding of a unit vector's
+norm): its gradient is zero up to rounding, so its maps are flagged ``rounding_noise``."""
+
+
 def pooled(raw):
     """(B, D) float32 embeddings: ``raw`` as is (rank 2), or mean-pooled over its positions (rank 4)."""
     from keras import ops
@@ -90,7 +95,9 @@ class SimilarityHead(Head):
         return cosine(pooled(raw), self.references)
 
     def reported(self, raw, regions=None):
-        return self.scores(raw)
+        from keras import ops
+
+        return ops.clip(self.scores(raw), -1.0, 1.0)  # a unit vector's cosine with itself rounds to 1.000001
 
     def class_weights(self, kernel):
         """CAM reads a classifier's Dense weights of a class; a cosine similarity has none."""
@@ -106,6 +113,11 @@ class SimilarityHead(Head):
 
     def row_fields(self, reported: float) -> dict:
         return {"similarity": reported}
+
+    def saturated(self, reported: float) -> bool:
+        """A cosine of 1 is its maximum: its gradient vanishes there (the query is the reference, or
+        points the same way), and the map is rounding noise."""
+        return reported >= SATURATED_COSINE
 
     def own_layers(self) -> tuple:
         return self.head_layers

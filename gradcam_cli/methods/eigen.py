@@ -107,6 +107,8 @@ class KPCACAM(CamMethod):
             raise MethodError(f"unknown KPCA-CAM kernel '{kernel}': use {', '.join(KPCA_KERNELS)}.")
         if gamma is not None and not float(gamma) > 0:
             raise MethodError(f"KPCA-CAM's kernel gamma must be positive, not {gamma}.")
+        if gamma is not None and kernel == "linear":
+            raise MethodError("KPCA-CAM's linear kernel has no gamma: leave it out, or pick the sigmoid or rbf kernel.")
         self.kernel, self.gamma, self.coef0 = kernel, gamma, float(coef0)
 
     def prepare(self, spec, probe):

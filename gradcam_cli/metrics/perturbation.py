@@ -163,6 +163,7 @@ class PerturbationRunner:
         self.images_per_batch = int(images_per_batch)
         self.copies_per_pass = int(copies_per_pass)
         self.xla = xla
+        self.takes_boxes = probe.head.takes_boxes  # a detector: each row reads its item's kept box
         self.copies_run = 0
         self._pass_size: int | None = None
         self._imputed_pass_size: int | None = None
@@ -177,20 +178,23 @@ class PerturbationRunner:
         chunks = max(1, -(-rows // self.copies_per_pass))
         return max(1, -(-rows // chunks))
 
-    def _read(self, copies, target):
+    def _read(self, copies, target, kept=None):
         """The reported probability of each copy's ``target`` class: preprocessing as ``x @ M + c``,
-        then the probe."""
+        then the probe. A detector's copies (``kept``: each copy's box, (P, 6)) read that box's score
+        on the copy instead (:meth:`gradcam_cli.heads.detection.DetectionHead.copy_scores`)."""
         from keras import ops
 
         model_ready = ops.tensordot(copies, ops.convert_to_tensor(self.matrix), axes=[[3], [0]])
         model_ready = model_ready + ops.convert_to_tensor(self.offset)
-        probabilities = self.probe.head.reported(self.probe.logits(model_ready))
-        return ops.take_along_axis(probabilities, target[:, None], axis=1)[:, 0]
+        raw = self.probe.logits(model_ready)
+        if kept is not None:
+            return self.probe.head.copy_scores(raw, kept)
+        return ops.take_along_axis(self.probe.head.reported(raw), target[:, None], axis=1)[:, 0]
 
     def _build(self, items: int):
         from keras import ops
 
-        def score(pixels, substrate, ranks, weights, item, image, kind, count, target):
+        def score(pixels, substrate, ranks, weights, item, image, kind, count, target, *boxes):
             originals = ops.take(pixels, image, axis=0)
             chosen = ops.take(ranks, item, axis=0)[..., None] < count[:, None, None, None]  # first `count` in order
             kind = kind[:, None, None, None]
@@ -198,13 +202,13 @@ class PerturbationRunner:
             inserted = ops.where(chosen, originals, ops.take(substrate, image, axis=0))
             multiplied = originals * ops.take(weights, item, axis=0)[..., None]
             copies = ops.where(kind == DELETE, deleted, ops.where(kind == INSERT, inserted, multiplied))
-            return self._read(copies, target)
+            return self._read(copies, target, ops.take(boxes[0], item, axis=0) if boxes else None)
 
         height, width = self.size
         batch, copies = self.images_per_batch, self._pass_size
         specs = [((batch, height, width, self.channels), "float32"), ((batch, height, width, self.channels), "float32"),
                  ((items, height, width), "int32"), ((items, height, width), "float32"),
-                 *(((copies,), "int32") for _ in range(5))]
+                 *(((copies,), "int32") for _ in range(5)), *([((items, 6), "float32")] if self.takes_boxes else [])]
         return backend.compile_step(score, specs, xla=self.xla)
 
     def _build_imputer(self, items: int, fields: int):
@@ -232,14 +236,18 @@ class PerturbationRunner:
         height, width = self.size
         copies = self._imputed_pass_size
         return backend.compile_step(self._read, [((copies, height, width, self.channels), "float32"),
-                                                 ((copies,), "int32")], xla=self.xla)
+                                                 ((copies,), "int32"),
+                                                 *([((copies, 6), "float32")] if self.takes_boxes else [])],
+                                    xla=self.xla)
 
     def probabilities(self, pixels: np.ndarray, substrate: np.ndarray, ranks: np.ndarray, weights: np.ndarray,
-                      rows: Rows) -> np.ndarray:
+                      rows: Rows, boxes: np.ndarray | None = None) -> np.ndarray:
         """(P,) probability of each row's target class on its perturbed copy.
 
         ``pixels``, ``substrate``: (n, H, W, C) images in [0, 255] and their blurred copies;
-        ``ranks``, ``weights``: (m, H, W) pixel order and display map of each (image, target) item.
+        ``ranks``, ``weights``: (m, H, W) pixel order and display map of each (image, target) item;
+        ``boxes``: a detector's, (m, 6) each item's kept box (:meth:`gradcam_cli.boxes.Detection.target`),
+        whose score on the copy is read in place of a class probability.
         """
         from keras import ops
 
@@ -268,9 +276,10 @@ class PerturbationRunner:
             graph = self._cached(("perturbed", items, self._pass_size), lambda: self._build(items))
             fixed = (padded(pixels, batch, np.float32), padded(substrate, batch, np.float32),
                      padded(ranks, items, np.int32), padded(weights, items, np.float32))
+            kept = [padded(boxes, items, np.float32)] if self.takes_boxes else []
             scored = np.empty(len(part), np.float32)
             for start, stop, columns in chunks(part, self._pass_size, Rows.FIELDS[:5]):
-                scored[start:stop] = backend.to_numpy(graph(*fixed, *columns))[: stop - start]
+                scored[start:stop] = backend.to_numpy(graph(*fixed, *columns, *kept))[: stop - start]
             results[~imputed] = scored
         if imputed.any():
             part = rows.select(imputed)
@@ -284,6 +293,7 @@ class PerturbationRunner:
             scored = np.empty(len(part), np.float32)
             for start, stop, columns in chunks(part, size, ("item", "image", "kind", "count", "noise", "target")):
                 copies = imputer(*fixed, *columns[:5])
-                scored[start:stop] = backend.to_numpy(reader(copies, columns[5]))[: stop - start]
+                kept = [padded(boxes[part.item[start:stop]], size, np.float32)] if self.takes_boxes else []
+                scored[start:stop] = backend.to_numpy(reader(copies, columns[5], *kept))[: stop - start]
             results[imputed] = scored
         return results

@@ -47,15 +47,24 @@ class RunSummary:
     layer: str = ""
     method: str = ""
     noise_maps: int = 0  # rows whose map is rounding noise (``rounding_noise``)
+    maps: int = 0  # rows with a map written, and of them those all zero or constant (``empty_heatmap``)
+    empty_maps: int = 0
 
     def noise_note(self) -> str | None:
-        """One line when some maps were rounding noise (:data:`~gradcam_cli.methods.base.ROUNDING_BALANCE`),
-        naming the method, the layer and what would work instead."""
+        """One line when every map came out empty, or some were rounding noise
+        (:data:`~gradcam_cli.methods.base.ROUNDING_BALANCE`), naming the method, the layer and what
+        would work instead."""
+        if self.maps and self.empty_maps == self.maps:
+            return phrase(f"all {self.maps} map(s) of {self.method} at layer {self.layer} are empty (zero or flat "
+                          "everywhere): that layer does not reach the explained score, or its weighted sum is "
+                          f"negative at every position; try another {param('layer')} ('gradcam layers' lists them) "
+                          f"or {param('method')}.")
         if not self.noise_maps:
             return None
         return phrase(f"{self.noise_maps} map(s) of {self.method} at layer {self.layer} are rounding noise: the "
                       "gradient x activation terms cancel to within float32 rounding there (the score does not "
-                      f"change when a position's activations are scaled), so they show nothing; use "
+                      "change when a position's activations are scaled, or sits at its maximum: a query that is "
+                      f"its own reference), so they show nothing; use "
                       f"{param('method', 'gradcam')} or another {param('layer')} ('gradcam layers' lists "
                       "them; for a transformer, its block's first norm). Rows say rounding_noise: true.")
 
@@ -170,6 +179,8 @@ class BatchJob:
             row["model_input"] = GREY_CONVERSION
         if self.explainer.counterfactual:  # the map shows what lowers the class's score
             row["counterfactual"] = True
+        if self.explainer.tuning:  # the method's own options (--fem-sigmas ...), as given
+            row["tuning"] = dict(self.explainer.tuning)
         return row
 
     @functools.cached_property
@@ -196,8 +207,8 @@ class BatchJob:
     def write_outputs(self, stem: str, original, heatmap: np.ndarray, saliency, row: dict) -> dict:
         """Write one target's overlay JPEG, raw .npy (and guided PNG) atomically; the row names them."""
         target = row["class_index"] if row.get("box") is None else f"{row['class_index']}.box{row['box_index']}"
-        overlay_name, heatmap_name = (name.as_posix() for name in outputs.output_paths(
-            Path(), stem, self.method_name, target))
+        method = self.method_name + (".counterfactual" if self.explainer.counterfactual else "")  # beside the plain map
+        overlay_name, heatmap_name = (name.as_posix() for name in outputs.output_paths(Path(), stem, method, target))
         image = render.overlay_image(original, heatmap, self.options.alpha, self.lut)
         if row.get("box") is not None:  # the explained box, from the original's pixels to the overlay's
             scale_x, scale_y = image.width / row["image_size"][1], image.height / row["image_size"][0]
@@ -282,12 +293,12 @@ class BatchJob:
                        "probability": reported if head.reports_probability else None, "top": top,
                        "image_size": [original_size[1], original_size[0]],  # height, width
                        "heatmap_shape": list(heatmap.shape), "empty_heatmap": render.is_empty(heatmap),
-                       "rounding_noise": result.rounding_noise(position, rank)}
+                       "rounding_noise": True if head.saturated(reported) else result.rounding_noise(position, rank)}
                 row.update(head.row_fields(reported))
                 if self.options.reference is not None:
                     row["reference"] = self.options.reference.entry(int(class_index))
-                if boxes is not None:
-                    row.update(box_fields(boxes[rank], spec.input_size, original_size))
+                if boxes is not None:  # boxes_explained: the rows this image gets (resume counts them)
+                    row.update(box_fields(boxes[rank], spec.input_size, original_size), boxes_explained=len(boxes))
                 if result.region_pixels is not None:
                     row["region_pixels"] = int(result.region_pixels[position, rank])
                     if row["region_pixels"] == 0:
@@ -351,6 +362,9 @@ class RowSink:
                 self.summary.images_done += 1
             if row.get("rounding_noise"):
                 self.summary.noise_maps += 1
+            if row["status"] == "ok" and not row.get("resumed"):
+                self.summary.maps += 1
+                self.summary.empty_maps += bool(row.get("empty_heatmap"))
             if self.on_row:
                 self.on_row(row)
         if self.progress:

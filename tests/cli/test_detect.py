@@ -132,3 +132,19 @@ def test_mtcnn_pnet_finds_the_astronauts_face_and_the_boxs_map_lands_on_it(tmp_p
     assert iou > 0.6 and row["score"] > 0.99 and row["layer"] == "prelu3"
     shown = render.display_heatmap(np.load(row["heatmap"]), (512, 512))
     assert shown[y : y + height, x : x + width].sum() / shown.sum() > 0.5
+
+
+def test_a_rerun_resumes_images_with_several_boxes_and_with_box(pictures, tmp_path):
+    # the manifest counted 'boxes>=0.5' as one row per image, so an image with several boxes, and every
+    # --box run, was redone by each rerun (found by the hostile pass)
+    model = f"{pictures / 'det.py'}:build"
+    for extra in ((), ("--box", "0")):
+        out = tmp_path / f"out{len(extra)}"
+        first = run("explain", pictures / "square.png", "--model", model, "--task", "detect", "--min-score", "0.01",
+                    "-o", out, *extra)
+        assert first.exit_code == 0, first.output
+        again = run("explain", pictures / "square.png", "--model", model, "--task", "detect", "--min-score", "0.01",
+                    "-o", out, *extra)
+        assert "0 image(s) explained, 1 already done" in again.output, again.output
+    rows = Manifest.read_rows(tmp_path / "out0" / "manifest.jsonl")
+    assert len(rows) > 1 and {row["boxes_explained"] for row in rows} == {len(rows)}

@@ -54,6 +54,9 @@ def test_rows_record_the_similarity_and_each_reference_and_a_broken_query_leaves
     assert to_a["reference"] == {"path": str((queries / "a.png").resolve()), "images": 1}
     assert to_concept["reference"] == {"path": str(concept.resolve()), "images": 2}
     assert ok[("a.png", "a.png")]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    # at cos = 1 the gradient vanishes: that map is rounding noise, flagged (found by the hostile pass)
+    assert ok[("a.png", "a.png")]["rounding_noise"] is True and to_a["rounding_noise"] is False
+    assert ok[("a.png", "a.png")]["similarity"] <= 1.0
     assert ok[("a.png", "concept/")]["similarity"] == pytest.approx(0.0, abs=1e-3)  # no vertical stripe in A
     assert 0.6 < to_a["similarity"] < 0.8 and 0.6 < to_concept["similarity"] < 0.8
     assert left_share(np.load(out / to_a["heatmap"])) > 0.95  # A lies on the left of ab.png
@@ -105,3 +108,49 @@ def test_a_keras_applications_backbone_as_feature_extractor_on_photos(tmp_path):
     assert {row["layer"] for row in rows.values()} == {"out_relu"}  # the backbone's last map, as for the classifier
     assert all(row["heatmap_shape"] == [2, 2] and (out / row["overlay"]).exists() for row in rows.values())
     assert all(row["output"].startswith("global_average_pooling2d") for row in rows.values())  # Keras numbers it
+
+
+@pytest.mark.parametrize("command", ["compare", "evaluate"])
+def test_compare_and_evaluate_refuse_a_missing_reference_in_one_line_before_the_model_loads(command, tmp_path):
+    result = run(command, SHAPES / "05_pair_circle_triangle.png", "--reference", tmp_path / "nope.png",
+                 "--model", tmp_path / "no_such_model.keras", "-o", tmp_path / ("sheet.png" if command == "compare"
+                                                                                else "out"))
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "nope.png: no such reference image or folder" in lines[0], result.output
+
+
+@pytest.mark.slow
+def test_compare_and_evaluate_explain_the_similarity_to_each_reference_on_the_command_line(pattern_file, tmp_path,
+                                                                                           monkeypatch):
+    from PIL import ImageDraw
+
+    from gradcam_cli.compare import CAPTION, TILE
+
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    Image.fromarray(two_patch(PATTERN_A, PATTERN_B)).save(queries / "ab.png")
+    Image.fromarray(two_patch(PATTERN_B, PATTERN_A)).save(queries / "ba.png")
+    Image.fromarray(PATTERN_A).save(tmp_path / "a.png")
+    Image.fromarray(PATTERN_B).save(tmp_path / "b.png")
+    written = []
+    plain_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text",
+                        lambda self, xy, text, *a, **k: written.append(text) or plain_text(self, xy, text, *a, **k))
+    sheet = tmp_path / "sheet.png"
+    result = run("compare", queries / "ab.png", "--reference", tmp_path / "a.png", "--reference", tmp_path / "b.png",
+                 "--model", pattern_file, "--methods", "gradcam,layercam", "-o", sheet)
+    assert result.exit_code == 0, result.output
+    assert Image.open(sheet).size == (3 * TILE, 2 * (TILE + CAPTION) + CAPTION)  # a row per reference
+    assert written.count("cosine 0.707 to a.png") == 2 and written.count("cosine 0.707 to b.png") == 2
+    # --model-output names the embedding, here an inner layer (the pooled features the Dense layer mixes)
+    out = tmp_path / "evaluated"
+    result = run("evaluate", queries, "--reference", tmp_path / "a.png", "--model", pattern_file, "--model-output",
+                 "gap", "--methods", "gradcam,center", "--steps", "4", "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.stdout)
+    assert scored["metrics"] == ["deletion", "insertion", "increase"]  # Average Drop divides by a cosine: left out
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {row["label"] for row in rows} == {"a.png"} and {round(row["probability"], 3) for row in rows} == {0.707}
+    deletion = {method: scored["methods"][method]["deletion"]["mean"] for method in ("gradcam", "center")}
+    assert deletion["gradcam"] < deletion["center"] - 0.15  # the reference's half deleted first kills the similarity

@@ -243,3 +243,28 @@ def test_keras_hub_retinanet_is_a_detector_by_itself(keras):
     result = explainer.run(pictures, boxes=kept)
     assert result.heatmaps.shape == (2, 1, 8, 8) and np.isfinite(result.heatmaps).all()
     assert np.allclose(result.probabilities[:, 0], [boxes[0].score for boxes in kept])
+
+
+@pytest.mark.slow
+def test_a_kept_boxs_score_on_the_unaltered_image_is_the_decoders_score(keras, detector):
+    """What evaluate reads on a perturbed copy (DetectionHead.copy_scores) starts where the run's row
+    does: on the unaltered image, each kept box's own score, for the tool's suppression (the tiny
+    detector) and for a keras-hub decoder (a RetinaNet whose box offsets are not zero, so its boxes
+    are decoded, not its anchors)."""
+    pytest.importorskip("keras_hub")
+    from gradcam_cli.explainer import Explainer
+    from gradcam_cli.models import resolve_model
+
+    retinanet = small_retinanet(keras)
+    for weight in retinanet.box_head.prediction_layer.weights:
+        weight.assign(np.random.default_rng(0).normal(0, 0.05, weight.shape).astype(np.float32))
+    for spec, picture in ((resolve_model(detector[0], task="detect"), square_picture()),
+                          (resolve_model(retinanet, preprocess="scale01"), square_picture().repeat(2, 0).repeat(2, 1))):
+        explainer = Explainer(spec, batch_size=1)
+        pixels = picture[None].astype(np.float32)
+        found = pick_detections(explainer.detect(pixels)[0], "square", 0.5 if spec.head.anchors is None else 0.0)
+        assert len(found) >= 2
+        raw = np.asarray(explainer.probe.logits(spec.preprocess(pixels.copy())))
+        kept = np.array([box.target() for box in found], np.float32)
+        scores = keras.ops.convert_to_numpy(spec.head.copy_scores(np.repeat(raw, len(found), axis=0), kept))
+        assert np.allclose(scores, [box.score for box in found], atol=1e-5)

@@ -35,6 +35,8 @@ def dead_model(keras, tmp_path):
 def test_all_zero_maps_are_zeros_not_nan_and_flagged(dead_model, tmp_path):
     result = run("explain", SHAPE, "--model", dead_model, "-o", tmp_path / "out", "--method", "gradcam++")
     assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "are empty" in line]  # one line, naming what to try
+    assert len(notes) == 1 and "all 1 map(s) of gradcam++ at layer dead" in notes[0] and "--layer" in notes[0]
     (row,) = manifest(tmp_path / "out")
     assert row["empty_heatmap"] is True
     heatmap = np.load(row["heatmap"], allow_pickle=False)
@@ -169,5 +171,8 @@ def test_counterfactual_rows_say_so_and_resume_apart(tmp_path):
     second = run("explain", SHAPE, "--model", "demo", "-o", tmp_path / "out", "--counterfactual")
     assert first.exit_code == 0 and second.exit_code == 0, second.output
     assert "already done" not in second.output  # another map: not resumed from the plain run's rows
-    (row,) = manifest(tmp_path / "out")
-    assert row["counterfactual"] is True and row["method"] == "gradcam"
+    plain, counterfactual = sorted(manifest(tmp_path / "out"), key=lambda row: bool(row.get("counterfactual")))
+    assert counterfactual["counterfactual"] is True and counterfactual["method"] == "gradcam"
+    assert "counterfactual" not in plain and plain["heatmap"] != counterfactual["heatmap"]  # both kept, apart
+    assert counterfactual["heatmap"].endswith(".gradcam.counterfactual.c1.npy")
+    assert not np.allclose(np.load(plain["heatmap"]), np.load(counterfactual["heatmap"]))

@@ -352,3 +352,37 @@ def test_blocks_grow_to_four_model_batches_while_each_actor_keeps_four():
     assert block_size(100, actors=2, batch_size=16) == 16
     assert block_size(20, actors=2, batch_size=16) == 10  # under a batch: both actors busy
     assert block_size(1, actors=4, batch_size=16) == 1
+
+
+def test_ray_explains_a_detectors_boxes_as_the_local_engine_file_for_file(cluster, tmp_path):
+    """--task detect on Ray: the actors load the tiny detector of tests/heads/test_detection.py from its
+    FILE.py:FACTORY, find the same boxes and write the local engine's rows, overlays and maps."""
+    import numpy as np
+
+    from gradcam_cli.models import resolve_model
+    from tests.cli.test_detect import FACTORY
+    from tests.heads.test_detection import square_picture
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    factory = tmp_path / "det.py"
+    factory.write_text(FACTORY)
+    Image.fromarray(square_picture().repeat(2, axis=0).repeat(2, axis=1)).save(folder / "square.png")
+    Image.fromarray(np.roll(square_picture(200), 8, axis=1)).save(folder / "shifted.png")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "black.png")  # no box: an error row
+    arguments = {"model": f"{factory}:build", "task": "detect"}
+    spec = resolve_model(**arguments)
+    items = collect_inputs([str(folder)])
+    local_out, ray_out = tmp_path / "local" / "out", tmp_path / "ray" / "out"
+    local = run_explain(items, spec, options(local_out, top_k=1))
+    distributed = run_explain_ray(items, spec, arguments, options(ray_out, top_k=1), workers=2)
+    assert (distributed.images_done, len(distributed.failures)) == (local.images_done, len(local.failures)) == (2, 1)
+    local_files, ray_files = files_of(local_out), files_of(ray_out)
+    assert sorted(ray_files) == sorted(local_files) and any(".box1." in name for name in local_files)
+    for name, data in local_files.items():
+        if name.endswith(".npy"):
+            assert ray_files[name] == data, f"{name} differs between the engines"
+    local_rows, ray_rows = comparable(rows_of(local_out), local_out), comparable(rows_of(ray_out), ray_out)
+    assert ray_rows == local_rows
+    assert {row["head"] for row in local_rows} == {"detection"} and all(
+        len(row["box"]) == 4 for row in local_rows if row["status"] == "ok")
