@@ -16,7 +16,7 @@ import pytest
 
 from gradcam_cli.decode import model_input
 from gradcam_cli.explainer import Explainer
-from gradcam_cli.methods import method_names
+from gradcam_cli.methods import METHODS, method_names
 from lab.localization import (
     confusion_matrix,
     score_method,
@@ -184,7 +184,12 @@ LATER_HELDOUT_FLOORS = {
     "heldout3": {"pointing_game": 0.88, "pointing_game_strict": 0.80, "two_class": 0.92, "multi_instance_coverage": 0.88},
     "heldout4": {"pointing_game": 0.92, "pointing_game_strict": 0.92, "two_class": 0.93, "multi_instance_coverage": 0.78},
 }
-METHOD_FLOORS = {("scorecam", "two_class"): 0.78}  # its channel-masking scores are the least class-specific
+METHOD_FLOORS = {
+    ("scorecam", "two_class"): 0.78,  # its channel-masking scores are the least class-specific
+    # the first principal component of gradient x activation keeps the class's sign but mixes in what
+    # the two objects share: 0.70 on these scenes (2026-12-06), 0.765 on benchmarks/methods.py's
+    ("eigengradcam", "two_class"): 0.62, ("segeigencam", "two_class"): 0.62,
+}
 
 
 def _localization(spec, method: str, scenes) -> dict[str, float]:
@@ -198,18 +203,21 @@ def _localization(spec, method: str, scenes) -> dict[str, float]:
     return score_method(explain_fn, scenes).summary()
 
 
-# The floors were measured for these ten methods. The eight added on 2026-12-06 have none yet: on these
-# scenes the CI run of that day measured two-class discrimination of 0.70 (eigengradcam, segeigencam)
-# and 0.46 (kpcacam, class-agnostic), below the 0.90 floor; their figures are issue 26's to measure.
+# Every method but FullGrad, whose map (input gradients and every bias's, at the input's resolution)
+# points at 50-54 % on these scenes, below the centre baseline (benchmarks/methods.py, docs/methods.md):
+# a floor would only pin a poor figure. The seven methods added on 2026-12-06 were measured on these
+# scenes that day (held-out, seed 31337, 40 per kind): pointing 97.5 %, strict 87.5-92.5 %, multi-instance
+# 85.8-96 %, two-class 96-97.5 % for the class-specific ones.
 FLOORED_METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "ablationcam",
-                   "eigencam", "guided-gradcam")
+                   "eigencam", "guided-gradcam", "gradcam-elementwise", "shapleycam", "finercam", "eigengradcam",
+                   "segeigencam", "kpcacam", "fem")
 
 
 @pytest.mark.parametrize("method", [name for name in method_names() if name in FLOORED_METHODS])
 def test_methods_localize_heldout_shapes_with_the_demo_model(demo_spec, method):
     summary = _localization(demo_spec, method, heldout_scenes_of("heldout"))
     for metric, floor in FLOORS.items():
-        if method == "eigencam" and metric == "two_class":  # class-agnostic: the same map for A and B
+        if METHODS[method].class_agnostic and metric == "two_class":  # the same map for A and B
             assert summary[metric] <= 0.6, summary
             continue
         assert summary[metric] >= METHOD_FLOORS.get((method, metric), floor), (method, metric, summary)
