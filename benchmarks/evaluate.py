@@ -60,7 +60,7 @@ def held_out_images(count: int, size: int, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def speed(model_name: str, count: int, steps: int, batch: int, copies: int, rounds: int = 3) -> dict:
-    spec = resolve_model(model_name, weights=None)
+    spec = resolve_model(model_name, weights=None if model_name == "demo" else "none")  # random weights: offline
     height, width = spec.input_size
     if model_name == "demo":
         pixels, _, _ = held_out_images(count, height, seed=31)
