@@ -12,11 +12,12 @@ from PIL import Image
 
 from . import render
 from .backend import configured_name
-from .boxes import box_fields, pick_for_batch
+from .boxes import box_fields, pick_for_batch, refuse_box_options
 from .decode import model_input
 from .errors import (
     ImageError,
     MethodError,
+    TargetError,
 )
 from .keywords import (  # noqa: F401
     check_alpha,
@@ -45,7 +46,8 @@ class Explanation:
 
     ``heatmaps``: (N, T, h, w) float32, the raw maps at the target layer's resolution (after the
     method's ReLU, not normalised; several layers: their combined map, in [0, 1], at the finest
-    one's); ``class_ids``: (N, T); ``probabilities``: (N, C);
+    one's); ``class_ids``: (N, T); ``probabilities``: (N, C) (a detector's: (N, T), each box's score;
+    an image with fewer boxes than the batch's most has class id -1 and probability NaN past its last);
     ``images``: the pictures the overlays are drawn on (uint8 RGB): files decoded at the overlay size
     :func:`explain` was given (longest side 1000 px by default, as the CLI), in-memory pictures as
     passed; ``paths``: their files, when given;
@@ -80,16 +82,32 @@ class Explanation:
         return (f"Explanation({count} image(s) x {targets} target(s), method={self.method!r}, "
                 f"layer={self.layer!r}, heatmaps {tuple(self.heatmaps.shape)}{failed})")
 
+    def _check(self, image: int, target: int) -> None:
+        """One line, not an IndexError, for a target an image does not have (a detector's image may have
+        fewer boxes than the batch's columns)."""
+        count, targets = self.class_ids.shape[:2]
+        if not -count <= image < count:
+            raise TargetError(f"image={image} is out of range: this result has {count} image(s).")
+        if self.boxes is not None:
+            targets = len(self.boxes[image])
+        if not -targets <= target < targets:
+            which = f"{targets} box(es) explained" if self.boxes is not None else f"{targets} target(s)"
+            raise TargetError(f"target={target} is out of range: image {image} has {which} (targets 0.."
+                              f"{targets - 1}).")
+
     def label(self, image: int, target: int = 0) -> str:
+        self._check(image, target)
         return self.spec.label(int(self.class_ids[image, target]))
 
     def heatmap(self, image: int, target: int = 0) -> np.ndarray:
         """The map as displayed: upsampled to the original image and normalised to [0, 1]."""
+        self._check(image, target)
         return render.display_heatmap(self.heatmaps[image, target], self.images[image].shape[:2])
 
     def overlay(self, image: int, target: int = 0, alpha: float | None = None, colormap: str = "jet") -> np.ndarray:
         """uint8 RGB overlay at the original's size (``alpha``: this result's, unless given)."""
         alpha = self.alpha if alpha is None else check_alpha(alpha)
+        self._check(image, target)
         picture = render.overlay(self.images[image], self.heatmaps[image, target], alpha, check_colormap(colormap))
         if self.boxes is not None:  # a detector's: the explained box, labelled
             box = self.boxes[image][target]
@@ -101,6 +119,7 @@ class Explanation:
         """guided-gradcam's saliency image (uint8 RGB) at the original's size, as the CLI writes it."""
         if self.saliency is None:
             raise MethodError(f"{self.method} makes no saliency image; use method='guided-gradcam'.")
+        self._check(image, target)
         return render.saliency_image(self.saliency[image, target], self.images[image].shape[:2])
 
     def show(self, image: int = 0, target: int = 0, alpha: float | None = None, colormap: str = "jet") -> Image.Image:
@@ -140,7 +159,7 @@ def explain(
     tuning: dict[str, Any] | None = None,
     reference: Any = None,
     task: str | None = None,
-    min_score: float = DEFAULT_MIN_SCORE,
+    min_score: float | None = None,
     boxes: Sequence[int] | None = None,
 ) -> Explanation:
     """Explain ``images`` with ``model``.
@@ -179,8 +198,8 @@ def explain(
     default the model's output) to each reference, one target per reference (docs/similarity.md).
 
     ``task``: 'detect' for an object detector (a keras-hub one is one without it): each box its
-    decoder keeps scoring ``min_score`` or more (of ``classes`` if given; ``boxes``: only these, by
-    number, 0 the best) is a target; ``result.boxes[i][t]`` holds its ``box`` [left, top, right,
+    decoder keeps scoring ``min_score`` (None: 0.5) or more (of ``classes`` if given; ``boxes``: only
+    these, by number, 0 the best) is a target, and both are refused for a model that is no detector; ``result.boxes[i][t]`` holds its ``box`` [left, top, right,
     bottom] in pixels of ``result.images[i]``, ``class_index``, ``label``, ``score``, ``box_index``
     (docs/detection.md). An image with no such box is listed in ``failures``.
 
@@ -207,23 +226,27 @@ def explain(
                          smooth=smooth, chunk_size=chunk_size, max_channels=max_channels, region=region,
                          alpha=alpha, overlay_size=overlay_size, max_megapixels=max_megapixels,
                          counterfactual=counterfactual, combine=combine, tuning=tuning, reference=reference,
-                         min_score=float(min_score),
+                         min_score=DEFAULT_MIN_SCORE if min_score is None else float(min_score),
                          boxes=[int(box) for box in ([boxes] if is_integer(boxes) else boxes)] if boxes is not None
                          else None)
-    return explain_with_options(model, images, options, **model_options)
+    return explain_with_options(model, images, options, given_min_score=min_score, **model_options)
 
 
-def explain_with_options(model: Any, images: Any, options: RunOptions, **model_options) -> Explanation:
+def explain_with_options(model: Any, images: Any, options: RunOptions, given_min_score: float | None = None,
+                         **model_options) -> Explanation:
     """:func:`explain` for a run already described by ``options`` (``compare`` runs one per method);
-    ``model_options``: :func:`~gradcam_cli.models.resolve_model`'s keywords."""
+    ``given_min_score``: the ``min_score`` the caller gave (None: left at its default), refused with
+    ``options.boxes`` for a model that is no detector; ``model_options``:
+    :func:`~gradcam_cli.models.resolve_model`'s keywords."""
     alpha = check_alpha(options.alpha)
     if "keras" not in sys.modules and configured_name() == "tensorflow":  # else the user's import has spoken
         import_tensorflow_quietly()
     with quiet_own_retracing():
-        return _explain(model, images, options, alpha, model_options)
+        return _explain(model, images, options, alpha, model_options, given_min_score)
 
 
-def _explain(model: Any, images: Any, options: RunOptions, alpha: float, model_options: dict) -> Explanation:
+def _explain(model: Any, images: Any, options: RunOptions, alpha: float, model_options: dict,
+             given_min_score: float | None) -> Explanation:
     if options.reference is None:
         explainer = explainer_for(model, model_options, options)
     else:
@@ -231,6 +254,7 @@ def _explain(model: Any, images: Any, options: RunOptions, alpha: float, model_o
 
         explainer, options = similarity_explainer(model, model_options, options)
     spec = explainer.spec
+    refuse_box_options(explainer.head, given_min_score, options.boxes)
     arrays, paths, failures = as_images(images, spec.input_size, options.overlay_size, options.max_megapixels)
     channels = spec.channels
     prepared = np.stack([model_input(a, spec.input_size, channels) for a in arrays])
@@ -268,6 +292,9 @@ def _detections(result, found, arrays, paths, explainer, spec, failures, alpha) 
     boxes = [[{**box_fields(box, spec.input_size, (picture.shape[1], picture.shape[0])),
                "class_index": box.class_index, "label": spec.label(box.class_index), "score": box.score}
               for box in image_boxes] for image_boxes, picture in zip(found, arrays, strict=True)]
-    return Explanation(result.heatmaps, result.class_ids, result.probabilities, arrays, paths, explainer.layer_name,
-                       explainer.method.name, spec, failures, result.saliency, alpha, boxes=boxes)
+    padding = result.class_ids < 0  # past an image's last box: no score (NaN, not a plausible 0.0)
+    probabilities = np.where(padding, np.nan, result.probabilities).astype(np.float32)
+    noise = None if result.balance is None else (result.balance < ROUNDING_BALANCE) & ~padding
+    return Explanation(result.heatmaps, result.class_ids, probabilities, arrays, paths, explainer.layer_name,
+                       explainer.method.name, spec, failures, result.saliency, alpha, rounding_noise=noise, boxes=boxes)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageError, param
+from .errors import ImageError, OptionConflict, param
 
 BOX_FORMATS = ("yxyx", "xyxy", "xywh", "center_xywh", "center_yxhw")
 """The absolute box formats a detector's box output may use (Keras's ``keras.utils.bounding_boxes``
@@ -118,14 +118,16 @@ def pick_detections(found: list[Detection], source: str, min_score: float, boxes
     """The boxes one image explains: those of ``found`` (best first) scoring ``min_score`` or more and
     of ``classes`` when given, numbered from 0 in that order; ``boxes`` picks some by number. Raises
     :class:`ImageError` (one line naming ``source``) when none is left or a number is out of range."""
-    above = [d for d in found if d.score >= min_score]
-    if classes:
-        above = [d for d in above if d.class_index in classes]
+    candidates = [d for d in found if d.class_index in classes] if classes else list(found)
+    above = [d for d in candidates if d.score >= min_score]
     if not above:
-        best = f"the best scores {found[0].score:.3f}" if found else "the model's decoder kept no box"
         which = f" of {param('classes')} {','.join(map(str, classes))}" if classes else ""
-        raise ImageError(f"{source}: no detection{which} scores {param('min_score', min_score)} or more ({best}); "
-                         f"lower {param('min_score')} to explain weaker boxes.")
+        if not candidates:  # lowering min_score cannot help: the decoder's own threshold dropped them
+            raise ImageError(f"{source}: the model's decoder kept no box{which} (its own confidence threshold or "
+                             f"suppression, which {param('min_score')} cannot lower); nothing to explain.")
+        raise ImageError(f"{source}: no detection{which} scores {param('min_score', min_score)} or more (the best "
+                         f"scores {_below(candidates[0].score, min_score)}); lower {param('min_score')} to explain "
+                         "weaker boxes.")
     numbered = [Detection(d.box, d.class_index, d.score, number) for number, d in enumerate(above)]
     if not boxes:
         return numbered
@@ -134,6 +136,15 @@ def pick_detections(found: list[Detection], source: str, min_score: float, boxes
         raise ImageError(f"{source}: {param('boxes', wrong[0])} is out of range: {len(numbered)} detection(s) score "
                          f"{param('min_score', min_score)} or more (boxes 0..{len(numbered) - 1}).")
     return [numbered[n] for n in dict.fromkeys(boxes)]
+
+
+def _below(score: float, limit: float) -> str:
+    """``score`` (less than ``limit``) with enough digits to read as less: 0.999998, not 1.000."""
+    for digits in range(3, 10):
+        text = f"{score:.{digits}f}"
+        if float(text) < limit:
+            return text
+    return repr(score)
 
 
 def original_box(box: tuple[float, float, float, float], input_size: tuple[int, int],
@@ -152,6 +163,20 @@ def box_fields(detection: Detection, input_size: tuple[int, int], original_size:
     """What a manifest row of an explained box adds: ``box`` ``[left, top, right, bottom]`` in the
     original image's pixels (``original_size``: width, height) and ``box_index``, the box's number."""
     return {"box": original_box(detection.box, input_size, original_size), "box_index": detection.number}
+
+
+def refuse_box_options(head: Any, min_score: float | None, boxes: list[int] | None) -> None:
+    """``min_score`` (None: not given) and ``boxes`` choose a detector's boxes: given for a model whose
+    ``head`` is no detector they would be ignored, so they are refused in one line (as ``region`` is
+    for a model that does not segment)."""
+    given = [param("min_score", min_score) if min_score is not None else None,
+             param("boxes", ",".join(map(str, boxes))) if boxes else None]
+    given = [text for text in given if text]
+    if given and not head.takes_boxes:
+        raise OptionConflict(f"{' and '.join(given)} choose{'s' if len(given) == 1 else ''} an object detector's "
+                             f"boxes; this model's head is {head.describe()}: leave "
+                             f"{'them' if len(given) > 1 else 'it'} out, or give {param('task', 'detect')} for a "
+                             "detector.")
 
 
 def pick_for_batch(found: list[list[Detection]], sources: list[str], min_score: float, boxes: list[int] | None,

@@ -142,8 +142,9 @@ def check_detection_keywords(task: Any, min_score: Any, boxes: Any) -> None:
     """``task``, ``min_score`` and ``boxes`` (a detector's) checked in one line each."""
     if task not in (None, "classify", "detect"):
         raise OptionConflict(f"{named('task', task)}: give 'detect', 'classify' or None.")
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.number)) or not 0 <= min_score <= 1:
-        raise TargetError(f"{named('min_score', min_score)}: give a score in [0, 1].")
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.number))
+                                  or not 0 <= min_score <= 1):
+        raise TargetError(f"{named('min_score', min_score)}: give a score in [0, 1] (or None: 0.5).")
     numbers = [boxes] if is_integer(boxes) else list(boxes) if isinstance(boxes, (list, tuple)) else None
     if boxes is not None and (not numbers or not all(is_integer(n) and n >= 0 for n in numbers)):
         raise TargetError(f"{named('boxes', boxes)}: give box numbers (0: each image's best), a list of them, or None.")

@@ -46,7 +46,10 @@ def explanation_html(result: Any, max_images: int = MAX_IMAGES, size: int = THUM
         name = Path(path).name if path else f"image {image}"
         for target in range(result.class_ids.shape[1]):
             class_index = int(result.class_ids[image, target])
-            probability = float(result.probabilities[image, class_index])
+            if class_index < 0:  # a detector's image with fewer boxes than the batch's most
+                continue
+            probability = float(result.boxes[image][target]["score"] if result.boxes is not None
+                                else result.probabilities[image, class_index])
             picture = thumbnail_overlay(result.images[image], result.heatmaps[image, target], size)
             prediction = result.spec.head.format_prediction(result.label(image, target), probability)
             caption = f"{html.escape(name)}<br>{html.escape(prediction)}"

@@ -209,9 +209,12 @@ class Reference:
                 max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> Reference:
         """The references ``sources`` (image files or folders) name, read at ``embedding`` of
         ``spec``'s model; images decoded as the queries are (``overlay_size``, ``max_megapixels``).
-        Raises :class:`TargetError` for a missing path, an empty folder, an unreadable image or
+        A source reached twice (its real path: two spellings, a symlink) is one reference. Raises :class:`TargetError` for a missing path, an empty folder, an unreadable image or
         an all-zero embedding."""
-        sources = [os.fspath(source) for source in sources]
+        unique: dict[str, str] = {}  # real path -> the first spelling: a reference given twice counts once, as inputs
+        for source in sources:
+            unique.setdefault(os.path.realpath(source), os.fspath(source))
+        sources = list(unique.values())
         if not sources:
             raise TargetError(f"no reference given: pass {param('reference', 'IMAGE|FOLDER')}.")
         site = embedding_site(spec.model, embedding)
@@ -255,8 +258,8 @@ class Reference:
             return cls.compute(spec, [value], embedding, overlay_size, max_megapixels)
         if isinstance(value, (list, tuple)) and all(isinstance(v, (str, os.PathLike)) for v in value):
             return cls.compute(spec, list(value), embedding, overlay_size, max_megapixels)
-        raise OptionConflict(f"{param('reference', repr(value)[:60])}: give an image or folder path, a list of them, "
-                             "or a gradcam_cli.reference.Reference.")
+        raise OptionConflict(f"{param('reference')} is {_kind(value)}: give an image or folder path, a list of them, "
+                             "or a gradcam_cli.reference.Reference (pixels in memory: save them to a file first).")
 
     def apply(self, spec: ModelSpec) -> ModelSpec:
         """A copy of ``spec`` whose head is the similarity to these references (the model is shared)."""
@@ -280,6 +283,22 @@ class Reference:
                          else name for name, count in zip(self.names, self.counts, strict=True))
 
 
+def _kind(value: Any) -> str:
+    """What a refused ``reference`` is, in a few words: never the whole of an array."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"an array of shape {tuple(shape)} ({type(value).__name__})"
+    if isinstance(value, (list, tuple)):
+        wrong = next(v for v in value if not isinstance(v, (str, os.PathLike)))
+        return f"{_article(type(value).__name__)} holding {_kind(wrong)}"
+    text = repr(value)
+    return text if len(text) <= 40 else _article(type(value).__name__)
+
+
+def _article(name: str) -> str:
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def reference_items(source: str) -> list:
     """The image files ``source`` names (one file, or a folder's images), checked to exist: called
     before a model loads, so that a mistyped reference fails at once."""
@@ -297,8 +316,9 @@ def _decoded(item, spec: ModelSpec, overlay_size: int | None, max_megapixels: fl
     try:
         return decode_item(item, spec.input_size, spec.channels, overlay_size, max_megapixels)[1]
     except ImageError as error:
-        raise TargetError(f"reference image {str(error).rstrip('.')}; fix or remove it (a concept must not "
-                          "silently lose an image).") from None
+        message = str(error).rstrip(".")
+        advice = "" if "; " in message else "; fix or remove it"  # the decoder's own advice, else one
+        raise TargetError(f"reference image {message}{advice} (a concept must not silently lose an image).") from None
 
 
 def similarity_explainer(model: Any, model_options: dict, options: Any) -> tuple[Any, Any]:

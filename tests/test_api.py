@@ -289,3 +289,24 @@ def test_an_unknown_colormap_of_an_overlay_is_one_line():
     result = explain("demo", np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(OptionConflict, match="colormap='viridis': choose one of jet, turbo, hot, gray"):
         result.overlay(0, colormap="viridis")
+
+
+def test_detector_keywords_on_a_classifier_and_a_pixel_reference_are_refused_in_one_line(gap_dense_model, tmp_path):
+    # the hostile pass: boxes= and min_score= were ignored for a classifier, and reference=np.zeros(...)
+    # printed the array in its message
+    from gradcam_cli import explain
+    from gradcam_cli.errors import OptionConflict
+
+    picture = np.zeros((32, 32, 3), np.uint8)
+    for keywords, named in (({"boxes": [0]}, "boxes=0 chooses"), ({"min_score": 0.5}, "min_score=0.5 chooses"),
+                            ({"boxes": 1, "min_score": 0.2}, "min_score=0.2 and boxes=1 choose")):
+        with pytest.raises(OptionConflict) as error:
+            explain(gap_dense_model, picture, **keywords)
+        assert str(error.value).startswith(f"{named} an object detector's boxes; this model's head is softmax over "
+                                           "5 classes")
+    assert explain(gap_dense_model, picture).class_ids.shape == (1, 1)  # left at their defaults: no refusal
+    with pytest.raises(OptionConflict) as error:
+        explain(gap_dense_model, picture, reference=np.zeros((64, 64, 3), np.uint8))
+    message = str(error.value)
+    assert message.startswith("reference is an array of shape (64, 64, 3) (ndarray): give an image or folder path")
+    assert "0, 0" not in message and "\n" not in message

@@ -266,6 +266,21 @@ box_option = click.option(
 detect_options = combine_options(task_option, min_score_option, box_option)
 
 
+def given(context: click.Context, name: str) -> bool:
+    """Whether the option ``name`` (its parameter name) was given, not left at its default."""
+    return context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def check_detector_options(spec, min_score: float, boxes) -> None:
+    """--min-score (when given) and --box on a model that is no detector: one line, exit 2, rather than
+    ignored (:func:`gradcam_cli.boxes.refuse_box_options`)."""
+    from ..boxes import refuse_box_options
+
+    min_given = given(click.get_current_context(), "min_score")
+    if min_given or boxes:
+        refuse_box_options(spec.head, min_score if min_given else None, list(boxes))
+
+
 def reference_option(required: bool = False):
     """``--reference IMAGE|FOLDER``, repeatable, as ``references``: what ``gradcam similar`` explains
     (required there), and what ``compare`` and ``evaluate`` explain in place of classes."""

@@ -11,6 +11,7 @@ from ..errors import GradcamError
 from .common import (
     MethodType,
     alpha_option,
+    check_detector_options,
     check_references,
     collect_or_fail,
     colormap_option,
@@ -85,6 +86,7 @@ def compare(images, model, weights, method_list, layers, combine, classes, outpu
         check_references(references)
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code,
                          None if references else model_output, task)  # with references it names the embedding
+        check_detector_options(spec, min_score, boxes)
         from ..options import RunOptions
         from ..reference import Reference
 

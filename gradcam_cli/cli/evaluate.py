@@ -12,6 +12,7 @@ from .common import (
     INTERRUPTED,
     MethodType,
     announce_report,
+    check_detector_options,
     check_references,
     collect_or_fail,
     detect_options,
@@ -94,6 +95,7 @@ def evaluate(inputs, model, weights, preprocess, labels, input_size, unsafe_mode
         check_references(references)
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code,
                          None if references else model_output, task)  # with references it names the embedding
+        check_detector_options(spec, min_score, boxes)
         warn_large_batch(batch_size, spec.input_size, len(items))
         from ..evaluate import EvaluateOptions, format_table, write_outputs
         from ..evaluate import evaluate as run_evaluation

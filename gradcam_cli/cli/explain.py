@@ -16,6 +16,7 @@ from .common import (
     OverlaySize,
     alpha_option,
     announce_report,
+    check_detector_options,
     collect_or_fail,
     colormap_option,
     detect_options,
@@ -95,6 +96,7 @@ def explain(inputs, model, weights, method, smooth, chunk_size, counterfactual, 
         arguments = model_arguments(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output,
                                     task)
         spec = load_spec(model, weights, preprocess, labels, input_size, unsafe_model_code, model_output, task)
+        check_detector_options(spec, min_score, boxes)
         warn_large_batch(batch_size, spec.input_size, len(items))
         from ..options import RunOptions
 

@@ -39,7 +39,7 @@ from .common import (
                    "penultimate layer). Default: the model's output. A rank-4 map is mean-pooled.")
 @click.option("--method", type=MethodType(), default="gradcam", show_default=True,
               help=f"A method that differentiates the similarity: {', '.join(METHODS)} (class-agnostic ones are "
-                   "refused: their map ignores the reference).")
+                   "refused: their map ignores the reference; so is cam: a cosine has no class weights).")
 @click.option("--smooth", type=click.Choice(["aug", "eigen"]), default=None,
               help="aug: average over flips and brightness changes; eigen: first principal component.")
 @click.option("--counterfactual", is_flag=True,

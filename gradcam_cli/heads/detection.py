@@ -85,8 +85,10 @@ class DetectionHead(Head):
     default_layer: str | None = None  # the target layer's path when none is given (module docstring)
 
     def describe(self):
+        """A noun phrase, as the other heads' ("softmax over 5 classes"), read after "this model's head is"."""
         anchors = f" at {self.anchors.shape[0]} anchors" if self.anchors is not None else ""
-        return f"object detector, per-anchor boxes and {self.units} class scores{anchors}"
+        classes = f"{self.units} class{'es' if self.units != 1 else ''}"
+        return f"an object detector (per-anchor boxes and scores for {classes}{anchors})"
 
     def select_output(self, outputs: list) -> Any:
         """The model's flattened outputs to this head's ``raw``: boxes then class scores, (B, A, 4 + C)."""

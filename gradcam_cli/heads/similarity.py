@@ -101,10 +101,11 @@ class SimilarityHead(Head):
 
     def class_weights(self, kernel):
         """CAM reads a classifier's Dense weights of a class; a cosine similarity has none."""
-        raise MethodError(f"CAM reads the Dense weights of a class, and a similarity to a reference is no class "
-                          f"score (a cosine, not linear in the features); use {param('method', 'gradcam')}.")
+        raise MethodError(f"{_no_class_weights()}.")
 
     def method_refusal(self, method) -> str | None:
+        if method.reads_class_weights:  # before CAM looks for a Dense layer, which an embedding may not end in
+            return _no_class_weights()
         if method.class_agnostic:
             return (f"{method.name} is class-agnostic: its map is the same whatever the reference, so it cannot show "
                     f"what makes the image close to one; use {param('method', 'gradcam')} or another method that "
@@ -125,3 +126,8 @@ class SimilarityHead(Head):
     @classmethod
     def format_prediction(cls, label: str, value: float) -> str:
         return f"cosine {value:.3f} to {label}"
+
+
+def _no_class_weights() -> str:
+    return (f"CAM reads the Dense weights of a class, and a similarity to a reference is no class score (a cosine, "
+            f"not linear in the features); use {param('method', 'gradcam')}")

@@ -103,6 +103,7 @@ class CamMethod:
     uses_max_channels: ClassVar[bool] = False  # reads ``max_channels``
     uses_hessian: ClassVar[bool] = False  # reads ``CamContext.hessian_products``
     class_agnostic: ClassVar[bool] = False  # the same map whatever the class
+    reads_class_weights: ClassVar[bool] = False  # weighs channels by a class's Dense weights (CAM: Head.class_weights)
     tunables: ClassVar[dict[str, str]] = {}  # run option -> constructor keyword, for options that tune it
     single_layer: ClassVar[str | None] = None  # why the method cannot combine several layers, if it cannot
     description: ClassVar[str] = ""

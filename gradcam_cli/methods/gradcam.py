@@ -71,6 +71,7 @@ class CAM(CamMethod):
     name = "cam"
     aliases = ("classactivationmap",)
     uses_gradients = False
+    reads_class_weights = True
     description = "class activation map from the Dense weights; needs conv -> GAP -> Dense (Zhou 2016)"
     single_layer = "it reads the Dense weights after the one layer that global average pooling reads"
 

@@ -83,7 +83,8 @@ class FinerCAM(GradCAM):
     - the base method is Grad-CAM (the authors' code accepts any CAM).
 
     On heads other than a softmax classifier the "scores" are that head's class scores (a sigmoid's
-    logits, a segmentation class's summed region scores); a head with one class is refused.
+    logits, a segmentation class's summed region scores); a head with one class is refused, and so is a
+    detector (its scores are those of the explained boxes, not of classes).
     """
 
     name = "finercam"
@@ -101,9 +102,13 @@ class FinerCAM(GradCAM):
         self.alpha = float(alpha)
 
     def prepare(self, spec, probe):
-        if probe.head.num_classes < 2:
-            raise MethodError(f"Finer-CAM compares the class with other classes, but this model's head is "
-                              f"{probe.head.describe()} with one; use {param('method', 'gradcam')}.")
+        head = probe.head
+        if head.takes_boxes:  # its scores are per explained box: comparing them would compare boxes, not classes
+            raise MethodError(f"Finer-CAM compares a class's score with those of other classes, and this model's "
+                              f"head is {head.describe()}, whose score is one box's; use {param('method', 'gradcam')}.")
+        if head.num_classes < 2:
+            raise MethodError(f"Finer-CAM compares a class's score with those of other classes, and this model's "
+                              f"head, {head.describe()}, has one class; use {param('method', 'gradcam')}.")
         return None
 
     def comparison_classes(self, logits, targets):

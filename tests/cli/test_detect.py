@@ -83,6 +83,17 @@ def test_detect_on_a_classifier_and_top_k_with_detect_are_refused_in_one_line(pi
     assert result.exit_code == 2 and "--top-k 2 ranks a classifier's classes" in result.output
 
 
+def test_min_score_and_box_on_a_classifier_are_refused_in_one_line(tmp_path):
+    # the hostile pass: both were silently ignored (exit 0) where --region and --combine are refused
+    result = run("explain", SHAPES / "02_single_square.png", "--model", "demo", "--min-score", "0.3", "--box", "0",
+                 "-o", tmp_path)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("gradcam: error: --min-score 0.3 and --box 0 choose an object detector's boxes; "
+                                     "this model's head is softmax over 5 classes: leave them out, or give --task "
+                                     "detect for a detector.")
+    assert not (tmp_path / "manifest.jsonl").exists()
+
+
 def test_the_api_explains_boxes_with_their_coordinates(pictures):
     import gradcam_cli
 
@@ -92,6 +103,30 @@ def test_the_api_explains_boxes_with_their_coordinates(pictures):
     left, top, right, bottom = result.boxes[0][0]["box"]
     start, end = (value * SCALE for value in SQUARE)
     assert start <= (left + right) / 2 <= end and result.boxes[0][0]["score"] > 0.99
+
+
+def test_the_apis_padded_targets_are_nan_refused_in_one_line_and_maps_flag_rounding_noise(pictures, tmp_path):
+    # the hostile pass: overlay(1, target=5) for an image with 5 boxes in a batch padded to 7 was a bare
+    # IndexError, padded probabilities read 0.0, and rounding_noise was always None for a detector
+    import gradcam_cli
+    from gradcam_cli.errors import TargetError
+
+    one_cell = np.zeros((32, 32, 3), np.uint8)
+    one_cell[8:12, 8:12] = 255  # a single bright cell: one box, where the square has more
+    result = gradcam_cli.explain(f"{pictures / 'det.py'}:build", [square_picture(), one_cell], task="detect")
+    counts = [len(boxes) for boxes in result.boxes]
+    assert counts[1] == 1 and counts[0] > 1 and result.probabilities.shape == result.class_ids.shape == (2, counts[0])
+    padded = result.class_ids < 0
+    assert padded.tolist() == [[False] * counts[0], [False] + [True] * (counts[0] - 1)]
+    assert np.isnan(result.probabilities[padded]).all() and (result.probabilities[~padded] > 0.5).all()
+    with pytest.raises(TargetError, match=r"^target=1 is out of range: image 1 has 1 box\(es\) explained \(targets "
+                                          r"0\.\.0\)\.$"):
+        result.overlay(1, target=1)
+    assert result.overlay(0, target=counts[0] - 1).shape == (32, 32, 3)
+    assert result.rounding_noise is not None and result.rounding_noise.shape == padded.shape
+    assert not result.rounding_noise.any()  # real maps of confident boxes; padding is never flagged
+    page = result._repr_html_()  # a notebook shows each real box once, captioned with its own score
+    assert page.count("<figure") == sum(counts) and f"{result.boxes[1][0]['score']:.1%}" in page
 
 
 @pytest.mark.slow

@@ -194,6 +194,35 @@ def test_pick_detections_numbers_boxes_and_refuses_one_out_of_range():
         pick_detections(found, "a.png", 0.5, boxes=[2])
 
 
+def test_no_box_message_reads_the_best_score_below_min_score_and_blames_an_empty_decoder():
+    # the hostile pass: --min-score 1.0 on PNet printed "(the best scores 1.000)" for 0.999998, and
+    # --min-score 0.0 with a decoder that kept nothing advised lowering --min-score
+    near = [Detection((0, 0, 4, 4), 0, 0.999998)]
+    with pytest.raises(ImageError, match=r"a.png: no detection scores min_score=1.0 or more \(the best scores "
+                                         r"0.999998\); lower min_score"):
+        pick_detections(near, "a.png", 1.0)
+    with pytest.raises(ImageError, match=r"the best scores 0.300\)"):  # the best of the classes asked, not 0.9
+        pick_detections([Detection((0, 0, 4, 4), 0, 0.9), Detection((0, 0, 8, 8), 1, 0.3)], "a.png", 0.5, classes=[1])
+    for found, classes, which in (([], None, ""), (near, [1], " of classes 1")):
+        with pytest.raises(ImageError) as error:
+            pick_detections(found, "a.png", 0.0, classes=classes)
+        message = str(error.value)
+        assert message.startswith(f"a.png: the model's decoder kept no box{which} (its own confidence threshold")
+        assert "lower min_score" not in message and "\n" not in message
+
+
+def test_finercam_on_a_detector_is_refused_in_a_sentence(detector):
+    from gradcam_cli.errors import MethodError
+    from gradcam_cli.explainer import Explainer
+    from gradcam_cli.models import resolve_model
+
+    with pytest.raises(MethodError) as error:
+        Explainer(resolve_model(detector[0], task="detect"), method="finercam")
+    assert str(error.value) == ("Finer-CAM compares a class's score with those of other classes, and this model's "
+                                "head is an object detector (per-anchor boxes and scores for 1 class), whose score is "
+                                "one box's; use method=gradcam.")
+
+
 def test_detect_task_on_a_classifier_is_refused_in_one_line(gap_dense_model):
     from gradcam_cli.models import resolve_model
 

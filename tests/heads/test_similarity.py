@@ -130,12 +130,26 @@ def test_methods_that_cannot_explain_a_similarity_are_refused_in_one_line(keras,
     query = [np.zeros((20, 20, 3), np.uint8)]
     with pytest.raises(MethodError, match="class-agnostic: its map is the same whatever the reference"):
         explain(model, query, reference=pattern_files["A"], method="eigencam")
-    with pytest.raises(MethodError, match="CAM reads the Dense weights of a class"):
-        explain(model, query, reference=pattern_files["A"], method="cam")
+    for embedding in (None, "after"):  # an inner map ends in no Dense layer: the reason is still the cosine
+        with pytest.raises(MethodError, match="CAM reads the Dense weights of a class"):
+            explain(model, query, reference=pattern_files["A"], method="cam", model_output=embedding)
     spec = spec_for_model(model)
     reference = Reference.compute(spec, [pattern_files["A"]])
     scored = Explainer(reference.apply(spec), method="scorecam").run(np.zeros((1, 20, 20, 3), np.float32))
     assert scored.heatmaps.shape == (1, 1, 16, 16)  # gradient-free but reference-dependent: it runs
+
+
+def test_a_reference_named_twice_by_any_spelling_is_one_target(keras, pattern_files, tmp_path):
+    # the hostile pass: --reference a.png twice gave two identical targets with the same label
+    from pathlib import Path
+
+    first = Path(pattern_files["A"])
+    (tmp_path / "link.png").symlink_to(first)
+    spec = spec_for_model(random_embedding_model(keras))
+    reference = Reference.compute(spec, [first, first.parent / "." / first.name, tmp_path / "link.png",
+                                         pattern_files["B"]])
+    assert reference.names == ("a.png", "b.png") and reference.vectors.shape[0] == 2
+    assert reference.paths == (str(first.resolve()), str(Path(pattern_files["B"]).resolve()))
 
 
 def test_a_classifier_output_is_no_embedding_and_the_message_names_the_layer_before_it(gap_dense_model,

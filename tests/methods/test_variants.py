@@ -79,6 +79,6 @@ def test_finercam_with_alpha_zero_is_gradcam(deep_model, images):
 
 
 def test_finercam_refuses_a_head_with_one_class(head_models):
-    with pytest.raises(MethodError, match="one; use") as refused:
+    with pytest.raises(MethodError, match=r"head, 1 linear unit \(regression\), has one class; use") as refused:
         Explainer(spec_for_model(head_models["regression"]), method="finercam")
     assert "\n" not in str(refused.value)
