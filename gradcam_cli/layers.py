@@ -172,10 +172,11 @@ def _mixes_positions(info: LayerInfo) -> bool:
     if not isinstance(info.layer, keras.layers.Reshape):
         return False
     try:
-        channels_in = tuple(info.layer.input.shape)[-1]
+        shape_in = tuple(info.layer.input.shape)
     except (AttributeError, ValueError, TypeError):
         return False
-    return channels_in is not None and info.output_shape is not None and channels_in != info.output_shape[-1]
+    return (len(shape_in) == 4 and shape_in[-1] is not None and info.output_shape is not None
+            and shape_in[-1] != info.output_shape[-1])  # a map's (h, w, c), refolded with other rows
 
 
 def _grid_of(info: LayerInfo, size) -> tuple[int, int, int] | None:
