@@ -38,6 +38,7 @@ def test_api_takes_single_pil_images_float_grey_and_rgba_arrays(tmp_path):
         explain("demo", [])
 
 
+@pytest.mark.slow
 def test_api_skips_unreadable_files_and_takes_input_size(keras, tmp_path, gap_dense_model):
     from gradcam_cli import explain
 
@@ -107,6 +108,7 @@ def test_api_refuses_classes_with_top_k_in_python_words():
         explain("demo", str(PAIR), classes="square", top_k=2)
 
 
+@pytest.mark.slow
 def test_explain_in_a_loop_with_an_in_memory_model_traces_once(keras, random_images):
     # gradcam_cli.explain built a fresh Explainer per call, so a notebook loop retraced every time.
     import gc
@@ -282,6 +284,7 @@ print(logging.getLogger("tensorflow").level, logging.getLogger("absl").level, os
     assert (tensorflow_level, absl_level) == ("0", "0") and native_level != "3"  # TensorFlow's own, not the CLI's
 
 
+@pytest.mark.slow
 def test_an_unknown_colormap_of_an_overlay_is_one_line():
     from gradcam_cli import explain
     from gradcam_cli.errors import OptionConflict

@@ -73,6 +73,7 @@ def test_conversions_follow_exif_and_colour_modes(corpus):
     assert load_image(folder / "animated.gif").shape == (30, 40, 3)
 
 
+@pytest.mark.slow
 def test_max_megapixels_refuses_a_full_size_decode_with_one_line_naming_the_option(tmp_path, phone_jpeg):
     png = tmp_path / "big.png"
     photo(2000, 1500).save(png)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 README_LIMIT_BYTES = 10_240
@@ -25,6 +27,7 @@ FIRST_SCREEN_LINES = 60
 MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
+@pytest.mark.slow
 def test_mkdocs_builds_the_site_in_strict_mode(tmp_path):
     # No skip when mkdocs is missing: CI installs it with the test extra, and a site that is not
     # built is a site whose dead links nobody sees.

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gradcam_cli.explainer import Explainer
 from gradcam_cli.manifest import MANIFEST
@@ -25,6 +26,7 @@ def _maps(model, images, method, layer=None, classes=None, top_k=1):
     return explainer.run(images, classes=classes, top_k=top_k)
 
 
+@pytest.mark.slow
 def test_gradients_are_of_the_logit_whatever_the_head(gap_dense_model, logits_twin, random_images):
     softmax_in_dense = _maps(gap_dense_model, random_images, "gradcam++", classes=[1, 3])
     for twin in logits_twin:
@@ -33,17 +35,20 @@ def test_gradients_are_of_the_logit_whatever_the_head(gap_dense_model, logits_tw
         np.testing.assert_allclose(other.probabilities, softmax_in_dense.probabilities, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_probabilities_are_the_models_own(gap_dense_model, random_images):
     result = _maps(gap_dense_model, random_images, "gradcam")
     np.testing.assert_allclose(result.probabilities, gap_dense_model.predict(random_images, verbose=0), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_top_k_orders_classes_by_probability(gap_dense_model, random_images):
     result = _maps(gap_dense_model, random_images, "gradcam", top_k=3)
     expected = np.argsort(-result.probabilities, axis=1)[:, :3]
     np.testing.assert_array_equal(result.class_ids, expected)
 
 
+@pytest.mark.slow
 def test_a_class_named_twice_is_explained_once(tmp_path):
     result = run("explain", PAIR, "-o", tmp_path, "--class", "circle", "--class", "0")
     assert result.exit_code == 0, result.output
@@ -58,6 +63,7 @@ def test_partial_batch_gives_same_maps_as_full(gap_dense_model, random_images):
     assert len(explainer._compiled) == 1
 
 
+@pytest.mark.slow
 def test_aug_smoothing_is_mirror_symmetric_on_a_mirror_symmetric_image(gap_dense_model):
     rng = np.random.default_rng(5)
     half = rng.uniform(0, 255, (32, 16, 3))

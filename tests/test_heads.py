@@ -41,6 +41,7 @@ def test_head_detection(head_models, keras, logits_twin, gap_dense_model):
     assert detect_head(head_models["binary"]).num_classes == 2
 
 
+@pytest.mark.slow
 def test_binary_head_explains_both_classes(keras, head_models, head_images):
     model = head_models["binary"]
     spec = spec_for_model(model)
@@ -62,6 +63,7 @@ def test_binary_labels_file_names_both_classes(head_models):
     assert [spec.label(0), spec.label(1)] == ["cat", "dog"]
 
 
+@pytest.mark.slow
 def test_multilabel_units_are_their_own_classes(keras, head_models, head_images):
     model = head_models["multilabel"]
     result = Explainer(spec_for_model(model), layer="target", batch_size=3).run(head_images, top_k=2)
@@ -73,6 +75,7 @@ def test_multilabel_units_are_their_own_classes(keras, head_models, head_images)
     np.testing.assert_allclose(explicit.heatmaps[:, 0], expected, rtol=2e-3, atol=1e-6 * expected.max())
 
 
+@pytest.mark.slow
 def test_regression_reports_the_value_and_differentiates_before_relu(keras, head_models, head_images):
     model = head_models["regression"]
     spec = spec_for_model(model)
@@ -110,6 +113,7 @@ def test_segmentation_head_and_auto_pick(unet):
     assert explainer.region_name == "pred"
 
 
+@pytest.mark.slow
 def test_default_target_is_the_class_covering_most_pixels(unet, unet_images):
     result = Explainer(spec_for_model(unet), batch_size=2).run(unet_images)
     predicted = unet.predict(unet_images, verbose=0).argmax(-1)

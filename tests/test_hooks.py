@@ -73,6 +73,7 @@ def test_the_mixed_model_computes_in_float16(keras, mixed_pair):
     assert low_precision_layers(twin) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_on_the_mixed_model_equals_the_float32_twin(mixed_pair, images, method):
     mixed, twin = mixed_pair
@@ -90,6 +91,7 @@ def test_every_method_on_the_mixed_model_equals_the_float32_twin(mixed_pair, ima
     np.testing.assert_array_equal(np.asarray(after), predicted)
 
 
+@pytest.mark.slow
 def test_without_float32_compute_small_gradients_underflow_to_an_all_zero_map(keras, images, monkeypatch):
     """A head kernel of 1e-6 and a 12x12 average pool: d score / d activation is about 7e-9, below
     float16's smallest subnormal (6e-8), so in float16 every gradient is 0."""
@@ -139,6 +141,7 @@ def colour_picture(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_grey_model_s_rows_say_so_and_its_overlay_is_in_colour(keras, tmp_path, colour_picture):
     keras.utils.set_random_seed(5)
     small_cnn(keras, channels=1).save(tmp_path / "grey.keras")
@@ -162,6 +165,7 @@ def test_an_rgb_model_s_rows_have_no_model_input(keras, tmp_path, colour_picture
     assert row["status"] == "ok" and "model_input" not in row
 
 
+@pytest.mark.slow
 def test_a_model_that_rescales_its_input_gets_one_note_with_a_preprocessing(keras, tmp_path, caplog):
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)

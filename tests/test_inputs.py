@@ -80,6 +80,7 @@ def test_recursive_walk_keeps_the_real_path_not_the_symlinked_copy(tmp_path, dea
     assert sorted(item.relative for item in items) == ["a.png", "sub/b.png"]
 
 
+@pytest.mark.slow
 def test_one_input_whatever_the_spelling(tmp_path, inn, monkeypatch):
     out = tmp_path / "out"
     monkeypatch.chdir(tmp_path)
@@ -95,6 +96,7 @@ def test_one_input_whatever_the_spelling(tmp_path, inn, monkeypatch):
     assert (out / "index.html").read_text().count('<article class="card"') == 3
 
 
+@pytest.mark.slow
 def test_the_output_folder_is_never_an_input(tmp_path, inn):
     for extra in ([], ["--overwrite"]):
         result = run("explain", inn, "-r", "-o", inn / "out", *extra)

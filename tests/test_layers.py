@@ -26,6 +26,7 @@ EXPECTED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("architecture", "size", "expected"), EXPECTED)
 def test_auto_layer_matches_design_on_real_architectures(keras, architecture, size, expected):
     model = getattr(keras.applications, architecture)(weights=None, input_shape=(size, size, 3))
@@ -67,6 +68,7 @@ def test_layer_may_name_a_nested_backbone(keras):
     assert result.layer == backbone.name and result.heatmaps.shape == (1, 1, 2, 2)
 
 
+@pytest.mark.slow
 def test_layer_override_errors_name_candidates(keras, backbone):
     with pytest.raises(LayerNotFound, match="out_relu"):
         find_layer(backbone, "out_rleu")
@@ -119,6 +121,7 @@ def test_deit_and_swin_pick_their_last_block(keras, keras_hub, vit_images):
         assert maps.shape == (3, 1, 4, 4) and np.isfinite(maps).all() and maps.max() > 0
 
 
+@pytest.mark.slow
 def test_keras_hub_cnn_classifier_uses_the_shape_rule(keras, keras_hub, vit_images, tmp_path):
     """A keras-hub ResNet (no attention): the last spatial layer of its nested backbone, by file."""
     keras.utils.set_random_seed(9)
@@ -169,6 +172,7 @@ def test_a_head_reading_two_spatial_branches_is_said_on_one_line(keras, caplog):
     assert Explainer(spec, layer="branch_b").notes == []  # chosen by hand: nothing to say
 
 
+@pytest.mark.slow
 def test_a_plain_cnn_or_a_block_after_the_pick_is_no_second_branch(keras, gap_dense_model, demo_spec):
     from gradcam_cli.explainer import Explainer
     from gradcam_cli.models import spec_for_model

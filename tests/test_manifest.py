@@ -61,6 +61,7 @@ def test_manifest_paths_are_relative_to_the_manifest_and_the_folder_moves(tmp_pa
                                  "guided-gradcam").output
 
 
+@pytest.mark.slow
 def test_older_manifests_are_still_read(tmp_path, inn, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run("explain", "inn", "-o", "out", "-q").exit_code == 0

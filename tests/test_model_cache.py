@@ -6,10 +6,12 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 
 from tests.helpers import PAIR
 
 
+@pytest.mark.slow
 def test_explain_in_a_loop_over_a_model_name_builds_and_traces_it_once():
     # explain("NAME", ...) built and traced a new model every call: a loop over names and methods grew
     # by the graphs TensorFlow never frees (tf.custom_gradient ops such as SiLU: EfficientNet).
@@ -27,6 +29,7 @@ def test_explain_in_a_loop_over_a_model_name_builds_and_traces_it_once():
     assert explain("demo", str(PAIR)).spec is not first.spec
 
 
+@pytest.mark.slow
 def test_kept_models_are_bounded_and_an_edited_model_file_is_read_again(tmp_path, monkeypatch):
     import os
 

@@ -51,6 +51,7 @@ def manual_vit_gradcam(vit, images, class_index, tap="norm"):
     return np.maximum(np.einsum("bhwk,bk->bhw", activations, weights), 0), logits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer, tap", [(None, "norm"), ("transformer_block_2", "input")])
 def test_vit_gradcam_matches_a_reference_built_without_the_probe(vit, vit_images, layer, tap):
     explainer = Explainer(spec_for_model(vit), batch_size=3, layer=layer)
@@ -61,6 +62,7 @@ def test_vit_gradcam_matches_a_reference_built_without_the_probe(vit, vit_images
     np.testing.assert_allclose(result.heatmaps[:, 0], expected, rtol=2e-3, atol=1e-5 * expected.max())
 
 
+@pytest.mark.slow
 def test_hirescam_vanishes_on_the_tokens_entering_a_pre_norm_block_and_not_at_its_norm(vit, vit_images):
     """The tokens entering block 2 reach the class token only through its first LayerNorm, which is
     scale-invariant per token: sum_k g_k A_k = 0 at every position, up to rounding (issue 26). At the
@@ -75,6 +77,7 @@ def test_hirescam_vanishes_on_the_tokens_entering_a_pre_norm_block_and_not_at_it
     np.testing.assert_allclose(maps[:, 0], expected, rtol=2e-3, atol=1e-5 * expected.max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["gradcam++", "layercam", "hirescam", "scorecam", "eigencam", "ablationcam"])
 def test_other_methods_run_on_tokens(vit, vit_images, method):
     options = {"chunk_size": 8} if method in ("scorecam", "ablationcam") else {}
@@ -84,6 +87,7 @@ def test_other_methods_run_on_tokens(vit, vit_images, method):
         assert (maps.max(axis=(1, 2, 3)) > maps.min(axis=(1, 2, 3))).all()
 
 
+@pytest.mark.slow
 def test_ablationcam_on_tokens_matches_its_formula(vit, vit_images):
     """Zeroing channel k of the patch tokens entering block 2, by hand, against the tool's weights."""
     import tensorflow as tf

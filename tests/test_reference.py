@@ -54,6 +54,7 @@ def two_patch_files(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_reads_deletion_and_insertion_on_the_similarity_and_refuses_average_drop(keras, two_patch_files):
     from gradcam_cli.errors import EvaluationError
     from gradcam_cli.evaluate import evaluate
@@ -79,6 +80,7 @@ def test_evaluate_reads_deletion_and_insertion_on_the_similarity_and_refuses_ave
         evaluate(items, spec, EvaluateOptions(reference=reference, methods=["gradcam"], metrics=["drop"]))
 
 
+@pytest.mark.slow
 def test_compare_sheet_takes_the_reference_once_for_every_method(keras, two_patch_files, tmp_path):
     from gradcam_cli.compare import compare_sheet
     from gradcam_cli.errors import MethodError

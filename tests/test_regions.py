@@ -30,6 +30,7 @@ def test_region_score_is_the_sum_of_the_class_logits_over_the_region(unet, unet_
     np.testing.assert_array_equal(result.region_pixels[:, 0], pixels)
 
 
+@pytest.mark.slow
 def test_perturbation_methods_keep_the_region_fixed(unet, unet_images):
     for method in ("scorecam", "ablationcam"):
         maps = Explainer(spec_for_model(unet), method=method, batch_size=2, chunk_size=4).run(unet_images).heatmaps

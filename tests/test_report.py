@@ -101,6 +101,7 @@ def test_report_in_a_real_headless_browser(report_dir, tmp_path):
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_thumbnails_of_same_named_files_in_different_folders_stay_apart(tmp_path):
     source = tmp_path / "in"
     for folder, picture in (("a", "01_single_cross.png"), ("b", "03_single_triangle.png")):
@@ -176,6 +177,7 @@ def _card(name: str, kind: str, value: float) -> dict:
     return {"input": name, "targets": [row], "error": None, "top": [[0, "x", value]]}
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_sort_names_what_it_orders_and_keeps_probabilities_apart_from_regression_values(tmp_path):
     """A regression's value (here 41.5) was sorted with softmax probabilities as one 'confidence'."""

@@ -50,6 +50,7 @@ def test_a_map_equal_to_the_mask_points_perfectly_and_deletes_better_than_random
     assert np.all(as_mask.values["deletion"] < baseline.values["deletion"])
 
 
+@pytest.mark.slow
 def test_a_detectors_deletion_curve_reads_the_kept_boxs_score_on_each_copy(keras):
     """Deletion on a detector: each step's value is the kept box's score on the copy, the best matching
     anchor's class probability times its IoU with the box (heads/detection.py), recomputed here from

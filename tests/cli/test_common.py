@@ -124,6 +124,7 @@ def test_a_batch_above_the_documented_pixels_warns_in_one_line(capsys):
     assert "25.7 M pixels" in warning
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["explain", "evaluate"])
 def test_a_huge_batch_is_a_warning_not_an_error_and_zero_is_refused(command, tmp_path, monkeypatch):
     from gradcam_cli.cli import common

@@ -27,6 +27,7 @@ def test_compare_without_methods_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "--methods" in result.output
 
 
+@pytest.mark.slow
 def test_compare_lists_unreadable_images_and_exits_1(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
@@ -77,6 +78,7 @@ def test_an_unwritable_sheet_is_exit_3_and_one_line_before_any_work(tmp_path, mo
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_sheet_that_cannot_be_written_at_the_end_is_exit_3(tmp_path, monkeypatch):
     import errno
 
@@ -91,6 +93,7 @@ def test_a_sheet_that_cannot_be_written_at_the_end_is_exit_3(tmp_path, monkeypat
     assert "s.png: cannot write (Read-only file system)" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_compare_bounds_its_decodes_with_max_megapixels(tmp_path):
     big = tmp_path / "big.png"
     Image.new("RGB", (1600, 1000), "gray").save(big)
@@ -99,6 +102,7 @@ def test_compare_bounds_its_decodes_with_max_megapixels(tmp_path):
     assert (tmp_path / "s.png").exists()
 
 
+@pytest.mark.slow
 def test_a_missing_input_is_one_line_and_the_rest_are_compared(tmp_path):
     # compare refused the whole run (exit 2) for one missing file among good ones
     result = run("compare", PAIR, tmp_path / "gone.png", "--methods", "gradcam", "-o", tmp_path / "sheet.png")

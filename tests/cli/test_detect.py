@@ -39,6 +39,7 @@ def pictures(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_each_kept_box_gets_a_row_an_overlay_with_its_box_and_a_heatmap(pictures, tmp_path):
     result = run("explain", pictures / "square.png", pictures / "black.png", "--model", f"{pictures / 'det.py'}:build",
                  "--task", "detect", "-o", tmp_path)
@@ -61,6 +62,7 @@ def test_each_kept_box_gets_a_row_an_overlay_with_its_box_and_a_heatmap(pictures
     assert heatmap.shape == (8, 8) and heatmap.max() > 0
 
 
+@pytest.mark.slow
 def test_box_picks_one_and_a_number_out_of_range_is_one_line_per_image(pictures, tmp_path):
     model = f"{pictures / 'det.py'}:build"
     result = run("explain", pictures / "square.png", "--model", model, "--task", "detect", "--box", "0",
@@ -94,6 +96,7 @@ def test_min_score_and_box_on_a_classifier_are_refused_in_one_line(tmp_path):
     assert not (tmp_path / "manifest.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_the_api_explains_boxes_with_their_coordinates(pictures):
     import gradcam_cli
 
@@ -105,6 +108,7 @@ def test_the_api_explains_boxes_with_their_coordinates(pictures):
     assert start <= (left + right) / 2 <= end and result.boxes[0][0]["score"] > 0.99
 
 
+@pytest.mark.slow
 def test_the_apis_padded_targets_are_nan_refused_in_one_line_and_maps_flag_rounding_noise(pictures, tmp_path):
     # the hostile pass: overlay(1, target=5) for an image with 5 boxes in a batch padded to 7 was a bare
     # IndexError, padded probabilities read 0.0, and rounding_noise was always None for a detector
@@ -169,6 +173,7 @@ def test_mtcnn_pnet_finds_the_astronauts_face_and_the_boxs_map_lands_on_it(tmp_p
     assert shown[y : y + height, x : x + width].sum() / shown.sum() > 0.5
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_images_with_several_boxes_and_with_box(pictures, tmp_path):
     # the manifest counted 'boxes>=0.5' as one row per image, so an image with several boxes, and every
     # --box run, was redone by each rerun (found by the hostile pass)

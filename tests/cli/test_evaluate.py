@@ -129,6 +129,7 @@ def test_pointing_without_ground_truth_and_bad_ground_truth_are_usage_errors(tmp
     assert bad.exit_code == 2 and "gt.json" in bad.output and "Traceback" not in bad.output
 
 
+@pytest.mark.slow
 def test_maps_of_a_class_the_image_does_not_hold_are_counted_apart(tmp_path):
     result = run("evaluate", SHAPES / "01_single_cross.png", "--methods", "gradcam", "--metrics", "pointing,energy",
                  "--top-k", 2, "--ground-truth", SHAPES / "ground_truth.json", "-o", tmp_path)
@@ -162,6 +163,7 @@ def test_the_readme_ci_job_passes_on_the_bundled_samples(tmp_path):
     assert "fail-under" not in result.output
 
 
+@pytest.mark.slow
 def test_an_input_is_known_by_its_real_path_however_it_is_typed(tmp_path, monkeypatch):
     """Rows name the resolved real path, as explain's manifest does, so a rerun that reaches the same
     file by another spelling (relative, through a symlink) reuses its rows instead of scoring again."""
@@ -181,6 +183,7 @@ def test_an_input_is_known_by_its_real_path_however_it_is_typed(tmp_path, monkey
     assert reused == rows  # as written, not migrated like a manifest row
 
 
+@pytest.mark.slow
 def test_max_megapixels_bounds_evaluate_and_the_rest_is_scored(tmp_path):
     from PIL import Image
 
@@ -258,6 +261,7 @@ def test_an_evaluate_interrupted_before_the_first_image_promises_nothing_to_resu
     assert "rerun resumes" not in stopped.output
 
 
+@pytest.mark.slow
 def test_rows_are_reused_for_the_same_model_at_another_path_and_old_path_fingerprints(tmp_path, monkeypatch):
     """The model enters the fingerprint by its content (issue 29), as explain's runs: a copy of the
     model file elsewhere reuses the rows; rows of before (fingerprinted by the model's path) too."""

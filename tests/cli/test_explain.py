@@ -28,6 +28,7 @@ def stored_rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / MANIFEST).read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_explain_demo_on_bundled_samples(tmp_path):
     result = run("explain", SHAPES, "--model", "demo", "-o", tmp_path, "--method", "gradcam++")
     assert result.exit_code == 0, result.output
@@ -43,6 +44,7 @@ def test_explain_demo_on_bundled_samples(tmp_path):
     assert "01_single_cross.png: cross" in result.output
 
 
+@pytest.mark.slow
 def test_top_k_and_named_classes(tmp_path):
     image = SHAPES / "05_pair_circle_triangle.png"
     result = run("explain", image, "-o", tmp_path / "k", "--top-k", "3")
@@ -55,12 +57,14 @@ def test_top_k_and_named_classes(tmp_path):
     assert [(r["class_index"], r["label"]) for r in read_manifest(tmp_path / "c")] == [(2, "triangle"), (0, "circle")]
 
 
+@pytest.mark.slow
 def test_json_rows_on_stdout(tmp_path):
     result = run("explain", SHAPES / "02_single_square.png", "-o", tmp_path, "--json")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 1 and rows[0]["label"] == "square" and rows[0]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_outputs_never_collide(tmp_path):
     source = tmp_path / "in"
     (source / "a").mkdir(parents=True)
@@ -74,6 +78,7 @@ def test_outputs_never_collide(tmp_path):
     assert len(overlays) == 4 and all(Path(p).exists() for p in overlays)
 
 
+@pytest.mark.slow
 def test_exit_codes_for_usage_errors(tmp_path):
     image = SHAPES / "01_single_cross.png"
     cases = [
@@ -102,6 +107,7 @@ def test_bad_model_paths(tmp_path, bad):
     assert result.exit_code == 2 and str(path) in result.output
 
 
+@pytest.mark.slow
 def test_guided_gradcam_writes_a_saliency_image_beside_the_overlay(tmp_path):
     result = run("explain", SHAPES / "05_pair_circle_triangle.png", "-o", tmp_path, "--method", "guided-gradcam")
     assert result.exit_code == 0, result.output
@@ -168,6 +174,7 @@ def test_output_taken_for_the_output_folder_points_to_output_dir(tmp_path):
     assert "--output-dir" in result.output and "--model-output" in result.output, result.output
 
 
+@pytest.mark.slow
 def test_bad_models_and_layers_exit_2_before_any_image(keras, tmp_path):
     inputs = keras.Input((16, 16, 3))
     flat = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
@@ -228,6 +235,7 @@ def test_cli_multi_output_without_output_lists_them_and_exits_2(saved_head_model
     assert result.exit_code == 2 and "no such output" in result.output
 
 
+@pytest.mark.slow
 def test_cli_records_head_value_and_output(saved_head_models, tmp_path):
     result = run("explain", saved_head_models["image"], "--model", saved_head_models["two"], "--model-output", "age", "-o", tmp_path / "age")
     assert result.exit_code == 0, result.output
@@ -242,6 +250,7 @@ def test_cli_records_head_value_and_output(saved_head_models, tmp_path):
     assert {label for _, label, _ in row["top"]} == {"negative", "positive"}
 
 
+@pytest.mark.slow
 def test_cli_records_pixel_counts_and_reports_an_empty_region_per_image(unet, unet_images, tmp_path):
     model_path = tmp_path / "unet.keras"
     unet.save(model_path)

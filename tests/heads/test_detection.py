@@ -129,6 +129,7 @@ def test_tiny_detector_finds_the_bright_square_and_nothing_on_black(keras, detec
         pick_detections(found[1], "black.png", 0.5)
 
 
+@pytest.mark.slow
 def test_explained_box_map_equals_a_gradient_tape_reference(keras, detector):
     """Grad-CAM at 'features' of the box score, against the same score written here with TensorFlow
     (the IoU a fixed weight, as the head's docstring says)."""

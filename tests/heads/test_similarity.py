@@ -40,6 +40,7 @@ def pattern_files(tmp_path_factory):
     return {"A": save(PATTERN_A, folder / "a.png"), "B": save(PATTERN_B, folder / "b.png")}
 
 
+@pytest.mark.slow
 def test_the_map_lands_on_the_patch_that_matches_the_reference_and_moves_with_it(patterns, pattern_files):
     query = two_patch(PATTERN_A, PATTERN_B)  # A on the left, B on the right
     on_a = explain(patterns, [query], reference=pattern_files["A"])
@@ -125,6 +126,7 @@ def test_a_rank4_embedding_is_mean_pooled_as_global_average_pooling_would(keras,
     np.testing.assert_allclose(pooled.heatmaps, mixed.heatmaps, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_methods_that_cannot_explain_a_similarity_are_refused_in_one_line(keras, pattern_files):
     model = random_embedding_model(keras)
     query = [np.zeros((20, 20, 3), np.uint8)]

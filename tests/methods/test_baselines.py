@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
+@pytest.mark.slow
 def test_baselines_are_fixed_and_model_free(demo_spec):
     from gradcam_cli.explainer import Explainer
 

@@ -58,6 +58,7 @@ def test_the_option_reaches_the_explainer(deep_model):
     assert not Explainer.from_options(spec_for_model(deep_model), RunOptions()).counterfactual
 
 
+@pytest.mark.slow
 def test_counterfactual_guided_gradcam_negates_the_score_of_both_halves(deep_model, images, reference):
     a, g, _, _ = reference
     explainer = Explainer(spec_for_model(deep_model), method="guided-gradcam", layer="target",

@@ -91,6 +91,7 @@ def reference_fullgrad(layers, images, class_index):
     return sum(_psi(term.astype(np.float64), images.shape[1:3]) for term in terms)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["flat", "nested", "subclassed"])
 def test_fullgrad_is_the_sum_of_the_input_and_bias_gradients(fullgrad_models, kind):
     models, layers, images = fullgrad_models
@@ -111,6 +112,7 @@ def test_fullgrad_refuses_a_bias_it_cannot_read_in_one_line(keras):
     assert "\n" not in str(refused.value)
 
 
+@pytest.mark.slow
 def test_fullgrad_on_a_segmentation_head_reads_the_classifier_bias_either_way(keras, unet, unet_images):
     """The probe reads a fused softmax's pre-activation itself (its logits are then tapped) and a
     separate Softmax layer's input (the classifier's output is tapped): the maps agree."""

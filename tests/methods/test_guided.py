@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gradcam_cli.explainer import Explainer
 from gradcam_cli.models.in_memory import spec_for_model
 
 
+@pytest.mark.slow
 def test_guided_gradcam_is_guided_backprop_times_upsampled_gradcam(keras):
     """Against a twin model whose ReLUs are replaced by an independent guided-ReLU layer."""
     import tensorflow as tf

@@ -99,6 +99,7 @@ def _reference(model, pixels: np.ndarray, layers: list[str], class_index: np.nda
     return _unit(scaled.prod(axis=0) if combine == "product" else scaled.mean(axis=0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("combine", ["mean", "product"])
 def test_combined_map_equals_gradcam_of_each_layer_by_hand(model, spec, pixels, combine):
     from gradcam_cli.explainer import Explainer
@@ -168,6 +169,7 @@ def picture(tmp_path_factory, pixels):
     return path
 
 
+@pytest.mark.slow
 def test_cli_writes_the_combined_map_at_the_finest_resolution(tmp_path, model_file, picture, model):
     out = tmp_path / "out"
     result = run("explain", picture, "-m", model_file, "--layer", "b", "--layer", "a", "-o", out, "-q")

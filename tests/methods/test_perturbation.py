@@ -4,6 +4,7 @@ implementations, and the memory their chunked graphs hold."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gradcam_cli.explainer import Explainer
 from gradcam_cli.models.in_memory import spec_for_model
@@ -15,6 +16,7 @@ def test_eigencam_is_the_sign_fixed_first_component(deep_model, images, referenc
     close(maps(deep_model, images, "eigencam"), numpy_first_component(a), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_scorecam_formula_and_channel_selection(deep_model, images, reference):
     import tensorflow as tf
 
@@ -63,6 +65,7 @@ def test_ablationcam_substitution_equals_the_tail_model(deep_model, images, monk
     close(substituted, with_tail, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_ablationcam_on_a_nested_backbone_with_a_skip_around_the_layer(keras):
     """The target sits inside a nested backbone and a skip connection bypasses it (issue 15): the
     ablated maps are substituted inside the full forward pass; checked against eq. 3 computed by

@@ -4,6 +4,7 @@ implementation of its formula, and their identities on a GAP -> Dense head."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.references import close, maps, relu
 
@@ -25,6 +26,7 @@ def test_layercam_formula(deep_model, images, reference):
     close(maps(deep_model, images, "layercam", classes=[1]), relu((relu(g) * a).sum(-1)))
 
 
+@pytest.mark.slow
 def test_identities_on_a_gap_dense_head(gap_dense_model, random_images):
     cam = maps(gap_dense_model, random_images, "cam", classes=[2])
     gradcam = maps(gap_dense_model, random_images, "gradcam", classes=[2])

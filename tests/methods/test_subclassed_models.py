@@ -376,6 +376,7 @@ def test_classifier_automatic_layer_is_the_last_map_before_the_head(classifier_c
     assert tuple(explainer.target.output_shape) == (None, 9, 9, 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(set(METHODS) - INPUT_RESOLUTION))
 def test_classifier_method_matches_the_hand_reference(classifier_case, method):
     model, images, ref = classifier_case
@@ -408,6 +409,7 @@ def test_segmenter_automatic_layer_is_the_one_before_the_per_pixel_classifier(se
     assert explainer.target.layer is model.decoder.get_layer("d1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", SEGMENTER_METHODS)
 def test_segmenter_method_matches_the_hand_reference(segmenter_case, method):
     model, images, ref, class_index = segmenter_case
@@ -419,6 +421,7 @@ def test_segmenter_method_matches_the_hand_reference(segmenter_case, method):
     close(result.heatmaps[:, 0], expected, rtol=RTOL.get(method, 2e-3))
 
 
+@pytest.mark.slow
 def test_segmenter_guided_gradcam_saliency_is_guided_backprop_times_the_map(segmenter_case):
     model, images, ref, class_index = segmenter_case
     _, result = _run(model, images, "guided-gradcam", [class_index])

@@ -28,6 +28,7 @@ def test_each_option_sets_its_methods_keyword_and_is_refused_elsewhere():
         check_tuning(["gradcam", "fem"], {"kpca_gamma": 1.0})
 
 
+@pytest.mark.slow
 def test_fem_sigmas_from_the_cli_equals_the_api_and_moves_the_fingerprint(tmp_path):
     from gradcam_cli import explain
 
@@ -45,6 +46,7 @@ def test_fem_sigmas_from_the_cli_equals_the_api_and_moves_the_fingerprint(tmp_pa
     assert refused.exit_code == 2 and refused.output.count("\n") == 1 and "Traceback" not in refused.output
 
 
+@pytest.mark.slow
 def test_a_run_of_several_methods_hands_each_its_own_options(tmp_path):
     result = run("evaluate", SHAPE, "--model", "demo", "--methods", "gradcam,finercam", "--finer-alpha", "0.5",
                  "--metrics", "drop", "-o", tmp_path / "ev", "-q")

@@ -12,6 +12,7 @@ from gradcam_cli import render
 from tests.references import STEPS, make_evaluator, probability, reference_blur, reference_order
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tied", [False, True], ids=["maps", "maps-with-ties"])
 def test_deletion_insertion_drop_and_increase_match_numpy(caffe_spec, random_images, tied):
     from gradcam_cli.metrics.perturbation import blurred

@@ -25,6 +25,7 @@ def test_names_are_case_dash_and_underscore_insensitive(spelling):
     assert application_registry()[normalize_name(spelling)].name == "ResNet50"
 
 
+@pytest.mark.slow
 def test_entries_know_native_size_and_preprocessing():
     registry = application_registry()
     assert registry["xception"].native_size() == 299

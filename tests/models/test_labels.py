@@ -34,6 +34,7 @@ def test_bad_labels_files_fail_with_one_line(tmp_path, content, message):
     assert "Traceback" not in result.output and str(labels) in result.output
 
 
+@pytest.mark.slow
 def test_labels_with_a_byte_order_mark_and_trailing_blank_lines_work(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_bytes("\n".join(NAMES + ["", ""]).encode("utf-8-sig"))
@@ -42,6 +43,7 @@ def test_labels_with_a_byte_order_mark_and_trailing_blank_lines_work(tmp_path):
     assert stored_rows(tmp_path / "out")[0]["label"] == "circle"
 
 
+@pytest.mark.slow
 def test_imagenet_names_ship_with_the_package_and_need_no_download(tmp_path, monkeypatch, capsys):
     from gradcam_cli.models import resolve_model
     from gradcam_cli.models.labels import IMAGENET_CLASS_INDEX, imagenet_labels

@@ -48,6 +48,7 @@ def test_all_zero_maps_are_zeros_not_nan_and_flagged(dead_model, tmp_path):
     assert np.abs(overlay - expected).mean() < 3  # uniform tint from jet(0), JPEG noise only
 
 
+@pytest.mark.slow
 def test_a_model_file_is_one_model_however_its_path_is_typed(tmp_path, monkeypatch):
     """The resume fingerprint held the model path as typed, so `--model m.keras` then
     `--model ./m.keras` redid everything, and the Ray engine (whose actors load the absolute path)
@@ -62,6 +63,7 @@ def test_a_model_file_is_one_model_however_its_path_is_typed(tmp_path, monkeypat
     assert again.exit_code == 0 and "0 image(s) explained, 1 already done" in again.output, again.output
 
 
+@pytest.mark.slow
 def test_json_lists_the_inputs_a_resumed_run_skips(tmp_path):
     # '--json' used to print nothing for inputs already done, so a script reading stdout lost them.
     import json
@@ -166,6 +168,7 @@ def test_rounding_noise_is_flagged_in_rows_overlays_report_and_one_line(vit, tmp
     assert "rounding noise" not in clean.output
 
 
+@pytest.mark.slow
 def test_counterfactual_rows_say_so_and_resume_apart(tmp_path):
     first = run("explain", SHAPE, "--model", "demo", "-o", tmp_path / "out")
     second = run("explain", SHAPE, "--model", "demo", "-o", tmp_path / "out", "--counterfactual")

@@ -27,6 +27,7 @@ def manifest(folder: Path) -> list[dict]:
     return Manifest.read_rows(folder / "manifest.jsonl")
 
 
+@pytest.mark.slow
 def test_bad_files_fail_one_line_each_and_good_ones_all_get_outputs(corpus, tmp_path, monkeypatch):
     folder, expected = corpus
     unreadable = folder / "unreadable.png"
@@ -69,6 +70,7 @@ def test_bad_files_fail_one_line_each_and_good_ones_all_get_outputs(corpus, tmp_
     assert "empty file" in rows["zero_bytes.jpg"]["error"]
 
 
+@pytest.mark.slow
 def test_missing_inputs_are_reported_and_the_rest_processed(tmp_path):
     result = run("explain", SHAPE, tmp_path / "nope.jpg", str(tmp_path / "*.png"), "-o", tmp_path / "out")
     assert result.exit_code == 1
@@ -144,6 +146,7 @@ def test_ctrl_c_stops_cleanly_with_summary_and_exit_130(many_images, tmp_path):
     assert rows and all(Path(r["overlay"]).exists() for r in rows if r["status"] == "ok")
 
 
+@pytest.mark.slow
 def test_full_disk_stops_with_one_message(tmp_path, monkeypatch):
     real_write = outputs.atomic_write_bytes
     calls = {"count": 0}
