@@ -76,7 +76,7 @@ def end_to_end(backend: str, model: str, folder: Path, out: Path, count: int) ->
 def compare(backends: list[str], models: list[str], methods: list[str], images: int) -> dict:
     """Every backend's figures, from one subprocess each, plus end-to-end runs on one folder."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from throughput import make_folder
+    from photos import make_folder
 
     results: dict = {"images": images, "batch": BATCH, "backends": {}}
     with tempfile.TemporaryDirectory() as work:

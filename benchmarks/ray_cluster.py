@@ -3,7 +3,7 @@ from the steady state, and where the difference goes.
 
     python benchmarks/ray_cluster.py [--images 640] [--rounds 2] [--model mobilenetv2] [--json F]
 
-One folder of photo-like 640x480 JPEGs (``throughput.make_folder``), a ``keras.applications`` model
+One folder of photo-like 640x480 JPEGs (``photos.make_folder``), a ``keras.applications`` model
 with random weights (timing does not depend on them), batch 16, top-1 Grad-CAM, overlays and ``.npy``
 written locally. Each round runs, one after the other on the same machine:
 
@@ -49,7 +49,7 @@ os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from throughput import make_folder  # noqa: E402
+from photos import make_folder  # noqa: E402
 
 BATCH = 16
 NODE = {"num_cpus": 1, "object_store_memory": 128 * 1024**2}

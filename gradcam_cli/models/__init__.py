@@ -12,11 +12,12 @@ from typing import Any
 
 from ..errors import ModelNotFound, OptionConflict, param
 from .applications import application_registry, build_application
-from .factory import is_factory_reference, load_factory
+from .factory import load_factory
 from .files import load_model_file
 from .in_memory import spec_for_model
 from .labels import labels_for_model
 from .preprocessing import make_preprocess
+from .references import is_factory_reference
 from .spec import ModelSpec, normalize_name
 
 __all__ = ["ModelSpec", "application_registry", "build_application", "load_model_file", "resolve_model",

@@ -28,37 +28,10 @@ from typing import Any
 from ..errors import ModelLoadError, ModelNotFound, describe_error
 from .files import read_sidecar, sidecar_input_size, sidecar_labels
 from .in_memory import spec_for_model
+from .references import absolute_reference, split_reference
 from .spec import ModelSpec
 
-IDENTIFIER = r"[A-Za-z_]\w*"
-ATTRIBUTE = rf"{IDENTIFIER}(?:\.{IDENTIFIER})*"
-MODULE_REFERENCE = re.compile(rf"^(?P<module>{ATTRIBUTE}):(?P<attribute>{ATTRIBUTE})$")
-FILE_REFERENCE = re.compile(rf"^(?P<file>.+\.py):(?P<attribute>{ATTRIBUTE})$")
-RESERVED_PREFIXES = ("hub",)
-MODULE_PREFIX = "gradcam_user_"  # the name a factory file is imported under (plus its stem and a digest)  # ``hub:PRESET`` names a keras-hub preset, never a module called hub
-
-
-def split_reference(text: str) -> tuple[str, str, bool] | None:
-    """``(file or module, attribute, is_file)`` for a factory reference, None for anything else."""
-    match = FILE_REFERENCE.match(text)
-    if match:
-        return match.group("file"), match.group("attribute"), True
-    match = MODULE_REFERENCE.match(text)
-    if match and match.group("module").lower() not in RESERVED_PREFIXES:
-        return match.group("module"), match.group("attribute"), False
-    return None
-
-
-def is_factory_reference(text: str) -> bool:
-    return split_reference(text) is not None and not os.path.exists(text)
-
-
-def absolute_reference(text: str) -> str:
-    """The reference with its file made absolute (for Ray actors, whose working folder may differ)."""
-    parts = split_reference(text)
-    if parts is None or not parts[2] or not os.path.exists(parts[0]):
-        return text
-    return f"{os.path.realpath(parts[0])}:{parts[1]}"
+MODULE_PREFIX = "gradcam_user_"  # the name a factory file is imported under (plus its stem and a digest)
 
 
 def load_factory(reference: str, preprocess: str | None = None, labels: Any = None,

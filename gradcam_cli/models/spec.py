@@ -19,6 +19,7 @@ from ..errors import (
 )
 from ..graph import model_channels, select_output
 from ..heads import Head, detect_head, detection_head, is_keras_hub_detector
+from .references import split_reference
 
 DEFAULT_SIZE = 224
 DIGEST_CHARS = 16  # 64 bits of a SHA-256: one model among millions, not a security boundary
@@ -129,8 +130,6 @@ def model_identity(spec: ModelSpec) -> str:
     - ``hub:PRESET``: the preset (a handle names its version);
     - a model in memory: its weights' digest.
     """
-    from .factory import split_reference  # imports this module
-
     source, weights = spec.source, spec.extra.get("weights")
     if source.startswith("keras.applications."):
         if weights is not None and weights != "imagenet" and os.path.isfile(str(weights)):

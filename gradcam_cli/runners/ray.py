@@ -47,7 +47,7 @@ import numpy as np
 from .. import outputs
 from ..errors import EngineError, GradcamError, spell_command_line, spells_command_line
 from ..inputs import InputItem
-from ..models.factory import absolute_reference, split_reference
+from ..models.references import absolute_reference, split_reference
 from ..models.spec import ModelSpec
 from ..options import RunOptions
 from ..storage import is_uri

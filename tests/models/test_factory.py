@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from gradcam_cli.models import resolve_model
-from gradcam_cli.models.factory import is_factory_reference, split_reference
+from gradcam_cli.models.references import is_factory_reference, split_reference
 from tests.helpers import run
 
 SIZE = 16
