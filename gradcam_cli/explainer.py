@@ -24,7 +24,7 @@ from .models.spec import ModelSpec
 from .options import TUNING_FIELDS, RunOptions
 from .probe import LayersProbe, Probe
 from .regions import REGIONS, read_region_mask
-from .targets import empty_region_message, resolve_classes  # noqa: F401  (explain's own, re-exported)
+from .targets import resolve_classes
 
 log = logging.getLogger("gradcam_cli")
 _NOTES_SHOWN: set[str] = set()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from gradcam_cli import decode as decode_module
 from gradcam_cli.manifest import Manifest
-from tests.helpers import PAIR, run
+from tests.helpers import PAIR, run, tensorflow_warnings
 
 
 @pytest.mark.slow
@@ -168,25 +168,13 @@ def test_the_api_bounds_decodes_and_names_its_own_keywords(tmp_path):
 @pytest.mark.slow
 def test_an_api_loop_prints_no_retracing_warning_while_the_users_own_functions_still_do(keras, random_images,
                                                                                       monkeypatch):
-    import logging
 
     import tensorflow as tf
-    from tensorflow.python.eager.polymorphic_function import polymorphic_function
 
     import gradcam_cli
     from gradcam_cli import api
 
-    # a fresh count of retracings, so that TensorFlow warns here whatever earlier tests traced
-    monkeypatch.setattr(polymorphic_function, "_frequent_tracing_detector_manager",
-                        polymorphic_function._FrequentTracingDetectorManager())
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # as in a user's process (the CLI's tests raise it)
-    logger.addHandler(handler)
-    try:
+    with tensorflow_warnings(monkeypatch) as records:
         models = [keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
                                     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
                   for _ in range(2)]
@@ -202,9 +190,6 @@ def test_an_api_loop_prints_no_retracing_warning_while_the_users_own_functions_s
 
         for size in range(1, 8):  # the user's function retraced on every call: TensorFlow's warning stays
             users_own(tf.zeros((size,)))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert ours == []
     theirs = [r.getMessage() for r in records if api.RETRACING_WARNING in r.getMessage()]
     assert theirs and all("users_own" in message for message in theirs)

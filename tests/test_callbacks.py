@@ -250,32 +250,18 @@ def test_callback_explains_one_output_of_a_multi_output_model(tmp_path, keras):
 @pytest.mark.slow
 def test_callback_epochs_print_no_retracing_warning_of_the_tools_own(keras, tmp_path, monkeypatch):
     # six methods trace six steps of the same Python function, which TensorFlow counted as retracing
-    import logging
-
-    from tensorflow.python.eager.polymorphic_function import polymorphic_function
 
     from gradcam_cli.api import RETRACING_WARNING
     from gradcam_cli.callbacks import GradCAMCallback
+    from tests.helpers import tensorflow_warnings
 
-    monkeypatch.setattr(polymorphic_function, "_frequent_tracing_detector_manager",
-                        polymorphic_function._FrequentTracingDetectorManager())
     images, labels = _training_data(8)
     methods = ["gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "eigencam"]
     callback = GradCAMCallback(images[:2], method=methods, classes=labels[:2], log_dir=None, png_dir=tmp_path)
     callback.set_model(_tiny_classifier(keras))
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # as in a user's process (the CLI's tests raise it)
-    logger.addHandler(handler)
-    try:
+    with tensorflow_warnings(monkeypatch) as records:
         callback.on_train_begin()
         callback.on_epoch_end(0)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert sorted(callback.tracing_count) == sorted(methods)
     assert [r for r in records if RETRACING_WARNING in r.getMessage()] == []
 
