@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from PIL import Image
 from .. import outputs, render
 from ..boxes import Detection, box_fields, pick_detections
 from ..decode import GREY_CONVERSION, PixelBudget, decode_item
-from ..errors import ImageError, OutputError, param, phrase
+from ..errors import ImageError, OutputError, param
 from ..explainer import Explainer
 from ..inputs import InputItem
 from ..manifest import MANIFEST, Manifest, RemoteManifest
@@ -32,47 +32,9 @@ from ..models.spec import ModelSpec
 from ..options import RunOptions
 from ..outputs import OutputFolder
 from ..targets import empty_region_message
+from .summary import RunSummary
 
 TOP_PREDICTIONS = 3
-
-
-@dataclass
-class RunSummary:
-    images_done: int = 0
-    images_skipped: int = 0
-    rows: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    interrupted: bool = False
-    seconds: float = 0.0
-    layer: str = ""
-    method: str = ""
-    noise_maps: int = 0  # rows whose map is rounding noise (``rounding_noise``)
-    maps: int = 0  # rows with a map written, and of them those all zero or constant (``empty_heatmap``)
-    empty_maps: int = 0
-
-    def noise_note(self) -> str | None:
-        """One line when every map came out empty, or some were rounding noise
-        (:data:`~gradcam_cli.methods.base.ROUNDING_BALANCE`), naming the method, the layer and what
-        would work instead."""
-        if self.maps and self.empty_maps == self.maps:
-            return phrase(f"all {self.maps} map(s) of {self.method} at layer {self.layer} are empty (zero or flat "
-                          "everywhere): that layer does not reach the explained score, or its weighted sum is "
-                          f"negative at every position; try another {param('layer')} ('gradcam layers' lists them) "
-                          f"or {param('method')}.")
-        if not self.noise_maps:
-            return None
-        return phrase(f"{self.noise_maps} map(s) of {self.method} at layer {self.layer} are rounding noise: the "
-                      "gradient x activation terms cancel to within float32 rounding there (the score does not "
-                      "change when a position's activations are scaled, or sits at its maximum: a query that is "
-                      f"its own reference), so they show nothing; use "
-                      f"{param('method', 'gradcam')} or another {param('layer')} ('gradcam layers' lists "
-                      "them; for a transformer, its block's first norm). Rows say rounding_noise: true.")
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return 130
-        return 1 if self.failures else 0
 
 
 def fingerprint(spec: ModelSpec, explainer: Explainer, options: RunOptions, targets: str) -> str:

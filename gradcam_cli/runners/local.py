@@ -21,7 +21,8 @@ from ..explainer import Explainer
 from ..inputs import InputItem
 from ..models.spec import ModelSpec
 from ..options import RunOptions
-from .batch import RowSink, RunSummary, plan_run
+from .batch import RowSink, plan_run
+from .summary import RunSummary
 
 
 def _batches(items: list, size: int) -> Iterator[list]:

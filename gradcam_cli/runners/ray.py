@@ -51,8 +51,9 @@ from ..models.references import absolute_reference, split_reference
 from ..models.spec import ModelSpec
 from ..options import RunOptions
 from ..storage import is_uri
-from .batch import BatchJob, RowSink, RunPlan, RunSummary, fingerprint, plan_run
+from .batch import BatchJob, RowSink, RunPlan, fingerprint, plan_run
 from .ray_session import ray_data_console_detached, ray_session, require_ray
+from .summary import RunSummary
 
 log = logging.getLogger("gradcam_cli")
 WRITE_FAILURE = "__write_failure__"  # marks an actor's OSError on writing (errno, strerror)

@@ -102,7 +102,7 @@ def test_the_console_script_keeps_clicks_usage_errors_and_help(monkeypatch, caps
 
 def test_an_interrupt_before_the_first_image_does_not_promise_a_manifest(tmp_path, monkeypatch, capsys):
     from gradcam_cli.cli import explain
-    from gradcam_cli.runners.batch import RunSummary
+    from gradcam_cli.runners.summary import RunSummary
 
     monkeypatch.setattr(explain, "_run_with_progress",
                         lambda items, spec, options, quiet, as_json, engine_run=None: RunSummary(interrupted=True))
